@@ -1,0 +1,291 @@
+"""Codes, exact nearest-neighbour search and the 2-D map behind the dashboard.
+
+``ivae index RUN_DIR`` encodes every image (``z``) and every recipe (the conditional prior
+``p(z | y)``: ``y_mean``, ``y_logvar``) of a run's dataset once, adds a UMAP map of ``z`` and
+writes ``RUN_DIR/index/codes.npz``. Search is exact (no approximation): a blocked numpy
+matmul plus ``argpartition``, fast enough for a million items on a CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+INDEX_FILE = Path("index") / "codes.npz"
+ENCODE_BATCH = 256
+
+
+class MissingIndexError(ValueError):
+    """A run has no usable index; the message says which command builds it."""
+
+
+class NearestNeighbors:
+    """Exact (weighted) Euclidean nearest neighbours over fixed points.
+
+    points: (N, k). ``search`` scans them in blocks so memory stays O(block * queries).
+    """
+
+    def __init__(self, points: np.ndarray, block_size: int = 131072):
+        self.points = np.ascontiguousarray(points, dtype=np.float32)  # (N, k)
+        self.sq_norms = np.einsum("ij,ij->i", self.points, self.points)  # (N,)
+        self.block_size = block_size
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def search(
+        self,
+        queries: np.ndarray,
+        n: int = 8,
+        weights: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The n nearest points to each query, closest first.
+
+        queries: (k,) or (Q, k). weights: (k,) non-negative per-dimension weights of the
+        squared distance (None = all ones). exclude: indices or an (N,) boolean mask of
+        points never returned. Returns (indices, distances), each (n,) or (Q, n).
+        """
+        single = np.ndim(queries) == 1
+        q = np.atleast_2d(np.asarray(queries, dtype=np.float32))  # (Q, k)
+        w = None if weights is None else _check_weights(weights, q.shape[1])
+        banned = self._exclusion_mask(exclude)
+        n = int(min(n, len(self) - (0 if banned is None else banned.sum())))
+        if n <= 0:
+            empty = np.zeros((len(q), 0))
+            return (empty[0].astype(int), empty[0]) if single else (empty.astype(int), empty)
+        best_d, best_i = self._scan(q, n, w, banned)
+        order = np.argsort(best_d, axis=1, kind="stable")
+        indices = np.take_along_axis(best_i, order, axis=1)
+        distances = np.sqrt(np.maximum(np.take_along_axis(best_d, order, axis=1), 0.0))
+        return (indices[0], distances[0]) if single else (indices, distances)
+
+    def _exclusion_mask(self, exclude: np.ndarray | None) -> np.ndarray | None:
+        if exclude is None:
+            return None
+        exclude = np.asarray(exclude)
+        if exclude.dtype == bool:
+            return exclude
+        mask = np.zeros(len(self), dtype=bool)
+        mask[exclude.astype(int)] = True
+        return mask
+
+    def _scan(self, q, n, w, banned) -> tuple[np.ndarray, np.ndarray]:
+        """Per block: squared distances, then keep the n smallest; merge across blocks."""
+        # ||p - q||_w^2 = sum w p^2 - 2 p . (w q) + sum w q^2, all as matmuls.
+        wq = q if w is None else q * w  # (Q, k)
+        q_sq = np.einsum("ij,ij->i", wq, q)[:, None]  # (Q, 1)
+        cand_d, cand_i = [], []
+        for start in range(0, len(self), self.block_size):
+            stop = min(start + self.block_size, len(self))
+            block = self.points[start:stop]  # (B, k)
+            p_sq = self.sq_norms[start:stop] if w is None else (block * block) @ w
+            d2 = p_sq[None, :] - 2.0 * (wq @ block.T) + q_sq  # (Q, B)
+            if banned is not None:
+                d2[:, banned[start:stop]] = np.inf
+            keep = min(n, stop - start)
+            part = np.argpartition(d2, keep - 1, axis=1)[:, :keep]  # (Q, keep)
+            cand_d.append(np.take_along_axis(d2, part, axis=1))
+            cand_i.append(part + start)
+        d_all, i_all = np.concatenate(cand_d, axis=1), np.concatenate(cand_i, axis=1)
+        top = np.argpartition(d_all, n - 1, axis=1)[:, :n]
+        return np.take_along_axis(d_all, top, axis=1), np.take_along_axis(i_all, top, axis=1)
+
+
+def _check_weights(weights: np.ndarray, k: int) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float32).reshape(-1)
+    if w.shape != (k,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"weights must be {k} finite non-negative numbers, got {weights!r}")
+    return w
+
+
+@dataclass
+class Index:
+    """Every item of a run's dataset, encoded once.
+
+    ids, split: (N,) str. z: (N, k) image codes (run.encode_x). y_mean, y_logvar: (N, k) the
+    recipe's conditional prior (run.encode_y). map2d: (N, 2) UMAP of z.
+    """
+
+    ids: np.ndarray
+    z: np.ndarray
+    y_mean: np.ndarray
+    y_logvar: np.ndarray
+    map2d: np.ndarray
+    split: np.ndarray
+    model_digest: str = ""
+    data_source: str = ""
+    _searchers: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def searcher(self, space: str = "image") -> NearestNeighbors:
+        """The search structure over image codes (``image``) or recipe prior means (``recipe``)."""
+        if space not in ("image", "recipe"):
+            raise ValueError(f"space must be 'image' or 'recipe', got {space!r}")
+        if space not in self._searchers:
+            self._searchers[space] = NearestNeighbors(self.z if space == "image" else self.y_mean)
+        return self._searchers[space]
+
+    def nearest(
+        self,
+        query: np.ndarray,
+        n: int = 8,
+        weights: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
+        space: str = "image",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and distances of the n items whose codes are closest to ``query``."""
+        return self.searcher(space).search(query, n=n, weights=weights, exclude=exclude)
+
+    def position(self, item_id: str) -> int:
+        """Row of an item id; KeyError with the id when it is not in the index."""
+        hits = np.flatnonzero(self.ids == str(item_id))
+        if len(hits) == 0:
+            raise KeyError(f"no item with id {item_id!r} in the index")
+        return int(hits[0])
+
+
+def model_digest(run_path: Path) -> str:
+    """A short fingerprint of model.pt, so an index built for other weights is detected."""
+    model_file = Path(run_path) / "model.pt"
+    if not model_file.exists():
+        return ""
+    digest = hashlib.sha256()
+    with open(model_file, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def build_index(run, data=None, progress: bool = True) -> Index:
+    """Encode every item of ``data`` (default: the run's own dataset) and save the index."""
+    data = run.load_data() if data is None else data
+    z = _encode_batched(run.encode_x, data.x, "images", progress)
+    y_mean, y_logvar = _encode_recipes(run, data.y, progress)
+    index = Index(
+        ids=np.asarray(data.ids).astype(str),
+        z=z,
+        y_mean=y_mean,
+        y_logvar=y_logvar,
+        map2d=map_2d(z),
+        split=np.asarray(data.split).astype(str),
+        model_digest=model_digest(run.path),
+        data_source=str(getattr(data, "source", "") or ""),
+    )
+    save_index(index, Path(run.path) / INDEX_FILE)
+    return index
+
+
+def _batches(n: int, label: str, progress: bool):
+    starts = range(0, n, ENCODE_BATCH)
+    if not progress:
+        return starts
+    from tqdm import tqdm
+
+    return tqdm(starts, desc=f"encoding {label}", unit="batch")
+
+
+def _encode_batched(encode, x: np.ndarray, label: str, progress: bool) -> np.ndarray:
+    parts = [encode(x[s : s + ENCODE_BATCH]) for s in _batches(len(x), label, progress)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _encode_recipes(run, y: np.ndarray, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    means, logvars = [], []
+    for start in _batches(len(y), "recipes", progress):
+        mean, logvar = run.encode_y(y[start : start + ENCODE_BATCH])
+        means.append(mean)
+        logvars.append(logvar)
+    return np.concatenate(means).astype(np.float32), np.concatenate(logvars).astype(np.float32)
+
+
+def map_2d(z: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(N, 2) UMAP embedding of the codes; PCA when there are too few points for UMAP."""
+    z = np.asarray(z, dtype=np.float32)
+    if len(z) < 16 or z.shape[1] < 2:
+        return _pca_2d(z)
+    import umap  # imported here: it compiles with numba, seconds the dashboard need not pay
+
+    reducer = umap.UMAP(
+        n_components=2, n_neighbors=min(15, len(z) - 1), random_state=seed, n_jobs=1
+    )
+    return reducer.fit_transform(z).astype(np.float32)
+
+
+def _pca_2d(z: np.ndarray) -> np.ndarray:
+    centred = z - z.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    out = centred @ vt[:2].T
+    return np.pad(out, ((0, 0), (0, 2 - out.shape[1]))).astype(np.float32)
+
+
+def save_index(index: Index, path: Path) -> None:
+    """Atomic write: a temp file in the same folder, then os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        name: np.asarray(getattr(index, name)) for name in ("z", "y_mean", "y_logvar", "map2d")
+    }
+    arrays.update(
+        ids=np.asarray(index.ids).astype(str),
+        split=np.asarray(index.split).astype(str),
+        model_digest=np.asarray(index.model_digest),
+        data_source=np.asarray(index.data_source),
+    )
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_index(path: Path) -> Index:
+    """Load codes.npz (never unpickles: allow_pickle=False)."""
+    with np.load(path, allow_pickle=False) as f:
+        return Index(
+            ids=f["ids"].astype(str),
+            z=f["z"].astype(np.float32),
+            y_mean=f["y_mean"].astype(np.float32),
+            y_logvar=f["y_logvar"].astype(np.float32),
+            map2d=f["map2d"].astype(np.float32),
+            split=f["split"].astype(str),
+            model_digest=str(f["model_digest"]) if "model_digest" in f else "",
+            data_source=str(f["data_source"]) if "data_source" in f else "",
+        )
+
+
+def load_index(run, check_model: bool = True) -> Index:
+    """The run's saved index; MissingIndexError saying to run ``ivae index`` when absent/stale."""
+    path = Path(run.path) / INDEX_FILE
+    command = f"ivae index {run.path}"
+    if not path.exists():
+        raise MissingIndexError(
+            f"run {run.path} has no index yet ({path}); build it with `{command}`"
+        )
+    try:
+        index = read_index(path)
+    except (OSError, ValueError, KeyError) as error:
+        raise MissingIndexError(
+            f"{path} is unreadable ({error}); rebuild it with `{command}`"
+        ) from None
+    if index.z.shape[1] != run.latent_dim:
+        raise MissingIndexError(
+            f"{path} has {index.z.shape[1]}-d codes but the model has {run.latent_dim}; "
+            f"rebuild it with `{command}`"
+        )
+    digest = model_digest(run.path)
+    if check_model and index.model_digest and digest and index.model_digest != digest:
+        raise MissingIndexError(
+            f"{path} was built for different weights; rebuild it with `{command}`"
+        )
+    return index

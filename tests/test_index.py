@@ -1,0 +1,149 @@
+"""Exact nearest-neighbour search and the saved index, tested without a trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import ivae.index as index_module
+from ivae.index import (
+    INDEX_FILE,
+    MissingIndexError,
+    NearestNeighbors,
+    build_index,
+    load_index,
+    map_2d,
+)
+
+
+def brute_force(points, query, n, weights=None, exclude=()):
+    weights = np.ones(points.shape[1]) if weights is None else weights
+    d2 = (((points - query) ** 2) * weights).sum(axis=1)
+    d2[list(exclude)] = np.inf
+    order = np.argsort(d2, kind="stable")[:n]
+    return order, np.sqrt(d2[order])
+
+
+@pytest.fixture
+def points():
+    return np.random.default_rng(0).standard_normal((5000, 6)).astype(np.float32)
+
+
+@pytest.mark.parametrize("block_size", [64, 777, 100000])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_search_matches_brute_force(points, block_size, weighted):
+    rng = np.random.default_rng(1)
+    weights = rng.uniform(0, 2, 6) if weighted else None
+    nn = NearestNeighbors(points, block_size=block_size)
+    for _ in range(5):
+        query = rng.standard_normal(6)
+        indices, distances = nn.search(query, n=12, weights=weights)
+        expected, expected_d = brute_force(points, query, 12, weights)
+        np.testing.assert_array_equal(indices, expected)
+        np.testing.assert_allclose(distances, expected_d, rtol=1e-3, atol=1e-3)
+
+
+def test_batch_queries_and_exclusion(points):
+    nn = NearestNeighbors(points, block_size=1000)
+    indices, distances = nn.search(points[:3], n=5)
+    assert indices.shape == distances.shape == (3, 5)
+    np.testing.assert_array_equal(indices[:, 0], [0, 1, 2])  # each point is its own nearest
+    assert np.all(np.diff(distances, axis=1) >= 0)
+    without, _ = nn.search(points[7], n=4, exclude=np.array([7]))
+    assert 7 not in without
+    np.testing.assert_array_equal(without, brute_force(points, points[7], 4, exclude=[7])[0])
+    mask = np.ones(len(points), dtype=bool)
+    mask[[3, 9]] = False
+    only, _ = nn.search(points[0], n=10, exclude=mask)
+    assert sorted(only) == [3, 9]  # n shrinks to what is left
+
+
+def test_zero_weight_ignores_a_dimension(points):
+    query = points[10].copy()
+    query[2] += 100.0  # far away in dimension 2 only
+    weights = np.ones(6)
+    weights[2] = 0.0
+    indices, _ = NearestNeighbors(points).search(query, n=1, weights=weights)
+    assert indices[0] == 10
+
+
+def test_bad_weights_are_refused(points):
+    with pytest.raises(ValueError, match="non-negative"):
+        NearestNeighbors(points).search(points[0], weights=-np.ones(6))
+
+
+def test_map_2d_small_and_shape():
+    z = np.random.default_rng(0).standard_normal((10, 4))
+    assert map_2d(z).shape == (10, 2)  # too few points for UMAP: PCA
+
+
+@pytest.mark.slow
+def test_map_2d_umap():
+    z = np.random.default_rng(0).standard_normal((200, 4))
+    assert map_2d(z).shape == (200, 2)
+
+
+class FakeRun:
+    """The parts of ivae.run.Run the index uses: a linear 'encoder' on vectors."""
+
+    def __init__(self, path: Path, k: int = 3):
+        self.path = path
+        self.latent_dim = k
+        rng = np.random.default_rng(0)
+        n = 300
+        self.data = SimpleNamespace(
+            x=rng.standard_normal((n, 5)).astype(np.float32),
+            y=rng.standard_normal((n, 4)).astype(np.float32),
+            ids=np.array([f"item{i}" for i in range(n)]),
+            split=np.array(["train", "val", "test"] * (n // 3)),
+            source="/data/fake",
+        )
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "model.pt").write_bytes(b"weights v1")
+
+    def load_data(self):
+        return self.data
+
+    def encode_x(self, x):
+        return x[:, : self.latent_dim] * 2.0
+
+    def encode_y(self, y):
+        return y[:, : self.latent_dim], np.zeros((len(y), self.latent_dim))
+
+
+@pytest.fixture
+def fast_map(monkeypatch):
+    """UMAP compiles with numba for a minute; the save/load logic does not need it."""
+    monkeypatch.setattr(index_module, "map_2d", index_module._pca_2d)
+
+
+def test_build_save_load_roundtrip(tmp_path, fast_map):
+    run = FakeRun(tmp_path / "run")
+    built = build_index(run, progress=False)
+    assert (run.path / INDEX_FILE).exists()
+    assert not list((run.path / "index").glob("*.tmp"))  # atomic write left nothing behind
+    loaded = load_index(run)
+    np.testing.assert_array_equal(loaded.ids, built.ids)
+    np.testing.assert_allclose(loaded.z, run.data.x[:, :3] * 2.0, rtol=1e-6)
+    assert loaded.map2d.shape == (300, 2) and loaded.data_source == "/data/fake"
+    assert loaded.position("item5") == 5
+    hits, _ = loaded.nearest(loaded.z[42], n=3)
+    assert hits[0] == 42
+    recipe_hits, _ = loaded.nearest(loaded.y_mean[17], n=1, space="recipe")
+    assert recipe_hits[0] == 17
+
+
+def test_missing_and_stale_index_say_what_to_run(tmp_path, fast_map):
+    run = FakeRun(tmp_path / "run")
+    with pytest.raises(MissingIndexError, match="ivae index"):
+        load_index(run)
+    build_index(run, progress=False)
+    (run.path / "model.pt").write_bytes(b"weights v2")
+    with pytest.raises(MissingIndexError, match="different weights"):
+        load_index(run)
+    (run.path / INDEX_FILE).write_bytes(b"not a zip")
+    with pytest.raises(MissingIndexError, match="unreadable"):
+        load_index(run)
