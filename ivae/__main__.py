@@ -1,0 +1,5 @@
+import sys
+
+from ivae.cli import main
+
+sys.exit(main())

@@ -1,0 +1,229 @@
+"""The ``ivae`` command (DESIGN.md, "Command line"). User mistakes end in one line on stderr
+and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _bounded(kind, low, name_of_range: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {name_of_range}")
+        return value
+    return parse
+
+
+positive_int = _bounded(int, 1, ">= 1")
+non_negative_int = _bounded(int, 0, ">= 0")
+non_negative_float = _bounded(float, 0.0, ">= 0")
+
+
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: must be > 0")
+    return value
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    """``--set name=value`` for any model config field; the value is read as JSON if it can be."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set takes NAME=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        return key.strip().replace("-", "_"), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip().replace("-", "_"), raw
+
+
+# ---- data ----------------------------------------------------------------------------
+def cmd_data_toy(args) -> None:
+    from ivae.data.toy import write_toy
+
+    path = write_toy(args.out, sources=args.sources, data_dim=args.data_dim, segments=args.segments,
+                     per_segment=args.per_segment, modulate=args.modulate, noise=args.noise,
+                     seed=args.seed)
+    print(f"wrote {args.segments * args.per_segment} items to {path}")
+
+
+def cmd_data_kitchen(args) -> None:
+    from ivae.data.kitchen import generate_kitchen
+
+    print(f"wrote {generate_kitchen(args.out, n=args.n, image_size=args.image_size, seed=args.seed)}")
+
+
+def cmd_data_shapes(args) -> None:
+    from ivae.data.shapes import generate_shapes
+
+    print(f"wrote {generate_shapes(args.out, n=args.n, image_size=args.image_size, seed=args.seed)}")
+
+
+def cmd_data_recipe1m(args) -> None:
+    from ivae.data.recipe1m import import_recipe1m
+
+    report = import_recipe1m(args.layer1, args.layer2, args.images, args.out,
+                             det_ingrs=args.det_ingrs, limit=args.limit, all_images=args.all_images)
+    print(json.dumps(report, indent=2, default=str))
+
+
+# ---- models --------------------------------------------------------------------------
+def cmd_models(args) -> None:
+    from ivae.models import REGISTRY
+
+    for name, cls in sorted(REGISTRY.items()):
+        print(f"{name:15s} {cls.paper}")
+
+
+def cmd_train(args) -> None:
+    from ivae.data import load_dataset
+    from ivae.models import model_class
+    from ivae.train import TrainConfig, train
+
+    options = dict(args.set or [])
+    if args.latent_dim is not None:
+        options["latent_dim"] = args.latent_dim
+    model_class(args.model).Config.from_json(options)  # unknown names fail before data loads
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed, device=args.device)
+    vocab = None
+    if args.resume and (Path(args.out) / "vocab.json").exists():
+        from ivae.data.text import Vocab
+
+        vocab = Vocab.from_json(json.loads((Path(args.out) / "vocab.json").read_text()))
+    data = load_dataset(args.data, vocab=vocab)
+    metrics = train(data, args.out, args.model, options, config, resume=args.resume,
+                    progress=not args.quiet)
+    print(json.dumps({k: metrics[k] for k in ("model", "mcc", "train_seconds")}))
+
+
+def cmd_evaluate(args) -> None:
+    from ivae.evaluate import evaluate
+    from ivae.run import load_run
+
+    run = load_run(args.run_dir)
+    data = run.load_data(args.data)
+    report = evaluate(run.model, data, split=args.split)
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"{report['model']} on {report['n_items']} {report['split']} items of {data.source}")
+    if report["mcc"] is not None:
+        print(f"  MCC {report['mcc']:.3f} (Spearman {report['mcc_spearman']:.3f})")
+        for name, value in report["mcc_per_factor"].items():
+            print(f"    {name:20s} {value:.3f}" if value is not None else f"    {name:20s} unmatched")
+    for direction in ("x_to_y", "y_to_x"):
+        r = report["retrieval"][direction]
+        print(f"  {direction}: medR {r['medr']:.1f}  R@1 {r['r1']:.1f}  R@5 {r['r5']:.1f}  "
+              f"R@10 {r['r10']:.1f}")
+
+
+def cmd_index(args) -> None:
+    from ivae.index import build_index
+    from ivae.run import load_run
+
+    run = load_run(args.run_dir)
+    data = run.load_data(args.data) if args.data else None
+    build_index(run, data=data)
+    print(f"indexed {args.run_dir}")
+
+
+# ---- the parser ----------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivae", description=__doc__.split(".")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="generate or import a dataset").add_subparsers(
+        dest="dataset", required=True)
+    toy = data.add_parser("toy", help="the iVAE synthetic protocol (.npz)")
+    toy.add_argument("--out", required=True)
+    toy.add_argument("--sources", type=positive_int, default=5)
+    toy.add_argument("--data-dim", type=positive_int, default=5)
+    toy.add_argument("--segments", type=positive_int, default=40)
+    toy.add_argument("--per-segment", type=positive_int, default=1000)
+    toy.add_argument("--modulate", choices=["variance", "mean-variance"], default="variance")
+    toy.add_argument("--noise", type=non_negative_float, default=0.0)
+    toy.add_argument("--seed", type=non_negative_int, default=0)
+    toy.set_defaults(func=cmd_data_toy)
+    for name, n, size, func in (("kitchen", 20000, 128, cmd_data_kitchen),
+                                ("shapes", 10000, 64, cmd_data_shapes)):
+        p = data.add_parser(name, help=f"the procedural {name} image/text set")
+        p.add_argument("--out", required=True)
+        p.add_argument("--n", type=positive_int, default=n)
+        p.add_argument("--image-size", type=_bounded(int, 16, ">= 16"), default=size)
+        p.add_argument("--seed", type=non_negative_int, default=0)
+        p.set_defaults(func=func)
+    r1m = data.add_parser("recipe1m", help="import the Recipe1M layout")
+    r1m.add_argument("--layer1", required=True)
+    r1m.add_argument("--layer2", required=True)
+    r1m.add_argument("--det-ingrs")
+    r1m.add_argument("--images", required=True)
+    r1m.add_argument("--out", required=True)
+    r1m.add_argument("--limit", type=positive_int)
+    r1m.add_argument("--all-images", action="store_true", help="one row per image, not per recipe")
+    r1m.set_defaults(func=cmd_data_recipe1m)
+
+    train = sub.add_parser("train", help="train a model into a run directory")
+    train.add_argument("--data", required=True)
+    train.add_argument("--model", required=True)
+    train.add_argument("--out", required=True)
+    train.add_argument("--latent-dim", type=positive_int)
+    train.add_argument("--epochs", type=positive_int, default=30)
+    train.add_argument("--batch-size", type=_bounded(int, 2, ">= 2"), default=256)
+    train.add_argument("--lr", type=positive_float, default=1e-3)
+    train.add_argument("--seed", type=non_negative_int, default=0)
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    train.add_argument("--set", action="append", type=_parse_option, metavar="NAME=VALUE",
+                       help="any model option, e.g. --set ratio_weight=0.5")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="MCC and retrieval on held-out data")
+    ev.add_argument("run_dir")
+    ev.add_argument("--data")
+    ev.add_argument("--split", choices=["test", "val", "train", "all"], default="test")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+
+    index = sub.add_parser("index", help="codes and the 2-D map for the dashboard")
+    index.add_argument("run_dir")
+    index.add_argument("--data")
+    index.set_defaults(func=cmd_index)
+
+    sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ivae.data.dataset import DataError
+    from ivae.models.base import UnknownModel
+    from ivae.run import RunError
+    from ivae.train import TrainingError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (DataError, RunError, TrainingError, UnknownModel, UsageError, FileNotFoundError,
+            ValueError) as exc:
+        print(f"ivae: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ivae: interrupted; a training run continues with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

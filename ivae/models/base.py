@@ -1,0 +1,128 @@
+"""The model interface and the registry.
+
+Every model maps an image/vector ``x`` to factor values ``z`` (``encode_x``) and a query ``y``
+to a Gaussian over ``z`` (``encode_y``), and returns its own named loss terms from
+``loss(batch)``, so the trainer, the evaluator and the dashboard never look inside.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ivae.nets import Modality, build_encoder
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class ModelConfig:
+    """Fields every model has; each model's config extends it with its own."""
+
+    latent_dim: int = 5
+    hidden: int = 256  # width of the MLP layers / image encoder head
+    depth: int = 3  # layers of the vector MLPs
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} option(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mean, diag exp(logvar)), summed over the last dimension."""
+    return -0.5 * (((z - mean) ** 2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+
+def pairwise_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """(N, k), (M, k), (M, k) -> (N, M): every code under every query's prior."""
+    return gaussian_log_prob(z[:, None, :], mean[None], logvar[None])
+
+
+def kl_gaussians(m1, lv1, m2, lv2) -> torch.Tensor:
+    """KL(N(m1, e^lv1) || N(m2, e^lv2)) for diagonal Gaussians, summed over the last dim."""
+    return 0.5 * (lv2 - lv1 + (torch.exp(lv1) + (m1 - m2) ** 2) * torch.exp(-lv2) - 1).sum(-1)
+
+
+class ConditionalPrior(nn.Module):
+    """The factorial conditional prior p(z|y) = prod_i N(z_i; mu_i(y), sigma_i^2(y)).
+
+    An exponential family with sufficient statistics (z, z^2) whose natural parameters vary
+    with y: the condition of iVAE's identifiability theorem (Khemakhem et al. 2020, Thm 1).
+    The log-variance is squashed into [-min_logvar, max_logvar] so no factor can shrink
+    to a point and inflate the likelihood without bound.
+    """
+
+    def __init__(self, modality: Modality, latent_dim: int, hidden: int, depth: int = 3,
+                 logvar_range: tuple[float, float] = (-6.0, 4.0)):
+        super().__init__()
+        self.net = build_encoder(modality, 2 * latent_dim, hidden, depth)
+        self.low, self.high = logvar_range
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, raw = self.net(y).chunk(2, dim=-1)
+        logvar = self.low + (self.high - self.low) * torch.sigmoid(raw - 1.0)
+        return mean, logvar
+
+
+class Model(nn.Module):
+    """Base class. Subclasses set ``name``, ``Config`` and ``paper`` and implement the rest."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    paper: ClassVar[str] = ""
+
+    def __init__(self, config: ModelConfig, x: Modality, y: Modality):
+        super().__init__()
+        self.config, self.x_modality, self.y_modality = config, x, y
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"loss": scalar to minimise, <term>: scalar, ...}`` for a batch ``{"x", "y"}``."""
+        raise NotImplementedError
+
+    def encode_x(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, ...) -> (B, k) factor values (posterior means)."""
+        raise NotImplementedError
+
+    def encode_y(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, ...) -> mean, logvar (B, k) of the Gaussian the query puts on the factors."""
+        raise NotImplementedError
+
+    def score(self, z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """(N, k) codes vs (M, k) query Gaussians -> (N, M) match scores, higher is better."""
+        return pairwise_log_prob(z, mean, logvar)
+
+
+REGISTRY: dict[str, type[Model]] = {}
+
+
+class UnknownModel(ValueError):
+    pass
+
+
+def register(cls: type[Model]) -> type[Model]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def model_class(name: str) -> type[Model]:
+    import ivae.models  # noqa: F401  (fills the registry)
+
+    if name not in REGISTRY:
+        raise UnknownModel(f"unknown model {name!r}; choose one of: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def build_model(name: str, options: dict, x: Modality, y: Modality) -> Model:
+    cls = model_class(name)
+    return cls(cls.Config.from_json(options), x, y)

@@ -1,0 +1,141 @@
+"""Networks, separate from the objectives that train them: any model takes any encoder.
+
+``build_encoder(modality, out_dim)`` picks the network by the modality's kind:
+an MLP for vectors, a small CNN for images, a 1-D convolutional text encoder for token ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+KINDS = ("vector", "image", "text")
+
+
+@dataclass(frozen=True)
+class Modality:
+    """What a network's input looks like: ``(D,)`` vectors, ``(3, S, S)`` images, ``(L,)`` tokens."""
+
+    kind: str
+    shape: tuple[int, ...]
+    vocab_size: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> Modality:
+        return cls(kind=d["kind"], shape=tuple(d["shape"]), vocab_size=d.get("vocab_size", 0))
+
+
+def mlp(dims: list[int], slope: float = 0.2) -> nn.Sequential:
+    """Linear layers with leaky ReLUs between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
+            layers.append(nn.LeakyReLU(slope))
+    return nn.Sequential(*layers)
+
+
+def _as_float_image(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, S, S) in [0, 255] -> float in [-1, 1]; float input is taken as [0, 1]."""
+    if x.dtype == torch.uint8:
+        return x.float().div(127.5).sub(1.0)
+    return x * 2.0 - 1.0
+
+
+class ConvEncoder(nn.Module):
+    """(B, 3, S, S) -> (B, out_dim). Stride-2 convolutions down to 4x4, then an MLP head.
+
+    GroupNorm rather than BatchNorm: per-sample Jacobians must not mix the batch.
+    """
+
+    def __init__(self, image_size: int, out_dim: int, width: int = 32, hidden: int = 256):
+        super().__init__()
+        blocks, channels, size = [], 3, image_size
+        while size > 4:
+            out = min(width * 2 ** len(blocks), 256)
+            blocks += [nn.Conv2d(channels, out, 4, stride=2, padding=1), nn.GroupNorm(8, out),
+                       nn.SiLU()]
+            channels, size = out, size // 2
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, hidden), nn.SiLU(),
+                                  nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(_as_float_image(x)))
+
+
+class ConvDecoder(nn.Module):
+    """(B, in_dim) -> (B, 3, S, S) in [0, 1] (sigmoid); the mirror of :class:`ConvEncoder`."""
+
+    def __init__(self, image_size: int, in_dim: int, width: int = 32, hidden: int = 256):
+        super().__init__()
+        steps = max(1, (image_size // 4).bit_length() - 1)  # 4 -> S by doubling
+        channels = [min(width * 2 ** i, 256) for i in reversed(range(steps))]
+        self.stem = nn.Sequential(nn.Linear(in_dim, hidden), nn.SiLU(),
+                                  nn.Linear(hidden, channels[0] * 16), nn.SiLU())
+        blocks = []
+        for a, b in zip(channels, channels[1:] + [3]):
+            blocks.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
+            if b != 3:
+                blocks += [nn.GroupNorm(8, b), nn.SiLU()]
+        self.body = nn.Sequential(*blocks)
+        self.first = channels[0]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.stem(z).view(len(z), self.first, 4, 4)
+        return torch.sigmoid(self.body(h))
+
+
+class TextEncoder(nn.Module):
+    """(B, L) token ids (0 = padding) -> (B, out_dim).
+
+    Two convolutions over word embeddings let a quantity bind to the ingredient after it
+    ("2 cups broth"), which a bag of words cannot; masked mean and max pooling follow.
+    """
+
+    def __init__(self, vocab_size: int, out_dim: int, embed: int = 64, hidden: int = 256):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed, padding_idx=0)
+        self.conv = nn.Sequential(nn.Conv1d(embed, hidden, 3, padding=1), nn.SiLU(),
+                                  nn.Conv1d(hidden, hidden, 3, padding=1), nn.SiLU())
+        self.head = mlp([2 * hidden, hidden, out_dim])
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        mask = (tokens > 0).unsqueeze(1).float()  # (B, 1, L)
+        h = self.conv(self.embed(tokens).transpose(1, 2)) * mask  # (B, H, L)
+        mean = h.sum(2) / mask.sum(2).clamp(min=1.0)
+        peak = h.masked_fill(mask == 0, -1e4).amax(2)
+        return self.head(torch.cat([mean, peak], 1))
+
+
+class VectorEncoder(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, depth: int = 3):
+        super().__init__()
+        self.net = mlp([in_dim] + [hidden] * (depth - 1) + [out_dim])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def build_encoder(modality: Modality, out_dim: int, hidden: int = 256, depth: int = 3) -> nn.Module:
+    if modality.kind == "vector":
+        return VectorEncoder(modality.shape[0], out_dim, hidden, depth)
+    if modality.kind == "image":
+        return ConvEncoder(modality.shape[-1], out_dim, hidden=hidden)
+    if modality.kind == "text":
+        return TextEncoder(modality.vocab_size, out_dim, hidden=hidden)
+    raise ValueError(f"no encoder for modality kind {modality.kind!r}; known: {KINDS}")
+
+
+def build_decoder(modality: Modality, in_dim: int, hidden: int = 256, depth: int = 3) -> nn.Module:
+    """Decoders exist only for the encoder-decoder baselines; the implicit model has none."""
+    if modality.kind == "vector":
+        return mlp([in_dim] + [hidden] * (depth - 1) + [modality.shape[0]])
+    if modality.kind == "image":
+        return ConvDecoder(modality.shape[-1], in_dim, hidden=hidden)
+    raise ValueError(f"no decoder for modality kind {modality.kind!r}")

@@ -1,0 +1,172 @@
+"""Run directories and the Python API: ``ivae.load_run(path)``."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ivae.data.dataset import Dataset
+from ivae.io import write_json
+from ivae.models.base import Model, UnknownModel, build_model
+from ivae.nets import Modality
+from ivae.train import CONFIG_VERSION
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class RunError(ValueError):
+    """A run directory is missing, unfinished or incompatible; the message says what to do."""
+
+
+def _read_json(path: Path, default=None):
+    if not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path}: not valid JSON ({exc}); restore or delete the file") from exc
+
+
+class Run:
+    """A trained model with its data source, history, metrics and researcher's notes."""
+
+    def __init__(self, path: Path, config: dict, model: Model):
+        self.path, self.config, self.model = path, config, model
+        self.model_name: str = config["model"]
+        self.latent_dim: int = model.config.latent_dim
+        self.x_kind: str = config["data"]["x"]["kind"]
+        self.y_kind: str = config["data"]["y"]["kind"]
+        self.image_size: int = config["data"]["x"]["shape"][-1] if self.x_kind == "image" else 0
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, model={self.model_name!r}, k={self.latent_dim})"
+
+    # ---- what the run knows ------------------------------------------------------------
+    @cached_property
+    def vocab(self):
+        data = _read_json(self.path / "vocab.json")
+        if data is None:
+            return None
+        from ivae.data.text import Vocab
+
+        return Vocab.from_json(data)
+
+    @property
+    def history(self) -> pd.DataFrame:
+        path = self.path / "history.csv"
+        return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+    @property
+    def metrics(self) -> dict:
+        return _read_json(self.path / "metrics.json", {})
+
+    def factor_notes(self) -> dict:
+        notes = _read_json(self.path / "factors.json", {}) or {}
+        by_index = {f["index"]: f for f in notes.get("factors", [])}
+        return {"factors": [{"index": i, "name": by_index.get(i, {}).get("name", f"factor {i + 1}"),
+                             "notes": by_index.get(i, {}).get("notes", "")}
+                            for i in range(self.latent_dim)]}
+
+    def save_factor_notes(self, notes: dict) -> None:
+        write_json(self.path / "factors.json", notes)
+
+    @property
+    def factor_names(self) -> list[str]:
+        return [f["name"] for f in self.factor_notes()["factors"]]
+
+    @property
+    def data_path(self) -> Path:
+        """The training data; a relative path is taken from the working folder, else the repo."""
+        path = Path(self.config["data"]["path"])
+        if path.is_absolute() or path.exists():
+            return path
+        return REPO_ROOT / path
+
+    def load_data(self, path: str | Path | None = None) -> Dataset:
+        from ivae.data import load_dataset
+
+        return load_dataset(path or self.data_path, vocab=self.vocab,
+                            image_size=self.image_size or 64, max_len=self._max_len())
+
+    def _max_len(self) -> int:
+        y = self.config["data"]["y"]
+        return y["shape"][0] if y["kind"] == "text" else 256
+
+    # ---- encoding ----------------------------------------------------------------------
+    def _x_tensor(self, x) -> torch.Tensor:
+        if isinstance(x, list | tuple):  # PIL images
+            from ivae.images import image_to_array
+
+            x = np.stack([image_to_array(img, self.image_size) for img in x])
+        x = torch.as_tensor(np.asarray(x))
+        if self.x_kind == "vector":
+            return x.float()
+        if x.ndim == 4 and x.shape[-1] == 3 and x.shape[1] != 3:
+            x = x.permute(0, 3, 1, 2)  # (N, S, S, 3) -> (N, 3, S, S)
+        return x.contiguous()
+
+    def _y_tensor(self, y) -> torch.Tensor:
+        if self.y_kind == "text" and len(y) and isinstance(y[0], str):
+            if self.vocab is None:
+                raise RunError(f"{self.path}: no vocab.json; this run cannot read text queries")
+            return torch.from_numpy(self.vocab.encode(list(y), max_len=self._max_len()))
+        y = torch.as_tensor(np.asarray(y))
+        return y.long() if self.y_kind == "text" else y.float()
+
+    @torch.no_grad()
+    def encode_x(self, x, batch_size: int = 256) -> np.ndarray:
+        """Images (uint8 (N,3,S,S) or (N,S,S,3), or a list of PIL images) or vectors ->
+        (N, k) factor values."""
+        t = self._x_tensor(x)
+        return np.concatenate([self.model.encode_x(t[i:i + batch_size]).numpy()
+                               for i in range(0, len(t), batch_size)] or [np.zeros((0, self.latent_dim))])
+
+    @torch.no_grad()
+    def encode_y(self, y, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Recipe texts (list of str), token ids or vectors -> mean, logvar (N, k) of p(z|y)."""
+        t = self._y_tensor(y)
+        parts = [self.model.encode_y(t[i:i + batch_size]) for i in range(0, len(t), batch_size)]
+        mean = np.concatenate([m.numpy() for m, _ in parts])
+        logvar = np.concatenate([lv.numpy() for _, lv in parts])
+        return mean, logvar
+
+    @torch.no_grad()
+    def score(self, z: np.ndarray, mean: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+        """(N, k) image codes vs (M, k) query Gaussians -> (N, M), higher = better match."""
+        t = [torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in (z, mean, logvar)]
+        return self.model.score(*t).numpy()
+
+
+def load_run(path: str | Path) -> Run:
+    """Load a finished run (``model.pt``, read with ``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run directory; train one with "
+                       f"`ivae train --data DATA --model implicit-ivae --out {path}`")
+    checkpoint = path / "model.pt"
+    if not checkpoint.exists():
+        hint = ("training was interrupted: continue it with `ivae train ... --resume`"
+                if (path / "last.pt").exists() else "it holds no trained model")
+        raise RunError(f"{path}: no model.pt — {hint}")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        config = state["config"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+        raise RunError(f"{checkpoint}: unreadable checkpoint ({exc}); retrain the run") from exc
+    if config.get("version") != CONFIG_VERSION:
+        raise RunError(f"{checkpoint}: made by an incompatible version "
+                       f"({config.get('version')} != {CONFIG_VERSION}); retrain the run")
+    try:
+        x, y = (Modality.from_json(config["data"][k]) for k in ("x", "y"))
+        model = build_model(config["model"], config["model_config"], x, y)
+        model.load_state_dict(state["state_dict"])
+    except (UnknownModel, KeyError, RuntimeError, ValueError) as exc:
+        raise RunError(f"{checkpoint}: does not match this version's models ({exc}); "
+                       "retrain the run") from exc
+    model.eval()
+    return Run(path, config, model)

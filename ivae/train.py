@@ -1,0 +1,249 @@
+"""The training loop. Nothing here knows which model it trains: models return named terms.
+
+A run directory (DESIGN.md) holds ``config.json``, ``last.pt`` (everything needed to resume,
+written atomically at least every ``checkpoint_seconds`` and at each epoch end),
+``history.csv`` (one row per epoch: every named term, train and validation), ``model.pt`` and
+``metrics.json`` once training finishes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ivae.data.dataset import Dataset
+from ivae.evaluate import encode, evaluate
+from ivae.io import save_torch, write_json, write_text
+from ivae.metrics import mcc
+from ivae.models.base import Model, build_model
+from ivae.nets import Modality
+
+CONFIG_VERSION = 1
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    weight_decay: float = 0.0
+    grad_clip: float = 10.0
+    final_lr_fraction: float = 0.1  # cosine decay from lr to this fraction of it
+    checkpoint_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        checks = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 2,
+                  "lr": 0 < self.lr < 10, "device": self.device in ("auto", "cpu", "cuda")}
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid training option(s) {bad}: {self}")
+
+    @classmethod
+    def from_json(cls, d: dict) -> TrainConfig:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but no CUDA device is available; "
+                            "use --device auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def modalities(data: Dataset) -> tuple[Modality, Modality]:
+    vocab = len(data.vocab) if data.vocab is not None else 0
+    return (Modality(data.x_kind, tuple(data.x.shape[1:])),
+            Modality(data.y_kind, tuple(data.y.shape[1:]), vocab))
+
+
+def run_config(data: Dataset, model: str, model_options: dict, train: TrainConfig) -> dict:
+    """Everything needed to rebuild the model and reload its data (config.json)."""
+    x, y = modalities(data)
+    return {
+        "version": CONFIG_VERSION, "model": model, "model_config": model_options,
+        "train": asdict(train),
+        "data": {"path": data.source, "name": data.name, "x": x.to_json(), "y": y.to_json(),
+                 "factor_names": list(data.factor_names), "n_items": len(data)},
+    }
+
+
+class Trainer:
+    def __init__(self, data: Dataset, out: Path, config: dict, progress: bool = True):
+        self.out, self.config, self.progress = out, config, progress
+        self.train_cfg = TrainConfig.from_json(config["train"])
+        self.device = resolve_device(self.train_cfg.device)
+        torch.manual_seed(self.train_cfg.seed)
+        x, y = (Modality.from_json(config["data"][k]) for k in ("x", "y"))
+        self.model: Model = build_model(config["model"], config["model_config"], x, y).to(self.device)
+        self.config["model_config"] = self.model.config.to_json()  # defaults filled in
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.train_cfg.lr,
+                                          weight_decay=self.train_cfg.weight_decay)
+        self.train_data, self.val_data = data.part("train"), data.part("val")
+        if len(self.train_data) < 2:
+            raise TrainingError(f"{data.source}: the train split has {len(self.train_data)} items")
+        self.x = torch.from_numpy(self.train_data.x).to(self.device)
+        self.y = torch.from_numpy(self.train_data.y).to(self.device)
+        self.batch = min(self.train_cfg.batch_size, len(self.x))
+        self.steps_per_epoch = len(self.x) // self.batch
+        self.epoch, self.step, self.history = 0, 0, []
+        self.elapsed = 0.0
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"config": self.config, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "step": self.step,
+                "history": self.history, "elapsed": self.elapsed,
+                "rng": torch.get_rng_state()}
+
+    def restore(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.history, self.elapsed = state["history"], state["elapsed"]
+        torch.set_rng_state(state["rng"].cpu())
+
+    def checkpoint(self) -> None:
+        save_torch(self.out / "last.pt", self.state())
+
+    # ---- one epoch ---------------------------------------------------------------------
+    def lr_at(self, epoch: int, step: int) -> float:
+        cfg = self.train_cfg
+        progress = (epoch + step / self.steps_per_epoch) / cfg.epochs
+        floor = cfg.final_lr_fraction
+        return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def batches(self, epoch: int):
+        # The order depends on (seed, epoch) alone, so a resumed epoch replays it exactly.
+        g = torch.Generator().manual_seed(self.train_cfg.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.x), generator=g).to(self.device)
+        for step in range(self.step, self.steps_per_epoch):
+            idx = order[step * self.batch:(step + 1) * self.batch]
+            yield step, {"x": self.x[idx], "y": self.y[idx]}
+
+    def train_step(self, batch: dict) -> dict[str, float]:
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        with autocast:
+            terms = self.model.loss(batch)
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingError(
+                f"non-finite loss at epoch {self.epoch + 1}, step {self.step + 1}: "
+                + ", ".join(f"{k} = {values[k]}" for k in bad)
+                + f". The last good checkpoint {self.out / 'last.pt'} is intact; "
+                "lower --lr and continue with --resume, or start a new --out")
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.grad_clip)
+        self.optimizer.step()
+        return values
+
+    def run_epoch(self) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        last_save = time.monotonic()
+        bar = tqdm(total=self.steps_per_epoch, initial=self.step, disable=not self.progress,
+                   desc=f"epoch {self.epoch + 1}/{self.train_cfg.epochs}", leave=False)
+        for step, batch in self.batches(self.epoch):
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr_at(self.epoch, step)
+            start = time.monotonic()
+            values = self.train_step(batch)
+            self.elapsed += time.monotonic() - start
+            self.step = step + 1
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.update(1)
+            bar.set_postfix(loss=f"{values['loss']:.3f}")
+            if time.monotonic() - last_save > self.train_cfg.checkpoint_seconds:
+                self.checkpoint()
+                last_save = time.monotonic()
+        bar.close()
+        count = max(1, self.steps_per_epoch)
+        return {f"train_{k}": v / count for k, v in sums.items()}
+
+    def validate(self) -> dict[str, float]:
+        if len(self.val_data) < 2:
+            return {}
+        self.model.eval()
+        n = min(len(self.val_data), 2048)
+        batch = {"x": torch.from_numpy(self.val_data.x[:n]).to(self.device),
+                 "y": torch.from_numpy(self.val_data.y[:n]).to(self.device)}
+        terms = {}
+        for start in range(0, n, self.batch):
+            part = {k: v[start:start + self.batch] for k, v in batch.items()}
+            if len(part["x"]) < 2:
+                continue
+            for k, v in self.model.loss(part).items():
+                terms.setdefault(f"val_{k}", []).append(float(v.detach()))
+        row = {k: float(np.mean(v)) for k, v in terms.items()}
+        if self.val_data.factors is not None:
+            z, _, _ = encode(self.model, self.val_data, device=self.device)
+            row["val_mcc"] = mcc(self.val_data.factors, z)["mcc"]
+        self.model.train()
+        return row
+
+    # ---- the whole run -----------------------------------------------------------------
+    def fit(self) -> None:
+        self.model.train()
+        while self.epoch < self.train_cfg.epochs:
+            row = {"epoch": self.epoch + 1, **self.run_epoch()}
+            row.update(self.validate())
+            row["seconds"] = round(self.elapsed, 2)
+            self.history.append(row)
+            self.epoch, self.step = self.epoch + 1, 0
+            self.checkpoint()
+            write_text(self.out / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+            if self.progress:
+                shown = {k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_mcc")}
+                tqdm.write(f"epoch {row['epoch']}: {shown}")
+
+    def finish(self, data: Dataset) -> dict:
+        self.model.eval()
+        save_torch(self.out / "model.pt", {"config": self.config,
+                                           "state_dict": self.model.state_dict()})
+        split = "test" if (data.split == "test").any() else "all"
+        metrics = evaluate(self.model, data, split=split, device=self.device)
+        metrics["train_seconds"] = round(self.elapsed, 2)
+        write_json(self.out / "metrics.json", metrics)
+        return metrics
+
+
+def train(data: Dataset, out: str | Path, model: str, model_options: dict | None = None,
+          config: TrainConfig | None = None, resume: bool = False, progress: bool = True) -> dict:
+    """Train ``model`` on ``data`` into the run directory ``out``; returns the test metrics."""
+    out = Path(out)
+    last = out / "last.pt"
+    if resume:
+        if not last.exists():
+            raise TrainingError(f"{out}: nothing to resume (no last.pt); start without --resume")
+        state_config = torch.load(last, map_location="cpu", weights_only=True)["config"]
+        trainer = Trainer(data, out, state_config, progress)
+        trainer.restore(last)
+    else:
+        if last.exists() or (out / "model.pt").exists():
+            raise TrainingError(f"{out} already holds a run; continue it with --resume "
+                                "or choose another --out (nothing was changed)")
+        cfg = run_config(data, model, model_options or {}, config or TrainConfig())
+        trainer = Trainer(data, out, cfg, progress)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", trainer.config)
+        if data.vocab is not None:
+            write_json(out / "vocab.json", data.vocab.to_json())
+    trainer.fit()
+    return trainer.finish(data)
