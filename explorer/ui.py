@@ -1,0 +1,231 @@
+"""What every page shares: the chosen run (cached), its index and items, image grids.
+
+Loading and search live in ``ivae``; this module only caches them for Streamlit and turns
+failures into messages with a way forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ivae import analysis
+from ivae.index import Index, MissingIndexError
+
+RUN_KEY = "run_path"
+
+
+@dataclass
+class Context:
+    """The chosen run with everything the pages read from it; rows of ``items`` = index rows."""
+
+    run: object  # ivae.run.Run
+    index: Index
+    items: pd.DataFrame
+    data_dir: Path
+
+    @property
+    def names(self) -> list[str]:
+        return self.run.factor_names
+
+    @property
+    def k(self) -> int:
+        return self.index.z.shape[1]
+
+    def image_path(self, row: int) -> str:
+        return str(self.data_dir / self.items["image"].iat[int(row)])
+
+    def title(self, row: int) -> str:
+        items = self.items
+        text = items["title"].iat[int(row)] if "title" in items else items["text"].iat[int(row)]
+        return str(text)[:60]
+
+
+# --------------------------------------------------------------------------- cached loading
+
+
+def _stamp(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _load_run(path: str, stamp: float):
+    import ivae
+
+    return ivae.load_run(path)
+
+
+@st.cache_resource(show_spinner="Loading the index…", max_entries=4)
+def _load_index(path: str, stamp: float) -> Index:
+    from ivae.index import load_index
+
+    return load_index(_load_run(path, _stamp(Path(path) / "model.pt")))
+
+
+@st.cache_resource(show_spinner="Reading the recipes…", max_entries=4)
+def _load_items(data_dir: str, index_path: str, stamp: float) -> pd.DataFrame:
+    index = _load_index(index_path, stamp)
+    return analysis.load_items(Path(data_dir), index.ids)
+
+
+def load_run(path: str):
+    return _load_run(path, _stamp(Path(path) / "model.pt"))
+
+
+def load_index(path: str) -> Index:
+    return _load_index(path, _stamp(Path(path) / "index" / "codes.npz"))
+
+
+# --------------------------------------------------------------------------- the run picker
+
+
+def run_options() -> list[str]:
+    runs = [str(s.path) for s in analysis.find_runs() if s.trained]
+    default = str(analysis.DEFAULT_RUN)
+    if default in runs:
+        runs.remove(default)
+        runs.insert(0, default)
+    return runs
+
+
+def label(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(analysis.REPO_ROOT))
+    except ValueError:
+        return path
+
+
+def run_picker() -> str | None:
+    """Sidebar choice of run (also settable with ?run=PATH); remembered across pages."""
+    options = run_options()
+    wanted = st.query_params.get("run")
+    if wanted and wanted not in options:
+        options.append(wanted)  # an explicit path from a shared link, checked on load
+    if not options:
+        st.session_state[RUN_KEY] = None
+        st.sidebar.info("No trained runs found under `runs/` or `assets/`.")
+        return None
+    if RUN_KEY not in st.session_state or st.session_state[RUN_KEY] not in options:
+        st.session_state[RUN_KEY] = wanted if wanted else options[0]
+    return st.sidebar.selectbox("Run", options, key=RUN_KEY, format_func=label)
+
+
+def require_context() -> Context:
+    """The chosen run, index and items, or a message with a way forward and st.stop()."""
+    path = st.session_state.get(RUN_KEY)
+    if not path:
+        _no_runs()
+    run = _run_or_stop(path)
+    index = _index_or_stop(run, path)
+    data_dir = _data_or_stop(run)
+    try:
+        stamp = _stamp(Path(path) / "index" / "codes.npz")
+        items = _load_items(str(data_dir), path, stamp)
+    except (ValueError, OSError) as error:
+        st.error(f"The run's data does not match its index: {error}")
+        st.stop()
+    return Context(run=run, index=index, items=items, data_dir=data_dir)
+
+
+def _no_runs() -> None:
+    st.warning("No trained run to explore yet.")
+    st.markdown(
+        "Train one and index it, then reload this page:\n\n"
+        "```\nivae data kitchen --out data/kitchen\n"
+        "ivae train --data data/kitchen --model implicit-ivae --out runs/kitchen\n"
+        "ivae index runs/kitchen\n```"
+    )
+    st.stop()
+
+
+def _run_or_stop(path: str):
+    from ivae.run import RunError
+
+    try:
+        return load_run(path)
+    except RunError as error:
+        st.error(f"Cannot open the run `{label(path)}`.\n\n{error}")
+        st.info("Pick another run in the sidebar, or train a new one (see the Home page).")
+        st.stop()
+
+
+def _index_or_stop(run, path: str) -> Index:
+    try:
+        return load_index(path)
+    except MissingIndexError as error:
+        st.warning(str(error))
+        if st.button("Build the index now", key="build_index", type="primary"):
+            _build_index(run)
+        st.stop()
+
+
+def _build_index(run) -> None:
+    from ivae.index import build_index
+
+    with st.status("Encoding every dish and recipe, then the 2-D map…", expanded=True) as status:
+        try:
+            data_dir = analysis.ensure_data(run)
+            build_index(run, data=run.load_data(data_dir), progress=False)
+        except (ValueError, OSError) as error:
+            status.update(label="Building the index failed", state="error")
+            st.error(str(error))
+            st.stop()
+        status.update(label="Index built", state="complete")
+    st.cache_resource.clear()
+    st.rerun()
+
+
+def _data_or_stop(run) -> Path:
+    target = analysis.data_dir(run)
+    if (target / "items.parquet").is_file():
+        return target
+    settings = analysis.generation_settings(run)
+    label_text = f"First launch: generating the kitchen data into `{label(str(target))}`"
+    with st.status(label_text, expanded=True) as status:
+        st.write(f"{settings['n']} dishes at {settings['image_size']}px, seed {settings['seed']}.")
+        st.write("This happens once; later launches read the files.")
+        try:
+            path = analysis.ensure_data(run)
+        except (FileNotFoundError, ValueError, OSError) as error:
+            status.update(label="The run's data is missing", state="error")
+            st.error(str(error))
+            st.stop()
+        status.update(label=f"Kitchen data ready in {label(str(path))}", state="complete")
+    return path
+
+
+# --------------------------------------------------------------------------- display
+
+
+def image_grid(ctx: Context, rows, captions: list[str] | None = None, columns: int = 4) -> None:
+    """Images of the given item rows in a grid, each captioned with its recipe title."""
+    rows = [int(r) for r in np.asarray(rows).ravel()]
+    captions = captions or [ctx.title(r) for r in rows]
+    for start in range(0, len(rows), columns):
+        cells = st.columns(columns)
+        chunk = zip(cells, rows[start : start + columns], captions[start:], strict=False)
+        for cell, row, caption in chunk:
+            cell.image(ctx.image_path(row), caption=caption, width="stretch")
+
+
+def recipe_table(ctx: Context, rows, extra: dict | None = None) -> pd.DataFrame:
+    """Title, dish type and ingredients of item rows, for st.dataframe."""
+    rows = np.asarray(rows).ravel().astype(int)
+    items = ctx.items.iloc[rows]
+    table = pd.DataFrame({"title": [ctx.title(r) for r in rows]})
+    if "dish" in items:
+        table["dish"] = items["dish"].to_numpy()
+    if "ingredients" in items:
+        table["ingredients"] = [", ".join(map(str, v)) for v in items["ingredients"]]
+    for name, values in (extra or {}).items():
+        table[name] = values
+    return table
+
+
+def factor_label(ctx: Context, j: int) -> str:
+    name = ctx.names[j]
+    return name if name.startswith("factor ") else f"{name} (factor {j + 1})"

@@ -1,0 +1,86 @@
+"""Factor atlas: every dish on a 2-D map of its factors; select a region to inspect it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from explorer import ui
+from ivae import analysis
+
+MAX_POINTS = 20000
+
+st.title("Factor atlas")
+st.caption(
+    "A UMAP map of the image codes, computed once per run by `ivae index`. Nearby points are "
+    "dishes with similar factors. Colour by any factor; draw a lasso or box to inspect a region."
+)
+ctx = ui.require_context()
+table = pd.DataFrame(ctx.index.z, columns=ctx.names)
+table["map x"], table["map y"] = ctx.index.map2d[:, 0], ctx.index.map2d[:, 1]
+table["title"] = [ctx.title(r) for r in range(len(ctx.items))]
+table["row"] = np.arange(len(table))
+for column in analysis.true_factor_columns(ctx.items):
+    table["true " + column.split(".", 1)[1]] = ctx.items[column].to_numpy()
+if "dish" in ctx.items:
+    table["dish type"] = ctx.items["dish"].astype(str).to_numpy()
+shown = table if len(table) <= MAX_POINTS else table.sample(MAX_POINTS, random_state=0)
+
+colour_options = ctx.names + [c for c in table.columns if c.startswith("true ")]
+colour_options += ["dish type"] if "dish type" in table else []
+colour = st.selectbox("Colour by", colour_options, key="atlas_colour")
+figure = px.scatter(
+    shown,
+    x="map x",
+    y="map y",
+    color=colour,
+    hover_name="title",
+    custom_data=["row"],
+    render_mode="webgl",
+    color_continuous_scale="Viridis",
+    height=560,
+)
+figure.update_traces(marker={"size": 5, "opacity": 0.8})
+figure.update_layout(dragmode="lasso", margin={"l": 10, "r": 10, "t": 10, "b": 10})
+event = st.plotly_chart(figure, key="atlas_map", on_select="rerun", selection_mode=("lasso", "box"))
+
+points = (event.selection.get("points", []) if event else []) or []
+selected = [int(p["customdata"][0]) for p in points if p.get("customdata")]
+if not selected:
+    st.info("Draw a lasso or a box on the map to see the dishes in that region.")
+else:
+    st.subheader(f"{len(selected)} selected dishes")
+    ui.image_grid(ctx, selected[:12], columns=6)
+    overlay = go.Figure()
+    factor = st.selectbox("Histogram of", ctx.names, key="atlas_hist_factor")
+    for name, values in (("all dishes", table[factor]), ("selected", table[factor].iloc[selected])):
+        overlay.add_trace(
+            go.Histogram(
+                x=values, name=name, histnorm="probability density", opacity=0.6, nbinsx=40
+            )
+        )
+    overlay.update_layout(barmode="overlay", height=300, margin={"t": 10, "b": 10})
+    st.plotly_chart(overlay, key="atlas_hist")
+
+st.subheader("Factor against factor")
+st.caption("The same dishes on real axes: two learned factors, or a learned against a true one.")
+axes = ctx.names + [c for c in table.columns if c.startswith("true ")]
+c1, c2, c3 = st.columns(3)
+x_axis = c1.selectbox("x", axes, index=0, key="atlas_x")
+y_axis = c2.selectbox("y", axes, index=min(1, len(axes) - 1), key="atlas_y")
+colour2 = c3.selectbox("Colour", colour_options, index=0, key="atlas_colour2")
+scatter = px.scatter(
+    shown,
+    x=x_axis,
+    y=y_axis,
+    color=colour2,
+    hover_name="title",
+    render_mode="webgl",
+    height=480,
+    color_continuous_scale="Viridis",
+)
+scatter.update_traces(marker={"size": 4, "opacity": 0.7})
+st.plotly_chart(scatter, key="atlas_scatter")

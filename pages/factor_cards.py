@@ -1,0 +1,118 @@
+"""Factor cards: what each factor means, in words, dishes and the researcher's notes."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from explorer import ui
+from ivae import analysis
+
+st.title("Factor cards")
+st.caption(
+    "Per factor: the recipe words that rise and fall along it, the dishes at its poles, how "
+    "well the photo and the recipe agree on it, and pairs of dishes that differ in it alone. "
+    "Name the factor and keep notes; they are saved in the run's factors.json."
+)
+ctx = ui.require_context()
+
+
+@st.cache_data(show_spinner="Relating recipe words to the factors…", max_entries=4)
+def words(run_path: str, n_items: int) -> pd.DataFrame:
+    texts = ctx.items["text"].astype(str).tolist()
+    return analysis.word_associations(texts, ctx.index.z)
+
+
+@st.cache_data(show_spinner="Finding minimal pairs…", max_entries=32)
+def pairs(run_path: str, factor: int) -> pd.DataFrame:
+    return analysis.minimal_pairs(ctx.index.z, factor, n=4)
+
+
+def card(j: int, table: pd.DataFrame, notes: dict) -> dict:
+    rising, falling = analysis.rising_falling(table, j)
+    low, high = analysis.poles(ctx.index.z, j, n=5)
+    return analysis.factor_card(
+        notes["factors"][j]["name"],
+        notes["factors"][j]["notes"],
+        rising,
+        falling,
+        [ctx.title(r) for r in low],
+        [ctx.title(r) for r in high],
+        float(agreement[j]),
+    )
+
+
+run_path = str(ctx.run.path)
+table = words(run_path, len(ctx.items))
+agreement = analysis.agreement(ctx.index.z, ctx.index.y_mean)
+notes = ctx.run.factor_notes()
+j = st.selectbox(
+    "Factor", range(ctx.k), format_func=lambda i: ui.factor_label(ctx, i), key="cards_factor"
+)
+
+with st.form(f"cards_notes_{j}"):
+    name = st.text_input("Name", value=notes["factors"][j]["name"], key=f"cards_name_{j}")
+    text = st.text_area("Notes", value=notes["factors"][j]["notes"], key=f"cards_notes_{j}")
+    if st.form_submit_button("Save name and notes"):
+        if not name.strip():
+            st.error("A factor needs a name.")
+        else:
+            notes["factors"][j].update(name=name.strip(), notes=text)
+            try:
+                ctx.run.save_factor_notes(notes)
+                st.success(f"Saved to {ctx.run.path / 'factors.json'}")
+            except OSError as error:
+                st.error(f"Could not save the notes: {error}")
+
+rising, falling = analysis.rising_falling(table, j)
+c1, c2, c3 = st.columns([2, 2, 1])
+c1.markdown("**Words that rise with it**")
+c1.dataframe(rising.round(3), hide_index=True, width="stretch")
+c2.markdown("**Words that fall with it**")
+c2.dataframe(falling.round(3), hide_index=True, width="stretch")
+c3.metric(
+    "Image–recipe agreement",
+    f"{agreement[j]:.2f}",
+    help="Pearson correlation between the factor read from the photo and the mean of "
+    "p(z | recipe) for the same dish. High: both modalities carry this factor.",
+)
+
+low, high = analysis.poles(ctx.index.z, j, n=6)
+st.markdown("**Low pole**")
+ui.image_grid(ctx, low, columns=6)
+st.markdown("**High pole**")
+ui.image_grid(ctx, high, columns=6)
+
+st.subheader("Minimal pairs")
+st.caption("Dishes alike in every other factor but far apart on this one (left: lower).")
+found = pairs(run_path, j)
+if found.empty:
+    st.info("No close pairs found for this factor.")
+for row in found.itertuples():
+    cells = st.columns([1, 1, 2])
+    cells[0].image(ctx.image_path(row.low), caption=ctx.title(row.low), width="stretch")
+    cells[1].image(ctx.image_path(row.high), caption=ctx.title(row.high), width="stretch")
+    delta = ctx.index.z[row.high, j] - ctx.index.z[row.low, j]
+    cells[2].markdown(
+        f"Δ {ctx.names[j]} = {delta:+.2f}  \nother factors apart by {row.other_distance:.2f} sd"
+    )
+
+st.subheader("Export")
+cards = [card(i, table, notes) for i in range(ctx.k)]
+c1, c2 = st.columns(2)
+c1.download_button(
+    "All cards (markdown)",
+    "\n".join(analysis.card_markdown(c) for c in cards),
+    file_name="factor-cards.md",
+    mime="text/markdown",
+    key="cards_md",
+)
+c2.download_button(
+    "All cards (JSON)",
+    json.dumps({"run": run_path, "factors": cards}, indent=2),
+    file_name="factor-cards.json",
+    mime="application/json",
+    key="cards_json",
+)

@@ -1,0 +1,106 @@
+"""Model report: training curves, identifiability (MCC), retrieval, and runs side by side."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from explorer import ui
+from ivae import analysis
+
+st.title("Model report")
+st.caption(
+    "How the run trained and how well it recovers the true factors (MCC: mean absolute "
+    "correlation after matching learned to true factors) and retrieves across modalities."
+)
+ctx = ui.require_context()
+run = ctx.run
+
+st.subheader("Training curves")
+history = run.history
+if history.empty or "epoch" not in history:
+    st.info("This run has no history.csv.")
+else:
+    terms = [c for c in history.columns if c not in ("epoch", "seconds")]
+    default = [c for c in terms if c in ("train_loss", "val_loss")] or terms[:2]
+    chosen = st.multiselect("Curves", terms, default=default, key="report_curves")
+    if chosen:
+        long = history.melt(id_vars="epoch", value_vars=chosen, var_name="term")
+        st.plotly_chart(
+            px.line(long, x="epoch", y="value", color="term", markers=True, height=360),
+            key="report_history",
+        )
+
+metrics = run.metrics
+st.subheader("Identifiability")
+matrix = metrics.get("correlation_matrix")
+if not metrics:
+    st.info(f"No metrics.json yet: run `ivae evaluate {run.path} --json`.")
+elif matrix is None or metrics.get("mcc") is None:
+    st.info("The data has no ground-truth factors, so there is no MCC.")
+else:
+    true_names = list((metrics.get("mcc_per_factor") or {}).keys())
+    frame = pd.DataFrame(matrix)
+    frame.index = (
+        true_names
+        if len(true_names) == len(frame)
+        else [f"true {i + 1}" for i in range(len(frame))]
+    )
+    frame.columns = ctx.names[: frame.shape[1]] + [
+        f"dim {i + 1}" for i in range(len(ctx.names), frame.shape[1])
+    ]
+    left, right = st.columns([3, 2])
+    heat = px.imshow(
+        frame,
+        zmin=-1,
+        zmax=1,
+        color_continuous_scale="RdBu_r",
+        text_auto=".2f",
+        labels={"x": "learned factor", "y": "true factor", "color": "r"},
+        aspect="auto",
+        height=120 + 45 * len(frame),
+    )
+    left.plotly_chart(heat, key="report_heatmap")
+    right.metric("MCC (Pearson)", f"{metrics['mcc']:.3f}")
+    if metrics.get("mcc_spearman") is not None:
+        right.metric("MCC (Spearman)", f"{metrics['mcc_spearman']:.3f}")
+    per_factor = pd.DataFrame(
+        {"true factor": true_names, "|r| matched": list(metrics["mcc_per_factor"].values())}
+    )
+    right.dataframe(per_factor.round(3), hide_index=True, width="stretch")
+
+retrieval = metrics.get("retrieval") or {}
+if retrieval:
+    st.subheader("Retrieval")
+    st.caption(
+        f"Recipe1M protocol: {retrieval.get('repeats', '?')} random subsets of "
+        f"{retrieval.get('subset_size', '?')} test pairs; rank of the true partner."
+    )
+    rows = {
+        label: retrieval.get(key, {})
+        for key, label in (("x_to_y", "image → recipe"), ("y_to_x", "recipe → image"))
+    }
+    table = pd.DataFrame(rows).T.rename(
+        columns={"medr": "median rank", "r1": "R@1 %", "r5": "R@5 %", "r10": "R@10 %"}
+    )
+    st.dataframe(table, width="stretch")
+
+st.subheader("Compare runs")
+st.caption("Pick runs (e.g. implicit-ivae against its baselines) to compare on the same data.")
+options = ui.run_options()
+chosen_runs = st.multiselect(
+    "Runs",
+    options,
+    default=[str(run.path)] if str(run.path) in options else [],
+    format_func=ui.label,
+    key="report_compare",
+)
+if chosen_runs:
+    comparison = analysis.compare_runs(chosen_runs)
+    st.dataframe(comparison, hide_index=True, width="stretch")
+    if comparison["MCC"].notna().any():
+        st.plotly_chart(
+            px.bar(comparison, x="run", y="MCC", color="model", height=300),
+            key="report_compare_chart",
+        )

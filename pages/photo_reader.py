@@ -1,0 +1,73 @@
+"""Photo reader: what the model reads in a photo, factor by factor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from explorer import ui
+from ivae import analysis
+from ivae.uploads import ACCEPTED_EXTENSIONS, MAX_BYTES, UploadError, read_upload
+
+st.title("Photo reader")
+st.caption(
+    "Upload a food photo: the image encoder reads each shared factor from it. Percentiles "
+    "compare the photo with every dish in the data; the recipes are retrieved by the model's "
+    "own image–recipe score."
+)
+ctx = ui.require_context()
+upload = st.file_uploader(
+    "A food photo (JPEG, PNG, WebP, GIF; up to 10 MB)",
+    type=ACCEPTED_EXTENSIONS,
+    key="reader_upload",
+)
+if upload is None:
+    st.info("Upload a photo to read its factors.")
+    st.stop()
+try:
+    photo = read_upload(upload.getvalue(), upload.name, max_bytes=MAX_BYTES)
+except UploadError as error:
+    st.error(str(error))
+    st.stop()
+
+z = ctx.run.encode_x([photo])[0]
+pct = analysis.percentiles(ctx.index.z, z)
+left, right = st.columns([1, 2])
+left.image(photo, caption=f"{upload.name} ({photo.width}x{photo.height})", width="stretch")
+with right:
+    st.subheader("Factor values")
+    table = pd.DataFrame({"factor": ctx.names, "value": np.round(z, 3), "percentile": pct})
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "percentile": st.column_config.ProgressColumn(
+                "percentile in the data", min_value=0, max_value=100, format="%.0f"
+            )
+        },
+    )
+    _, gap = ctx.index.nearest(z, n=1, weights=analysis.search_weights(ctx.index.z))
+    st.caption(f"Standardised distance to the nearest real dish: {gap[0]:.2f}")
+
+st.subheader("Nearest recipes (image → recipe)")
+rows, scores = analysis.image_to_recipes(ctx.run, ctx.index, z, n=8)
+st.dataframe(
+    ui.recipe_table(ctx, rows, {"score": np.round(scores, 2)}), hide_index=True, width="stretch"
+)
+st.subheader("Nearest real dishes")
+near, distances = ctx.index.nearest(z, n=8, weights=analysis.search_weights(ctx.index.z))
+ui.image_grid(
+    ctx, near, [f"{ctx.title(r)} · d={d:.2f}" for r, d in zip(near, distances, strict=True)]
+)
+
+st.subheader("The poles of each factor")
+st.caption("The dishes lowest and highest on each factor, to judge where the photo sits.")
+for j in range(ctx.k):
+    with st.expander(f"{ui.factor_label(ctx, j)}: this photo is at the {pct[j]:.0f}th percentile"):
+        low, high = analysis.poles(ctx.index.z, j, n=4)
+        st.markdown("**Lowest**")
+        ui.image_grid(ctx, low)
+        st.markdown("**Highest**")
+        ui.image_grid(ctx, high)

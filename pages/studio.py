@@ -1,0 +1,218 @@
+"""Factor studio: move one factor at a time and see which real dishes and recipes sit there."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from explorer import ui
+from ivae import analysis
+from ivae.uploads import ACCEPTED_EXTENSIONS, UploadError, read_upload
+
+MODES = {
+    "equal": "All factors count alike",
+    "emphasise": "Weight the moved factor (x4)",
+    "hold": "Hold the other factors (x4)",
+}
+
+st.title("Factor studio")
+st.caption(
+    "One slider per shared factor. Moving a slider sets a point in factor space; the page "
+    "shows the real dishes and recipes nearest to it. Ranges span the data's 1st–99th "
+    "percentiles. The view is in the URL: copy it to share."
+)
+ctx = ui.require_context()
+z_all, k = ctx.index.z, ctx.k
+ranges = analysis.factor_ranges(z_all)
+
+
+def slider_key(j: int) -> str:
+    return f"studio_z{j}"
+
+
+def set_point(values: np.ndarray, dish: str | None) -> None:
+    """Move every slider to ``values`` (clipped to the ranges) and remember the dish."""
+    for j in range(k):
+        st.session_state[slider_key(j)] = float(np.clip(values[j], *ranges[j]))
+    st.session_state["studio_dish"] = dish
+    st.session_state["studio_moved"] = None
+
+
+def start_from_row(row: int) -> None:
+    set_point(z_all[row], str(ctx.index.ids[row]))
+
+
+def random_dish() -> None:
+    start_from_row(int(np.random.default_rng().integers(len(ctx.index))))
+
+
+def from_query_params() -> None:
+    """First visit: the dish and factor vector from the URL, else a random dish."""
+    params = st.query_params
+    dish = params.get("dish")
+    row = int(np.flatnonzero(ctx.index.ids == dish)[0]) if dish in set(ctx.index.ids) else None
+    try:
+        values = np.array([float(v) for v in params.get("z", "").split(",")])
+    except ValueError:
+        values = np.array([])
+    if len(values) == k and np.all(np.isfinite(values)):
+        set_point(values, dish if row is not None else None)
+    elif row is not None:
+        start_from_row(row)
+    else:
+        random_dish()
+
+
+if st.session_state.get("studio_run") != str(ctx.run.path):
+    st.session_state["studio_run"] = str(ctx.run.path)
+    from_query_params()
+
+# ---- the starting dish -------------------------------------------------------------------
+with st.sidebar:
+    st.subheader("Start from")
+    mode = st.radio(
+        "Starting dish",
+        ["Random", "Search by title", "Upload a photo"],
+        key="studio_start_mode",
+        label_visibility="collapsed",
+    )
+    if mode == "Random":
+        st.button("Another random dish", key="studio_random", on_click=random_dish)
+    elif mode == "Search by title":
+        query = st.text_input("Title contains", key="studio_search", placeholder="e.g. curry")
+        titles = ctx.items["title"] if "title" in ctx.items else ctx.items["text"]
+        hits = np.flatnonzero(titles.str.contains(query, case=False, regex=False))[:200]
+        if query and len(hits) == 0:
+            st.info("No dish title contains that.")
+        elif query:
+            pick = st.selectbox("Matches", hits, format_func=ctx.title, key="studio_match")
+            st.button(
+                "Start from this dish",
+                key="studio_use_match",
+                on_click=start_from_row,
+                args=(int(pick),),
+            )
+    else:
+        upload = st.file_uploader("A food photo", type=ACCEPTED_EXTENSIONS, key="studio_upload")
+        if upload is not None:
+            try:
+                photo = read_upload(upload.getvalue(), upload.name)
+            except UploadError as error:
+                st.error(str(error))
+            else:
+                st.image(photo, caption="your photo", width=160)
+                st.button(
+                    "Start from this photo",
+                    key="studio_use_photo",
+                    on_click=set_point,
+                    args=(ctx.run.encode_x([photo])[0], None),
+                )
+    st.subheader("Retrieval")
+    weight_mode = st.radio("Distance", list(MODES), format_func=MODES.get, key="studio_weights")
+
+
+def mark_moved(j: int) -> None:
+    st.session_state["studio_moved"] = j
+
+
+# ---- sliders -------------------------------------------------------------------------------
+dish = st.session_state.get("studio_dish")
+start_row = int(np.flatnonzero(ctx.index.ids == dish)[0]) if dish in set(ctx.index.ids) else None
+left, right = st.columns([1, 2])
+with left:
+    if start_row is not None:
+        st.image(ctx.image_path(start_row), caption=f"start: {ctx.title(start_row)}", width=200)
+    else:
+        st.caption("Start: a point set by hand or from a photo.")
+    for j in range(k):
+        low, high = (float(v) for v in ranges[j])
+        st.slider(
+            ui.factor_label(ctx, j),
+            low,
+            high,
+            step=(high - low) / 200 or 0.01,
+            key=slider_key(j),
+            on_change=mark_moved,
+            args=(j,),
+            format="%.2f",
+        )
+    if start_row is not None:
+        st.button(
+            "Back to the start", key="studio_reset", on_click=start_from_row, args=(start_row,)
+        )
+
+point = np.array([st.session_state[slider_key(j)] for j in range(k)], dtype=np.float32)
+moved = st.session_state.get("studio_moved")
+weights = analysis.search_weights(z_all, moved, weight_mode)
+st.query_params.update(
+    {"z": ",".join(f"{v:.4g}" for v in point), **({"dish": dish} if dish else {})}
+)
+if not dish and "dish" in st.query_params:
+    del st.query_params["dish"]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def gaps(run_path: str, weights_key: tuple[float, ...]) -> np.ndarray:
+    return analysis.typical_gap(ui.load_index(run_path), np.array(weights_key))
+
+
+# ---- results -------------------------------------------------------------------------------
+rows, distances = ctx.index.nearest(point, n=8, weights=weights)
+with right:
+    share, level = analysis.emptiness(
+        float(distances[0]), gaps(str(ctx.run.path), tuple(weights.tolist()))
+    )
+    st.markdown(
+        f"**Distance to the nearest real dish:** {distances[0]:.2f} "
+        f"(farther than {share:.0f}% of dish-to-dish gaps)"
+    )
+    st.progress(min(share / 100.0, 1.0))
+    if level == "empty":
+        st.warning(
+            "Empty region: no real dish is near this point. The images below are only "
+            "the closest there are."
+        )
+    elif level == "sparse":
+        st.info("Sparse region: few dishes are this far from their neighbours.")
+    what = "" if moved is None else f" (you moved **{ctx.names[moved]}**)"
+    st.subheader("Nearest real dishes" + what)
+    ui.image_grid(
+        ctx, rows, [f"{ctx.title(r)} · d={d:.2f}" for r, d in zip(rows, distances, strict=True)]
+    )
+    st.subheader("Nearest recipes")
+    st.caption("Recipes whose conditional prior mean p(z | recipe) is nearest to the point.")
+    recipe_rows, recipe_d = ctx.index.nearest(point, n=8, weights=weights, space="recipe")
+    table = ui.recipe_table(ctx, recipe_rows, {"distance": np.round(recipe_d, 3)})
+    st.dataframe(table, hide_index=True, width="stretch")
+
+# ---- traversal -----------------------------------------------------------------------------
+st.subheader("Traversal strip")
+st.caption(
+    "Traversal by retrieval: there is no decoder, so each step shows the nearest real dish to "
+    "the point with one factor set to a quantile of the data and the others as on the sliders."
+)
+c1, c2 = st.columns(2)
+factor = c1.selectbox(
+    "Factor",
+    range(k),
+    index=moved or 0,
+    format_func=lambda j: ctx.names[j],
+    key="studio_traverse_factor",
+)
+steps = c2.slider("Steps", 3, 11, 7, key="studio_traverse_steps")
+strip = analysis.traversal(ctx.index, point, factor, weights, steps=steps)
+cells = st.columns(steps)
+captions = [
+    f"q{q:.0f}: {v:.2f}\n{ctx.title(r)}"
+    for q, v, r in zip(strip["quantile"], strip["value"], strip["item"], strict=True)
+]
+for cell, row, caption in zip(cells, strip["item"], captions, strict=True):
+    cell.image(ctx.image_path(row), caption=caption.replace("\n", " · "), width="stretch")
+png = analysis.contact_sheet([ctx.image_path(r) for r in strip["item"]], captions)
+st.download_button(
+    "Download the strip (PNG)",
+    png,
+    file_name=f"traversal-{ctx.names[factor]}.png",
+    mime="image/png",
+    key="studio_strip_png",
+)
