@@ -281,12 +281,15 @@ def word_associations(
         return pd.DataFrame({"word": [], "count": []})
     n = len(texts)
     freq = np.asarray(counts.mean(axis=0)).ravel()  # (V,)
+    informative = freq < 0.95  # words in (almost) every recipe say nothing about a factor
+    counts, freq = counts[:, informative], freq[informative]
+    words = vectorizer.get_feature_names_out()[informative]
     centred = values - values.mean(axis=0)
     cov = np.asarray(counts.T @ centred) / n  # (V, k): E[w v] - E[w] E[v], v centred
     std = np.sqrt(np.maximum(freq * (1 - freq), 1e-12))[:, None] * centred.std(axis=0)
     table = pd.DataFrame(cov / np.maximum(std, 1e-12))
     table.insert(0, "count", np.asarray(counts.sum(axis=0)).ravel().astype(int))
-    table.insert(0, "word", vectorizer.get_feature_names_out())
+    table.insert(0, "word", words)
     return table
 
 
