@@ -47,7 +47,7 @@ NUISANCES = {
     "table_value": (0.3, 0.75),
     "brightness": (0.75, 1.2),
     "warmth": (-1.0, 1.0),
-    "zoom": (0.9, 1.2),
+    "zoom": (0.9, 1.15),
     "offset_x": (-0.06, 0.06),
     "offset_y": (-0.06, 0.06),
     "rotation": (0.0, 360.0),
@@ -358,11 +358,11 @@ class Bowl:
 
     @property
     def outer(self) -> float:
-        return 0.40 * self.size
+        return 0.42 * self.size
 
     @property
     def well(self) -> float:
-        return 0.78 * self.outer
+        return 0.80 * self.outer
 
     def pool(self, wateriness: float) -> float:
         """Broth fills the well further the more watery the dish (deeper liquid, from above)."""
@@ -645,13 +645,13 @@ def draw_gloss(canvas, bowl: Bowl, wateriness: float, pool, noise) -> None:
     u = gx * TO_LIGHT[0] + gy * TO_LIGHT[1]
     v = -gx * TO_LIGHT[1] + gy * TO_LIGHT[0]
     soft = bowl.size / 128 * (1.5 + 6 * (1 - wateriness))
-    half_u, half_v = 0.16 * bowl.well, 0.26 * bowl.well
+    half_u, half_v = 0.18 * bowl.well, 0.30 * bowl.well
     window = smooth(-soft, soft, half_u - np.abs(u)) * smooth(-soft, soft, half_v - np.abs(v))
     bar = 0.4 + bowl.size / 256
     bars = (1 - 0.6 * np.exp(-((u / bar) ** 2))) * (1 - 0.6 * np.exp(-((v / bar) ** 2)))
     sheen = np.exp(-(u * u + v * v) / (2 * (0.4 * radius) ** 2))
     ripple = 0.75 + 0.5 * noise
-    light = (0.04 + 0.7 * wateriness**1.5) * window * bars * ripple
+    light = (0.04 + 0.85 * wateriness**1.5) * window * bars * ripple
     light = (light + 0.22 * wateriness**1.5 * sheen) * pool
     canvas[:] = 1 - (1 - canvas) * (1 - np.clip(light, 0, 1))[..., None]
 
