@@ -96,7 +96,8 @@ def cmd_train(args) -> None:
         options["latent_dim"] = args.latent_dim
     model_class(args.model).Config.from_json(options)  # unknown names fail before data loads
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, device=args.device)
+                         seed=args.seed, device=args.device,
+                         checkpoint_seconds=args.checkpoint_seconds)
     vocab = None
     if args.resume and (Path(args.out) / "vocab.json").exists():
         from ivae.data.text import Vocab
@@ -140,8 +141,15 @@ def cmd_index(args) -> None:
 
 
 # ---- the parser ----------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line (the full usage is one `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ivae", description=__doc__.split(".")[0])
+    parser = Parser(prog="ivae", description=__doc__.split(".")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="generate or import a dataset").add_subparsers(
@@ -187,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", type=_parse_option, metavar="NAME=VALUE",
                        help="any model option, e.g. --set ratio_weight=0.5")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    train.add_argument("--checkpoint-seconds", type=non_negative_float, default=30.0,
+                       help="save last.pt at least this often within an epoch")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 

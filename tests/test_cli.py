@@ -1,0 +1,166 @@
+"""The `ivae` command end to end on tiny data, including interrupted runs and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ivae
+from ivae.cli import main
+from ivae.data import load_dataset
+from ivae.train import TrainConfig, TrainingError, train
+
+FAST = ["--epochs", "2", "--batch-size", "64", "--quiet", "--set", "hidden=32"]
+
+
+def ivae_cli(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "ivae", *args], capture_output=True, text=True,
+                          **kw)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_toy_train_evaluate_index_round_trip(tmp_path):
+    data, run = tmp_path / "toy.npz", tmp_path / "run"
+    assert main(["data", "toy", "--out", str(data), "--sources", "3", "--segments", "6",
+                 "--per-segment", "50"]) == 0
+    assert main(["train", "--data", str(data), "--model", "implicit-ivae", "--out", str(run),
+                 "--latent-dim", "3", *FAST]) == 0
+    assert {"config.json", "model.pt", "last.pt", "history.csv", "metrics.json"} <= {
+        p.name for p in run.iterdir()}
+    report = json.loads(ivae_cli("evaluate", str(run), "--json").stdout)
+    assert set(report) == {"model", "latent_dim", "n_items", "split", "mcc", "mcc_spearman",
+                           "mcc_per_factor", "correlation_matrix", "retrieval"}
+    assert report["latent_dim"] == 3 and report["split"] == "test"
+    assert set(report["mcc_per_factor"]) == {"source 1", "source 2", "source 3"}
+    assert np.shape(report["correlation_matrix"]) == (3, 3)
+    assert set(report["retrieval"]["x_to_y"]) == {"medr", "r1", "r5", "r10"}
+
+
+def test_python_api_matches_the_saved_codes(tmp_path, toy_npz):
+    run_dir = tmp_path / "run"
+    train(load_dataset(toy_npz), run_dir, "vae", {"latent_dim": 2, "hidden": 16},
+          TrainConfig(epochs=1, batch_size=32), progress=False)
+    run = ivae.load_run(run_dir)
+    data = run.load_data()
+    z = run.encode_x(data.x[:5])
+    mean, logvar = run.encode_y(data.y[:5])
+    assert z.shape == mean.shape == logvar.shape == (5, 2)
+    assert run.factor_names == ["factor 1", "factor 2"]
+    assert len(run.history) == 1 and "train_recon_loss" in run.history
+
+
+def test_evaluate_reports_null_mcc_without_ground_truth(tmp_path):
+    x = np.random.default_rng(0).standard_normal((300, 4)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, u=np.arange(300) % 5)
+    run = tmp_path / "run"
+    ivae_cli("train", "--data", str(tmp_path / "d.npz"), "--model", "contrastive", "--out",
+             str(run), *FAST)
+    report = json.loads(ivae_cli("evaluate", str(run), "--json").stdout)
+    assert report["mcc"] is None and report["mcc_per_factor"] is None
+    assert report["retrieval"]["subset_size"] == report["n_items"]
+
+
+def _checkpoint_step(path: Path) -> tuple[int, int]:
+    try:
+        state = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError):
+        return (-1, -1)
+    return state["epoch"], state["step"]
+
+
+def test_kill_mid_epoch_then_resume_finishes(tmp_path, toy_npz):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ivae", "train", "--data", toy_npz, "--model", "vae",
+           "--out", str(run), "--epochs", "6", "--batch-size", "16", "--quiet",
+           "--checkpoint-seconds", "0", "--set", "hidden=16"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait for a checkpoint in the middle of epoch >= 2
+        epoch, step = _checkpoint_step(run / "last.pt")
+        if epoch >= 1 and step > 0:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "model.pt").exists(), "killed before the end"
+    with pytest.raises(ivae.RunError, match="--resume"):
+        ivae.load_run(run)
+    ivae_cli(*cmd[3:], "--resume")
+    history = ivae.load_run(run).history
+    assert list(history["epoch"]) == list(range(1, 7))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, toy_npz, monkeypatch):
+    from ivae.models.implicit_ivae import ImplicitIVAE
+
+    calls = {"n": 0}
+    original = ImplicitIVAE.loss
+
+    def poisoned(self, batch):
+        calls["n"] += 1
+        terms = original(self, batch)
+        if calls["n"] > 20:
+            terms["log_volume"] = torch.tensor(float("nan"))
+        return terms
+
+    monkeypatch.setattr(ImplicitIVAE, "loss", poisoned)
+    with pytest.raises(TrainingError, match=r"step \d+: log_volume = nan.*intact"):
+        train(load_dataset(toy_npz), tmp_path / "run", "implicit-ivae", {"hidden": 16},
+              TrainConfig(epochs=5, batch_size=32), progress=False)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["epoch"] >= 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+BAD_INPUT = [
+    (["evaluate", "no/such/run"], "no such run directory"),
+    (["train", "--data", "missing.npz", "--model", "vae", "--out", "RUN"], "no such"),
+    (["train", "--data", "TOY", "--model", "nope", "--out", "RUN"], "choose one of"),
+    (["train", "--data", "TOY", "--model", "vae", "--out", "RUN", "--epochs", "0"], "out of range"),
+    (["train", "--data", "TOY", "--model", "vae", "--out", "RUN", "--lr", "-1"], "out of range"),
+    (["train", "--data", "TOY", "--model", "vae", "--out", "RUN", "--set", "wat=1"], "unknown"),
+    (["train", "--data", "BAD", "--model", "vae", "--out", "RUN"], "must have 2 dimension"),
+    (["train", "--data", "NOTZIP", "--model", "vae", "--out", "RUN"], "not a readable"),
+    (["train", "--data", "TOY", "--model", "vae", "--out", "RUN", "--resume"], "nothing to resume"),
+    (["data", "toy", "--out", "X.npz", "--data-dim", "2"], "at least sources"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUT, ids=[" ".join(a[:2]) + f"-{i}"
+                                                          for i, (a, _) in enumerate(BAD_INPUT)])
+def test_bad_input_is_one_line_on_stderr(tmp_path, toy_npz, args, message):
+    np.savez(tmp_path / "bad.npz", x=np.zeros(10), u=np.zeros(10, int))
+    (tmp_path / "notzip.npz").write_text("hello")
+    subs = {"TOY": toy_npz, "BAD": str(tmp_path / "bad.npz"), "RUN": str(tmp_path / "run"),
+            "NOTZIP": str(tmp_path / "notzip.npz"), "X.npz": str(tmp_path / "x.npz")}
+    proc = ivae_cli(*[subs.get(a, a) for a in args], check=False, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 3
+
+
+def test_existing_run_is_never_overwritten(tmp_path, toy_npz):
+    run = tmp_path / "run"
+    args = ["train", "--data", toy_npz, "--model", "vae", "--out", str(run), *FAST]
+    ivae_cli(*args)
+    before = (run / "model.pt").read_bytes()
+    proc = ivae_cli(*args, check=False)
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr
+    assert (run / "model.pt").read_bytes() == before
+
+
+def test_models_lists_every_registered_model():
+    out = ivae_cli("models").stdout
+    for name in ("implicit-ivae", "ivae", "vae", "beta-vae", "contrastive"):
+        assert name in out
