@@ -1,0 +1,324 @@
+"""The Recipe1M importer (``ivae data recipe1m``): the real layout into a paired directory.
+
+Recipe1M (Salvador et al. 2017, "Learning Cross-modal Embeddings for Cooking Recipes and Food
+Images") ships ``layer1.json`` (recipes: id, title, ingredients, instructions, partition),
+``layer2.json`` (id -> images) and ``det_ingrs.json`` (detected ingredient names with a
+``valid`` flag per line, in the same order as layer1), with images stored at
+``<images>/<partition>/<c0>/<c1>/<c2>/<c3>/<image id>`` (the first four characters of the id).
+
+The JSON files are about a gigabyte each, so they are streamed element by element with
+``json.JSONDecoder.raw_decode`` over buffered chunks, and the item table is written to parquet
+in row groups: memory stays flat whatever the size. There are no ground-truth factors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image, UnidentifiedImageError
+
+from ivae.data.dataset import DataError
+from ivae.data.paired import INFO, ITEMS, SPLITS
+from ivae.images import image_to_array
+from ivae.io import atomic_write
+
+CHUNK_CHARS = 1 << 20
+MAX_ELEMENT_CHARS = 64 << 20  # no recipe is this long: beyond it an element is malformed
+BATCH_ROWS = 5000
+WHITESPACE = " \t\n\r"
+
+
+# --------------------------------------------------------------------------- streaming JSON
+
+
+class ArrayReader:
+    """Buffered text of one file, with the byte offset of the buffer start for error messages."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = open(path, encoding="utf-8")  # closed by iter_json_array
+        self.buf, self.pos, self.bytes_before, self.eof = "", 0, 0, False
+
+    def more(self) -> bool:
+        """Append a chunk (dropping the consumed text first); False at the end of the file."""
+        if self.eof:
+            return False
+        if self.pos > CHUNK_CHARS:
+            self.bytes_before += len(self.buf[: self.pos].encode("utf-8"))
+            self.buf, self.pos = self.buf[self.pos:], 0
+        chunk = self.file.read(CHUNK_CHARS)
+        self.eof = not chunk
+        self.buf += chunk
+        return bool(chunk)
+
+    def skip_space(self) -> str:
+        """The next non-blank character ('' at the end of the file), not consumed."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in WHITESPACE:
+                self.pos += 1
+            if self.pos < len(self.buf) or not self.more():
+                return self.buf[self.pos: self.pos + 1]
+
+    def byte_offset(self, pos: int | None = None) -> int:
+        pos = self.pos if pos is None else pos
+        return self.bytes_before + len(self.buf[:pos].encode("utf-8"))
+
+    def fail(self, index: int, what: str, pos: int | None = None) -> DataError:
+        return DataError(f"{self.path}: malformed JSON at byte {self.byte_offset(pos)} (array "
+                         f"element {index}): {what}; the file may be truncated or corrupted, "
+                         "download it again")
+
+
+def decode_element(reader: ArrayReader, decoder: json.JSONDecoder, index: int):
+    """Decode the element at the reader position, reading more while it is incomplete."""
+    while True:
+        try:
+            value, end = decoder.raw_decode(reader.buf, reader.pos)
+            reader.pos = end
+            return value
+        except json.JSONDecodeError as error:
+            incomplete = error.pos >= len(reader.buf) - 1 or error.msg.startswith("Unterminated")
+            too_long = len(reader.buf) - reader.pos > MAX_ELEMENT_CHARS
+            if not incomplete or too_long or not reader.more():
+                raise reader.fail(index, error.msg, error.pos) from error
+
+
+def iter_json_array(path: str | Path) -> Iterator[object]:
+    """The elements of a top-level JSON array, one at a time, in constant memory."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: missing; expected a Recipe1M JSON file (a top-level array)")
+    reader, decoder = ArrayReader(path), json.JSONDecoder()
+    try:
+        if reader.skip_space() != "[":
+            raise reader.fail(0, "expected '[' to open the top-level array")
+        reader.pos += 1
+        index = 0
+        if reader.skip_space() == "]":
+            return
+        while True:
+            yield decode_element(reader, decoder, index)
+            index += 1
+            token = reader.skip_space()
+            reader.pos += 1
+            if token == "]":
+                return
+            if token != ",":
+                raise reader.fail(index, f"expected ',' or ']' after an element, got {token!r}",
+                                  reader.pos - 1)
+            reader.skip_space()
+    finally:
+        reader.file.close()
+
+
+# --------------------------------------------------------------------------- records
+
+
+def need(record, key: str, kind: type, path: Path, index: int):
+    """record[key], checked: a missing or mistyped key names the file, element and key."""
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: element {index} is a {type(record).__name__}, expected an "
+                        "object")
+    value = record.get(key)
+    if not isinstance(value, kind):
+        raise DataError(f"{path}: element {index} (id {record.get('id')!r}): key {key!r} should "
+                        f"be a {kind.__name__}, got {value!r:.60}")
+    return value
+
+
+def texts(record, key: str, path: Path, index: int) -> list[str]:
+    """The 'text' fields of a list of {"text": ...} objects."""
+    items = need(record, key, list, path, index)
+    if not all(isinstance(x, dict) and isinstance(x.get("text"), str) for x in items):
+        raise DataError(f"{path}: element {index} (id {record.get('id')!r}): {key!r} should be "
+                        'a list of {"text": str} objects')
+    return [x["text"] for x in items]
+
+
+def image_index(layer2: Path, all_images: bool, progress: bool) -> dict[str, list[str]]:
+    """recipe id -> its image ids (just the first unless ``all_images``)."""
+    index = {}
+    for i, record in enumerate(with_bar(iter_json_array(layer2), progress, "layer2")):
+        images = need(record, "images", list, layer2, i)
+        ids = [need(image, "id", str, layer2, i) for image in images]
+        # the first image is used; a couple more are kept in case its file is missing
+        index[need(record, "id", str, layer2, i)] = ids if all_images else ids[:3]
+    return index
+
+
+def detected(det_ingrs: Path | None) -> Iterator[tuple[str, list[str]] | None]:
+    """(recipe id, valid detected ingredient names) in layer1 order; None forever without file."""
+    if det_ingrs is None:
+        while True:
+            yield None
+    for i, record in enumerate(iter_json_array(det_ingrs)):
+        names = texts(record, "ingredients", det_ingrs, i)
+        valid = need(record, "valid", list, det_ingrs, i)
+        if len(valid) != len(names):
+            raise DataError(f"{det_ingrs}: element {i}: 'valid' has {len(valid)} flags for "
+                            f"{len(names)} ingredients")
+        kept = [name for name, ok in zip(names, valid, strict=True) if ok]
+        yield need(record, "id", str, det_ingrs, i), kept
+
+
+def recipe_text(title: str, ingredients: list[str], instructions: list[str]) -> str:
+    return "\n".join([title, "", "Ingredients:", *(f"- {x}" for x in ingredients), "",
+                      "Instructions:", *(f"{i}. {x}" for i, x in enumerate(instructions, 1))])
+
+
+def with_bar(iterable, progress: bool, desc: str):
+    if not progress:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, unit=" recipes")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class ItemsWriter:
+    """items.parquet in row groups, written to a temp file and renamed into place at the end."""
+
+    def __init__(self, out: Path) -> None:
+        self.path, self.tmp = out / ITEMS, out / f".{ITEMS}.partial"
+        self.rows: list[dict] = []
+        self.writer = None
+        self.schema = pa.schema([("id", pa.string()), ("image", pa.string()),
+                                 ("text", pa.string()), ("split", pa.string()),
+                                 ("title", pa.string()), ("ingredients", pa.list_(pa.string())),
+                                 ("recipe_id", pa.string())])
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+        self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+        self.tmp.replace(self.path)
+
+
+def save_image(source: Path, target: Path, image_size: int) -> bool:
+    """Resize one photo into the dataset; False when it cannot be decoded."""
+    try:
+        with Image.open(source) as img:
+            array = image_to_array(img, image_size)
+    except (UnidentifiedImageError, OSError):
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(array.transpose(1, 2, 0))).save(target, "JPEG",
+                                                                        quality=92)
+    return True
+
+
+# --------------------------------------------------------------------------- the import
+
+
+def import_recipe1m(layer1: str | Path, layer2: str | Path, images_dir: str | Path,
+                    out_dir: str | Path, det_ingrs: str | Path | None = None,
+                    limit: int | None = None, all_images: bool = False, image_size: int = 128,
+                    progress: bool = True) -> dict:
+    """Convert Recipe1M into a paired directory; returns counts of what was kept and skipped.
+
+    One row per recipe with its first existing image (``all_images``: one row per image).
+    ``limit`` caps the number of recipes imported. Recipes without images, image files that
+    are missing or unreadable are skipped and counted in the report, never silently.
+    """
+    started = time.perf_counter()
+    layer1, layer2, images_dir, out = Path(layer1), Path(layer2), Path(images_dir), Path(out_dir)
+    if not images_dir.is_dir():
+        raise DataError(f"{images_dir}: not a directory; expected the Recipe1M images folder "
+                        "holding train/, val/ and test/")
+    out.mkdir(parents=True, exist_ok=True)
+    images = image_index(layer2, all_images, progress)
+    report = {"recipes_read": 0, "recipes_imported": 0, "rows": 0, "recipes_without_images": 0,
+              "recipes_without_existing_images": 0, "missing_image_files": 0,
+              "unreadable_image_files": 0, "counts": dict.fromkeys(SPLITS, 0)}
+    writer = ItemsWriter(out)
+    det = detected(None if det_ingrs is None else Path(det_ingrs))
+    for index, record in enumerate(with_bar(iter_json_array(layer1), progress, "layer1")):
+        if limit is not None and report["recipes_imported"] >= limit:
+            break
+        names = next(det, False)
+        if names is False:
+            raise DataError(f"{det_ingrs}: ends at element {index} but {layer1} goes on; the "
+                            "two files must list the same recipes in the same order")
+        report["recipes_read"] += 1
+        import_recipe(record, index, names, images, images_dir, out, image_size, all_images,
+                      layer1, writer, report)
+    writer.close()
+    write_info(out, report, det_ingrs is not None)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    report["out"] = str(out)
+    return report
+
+
+def import_recipe(record, index: int, names, images: dict, images_dir: Path, out: Path,
+                  image_size: int, all_images: bool, layer1: Path, writer: ItemsWriter,
+                  report: dict) -> None:
+    recipe_id = need(record, "id", str, layer1, index)
+    title = need(record, "title", str, layer1, index)
+    split = need(record, "partition", str, layer1, index)
+    if split not in SPLITS:
+        raise DataError(f"{layer1}: element {index} (id {recipe_id!r}): partition {split!r} is "
+                        f"not one of {list(SPLITS)}")
+    lines = texts(record, "ingredients", layer1, index)
+    text = recipe_text(title, lines, texts(record, "instructions", layer1, index))
+    if names is not None and names[0] != recipe_id:
+        raise DataError(f"det_ingrs.json element {index} has id {names[0]!r} but {layer1} "
+                        f"element {index} has {recipe_id!r}; the files must be in the same order")
+    image_ids = images.get(recipe_id, [])
+    if not image_ids:
+        report["recipes_without_images"] += 1
+        return
+    kept = 0
+    for image_id in image_ids:
+        source = images_dir.joinpath(split, *image_id[:4], image_id)
+        relative = f"images/{split}/{image_id[:2]}/{Path(image_id).stem}.jpg"
+        if not source.is_file():
+            report["missing_image_files"] += 1
+            continue
+        if not save_image(source, out / relative, image_size):
+            report["unreadable_image_files"] += 1
+            continue
+        row_id = recipe_id if not all_images else f"{recipe_id}/{Path(image_id).stem}"
+        writer.add({"id": row_id, "image": relative, "text": text, "split": split,
+                    "title": title, "ingredients": names[1] if names else lines,
+                    "recipe_id": recipe_id})
+        report["rows"] += 1
+        report["counts"][split] += 1
+        kept += 1
+        if not all_images:
+            break
+    report["recipes_imported"] += kept > 0
+    report["recipes_without_existing_images"] += kept == 0
+
+
+def write_info(out: Path, report: dict, detected_ingredients: bool) -> None:
+    info = {
+        "name": "recipe1m", "version": "1.0",
+        "description": "Recipe1M (Salvador et al. 2017) recipes paired with their photos; no "
+                       "ground-truth factors.",
+        "factor_names": [], "generator": "ivae data recipe1m",
+        "ingredients": "det_ingrs (valid)" if detected_ingredients else "layer1 lines",
+        "counts": report["counts"],
+        "skipped": {k: report[k] for k in ("recipes_without_images",
+                                          "recipes_without_existing_images",
+                                          "missing_image_files", "unreadable_image_files")},
+    }
+    text = json.dumps(info, indent=2) + "\n"
+    atomic_write(out / INFO, lambda f: f.write(text.encode()))
