@@ -6,6 +6,7 @@ failures into messages with a way forward.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,8 +104,12 @@ def run_picker() -> str | None:
     """Sidebar choice of run (also settable with ?run=PATH); remembered across pages."""
     options = run_options()
     wanted = st.query_params.get("run")
-    if wanted and wanted not in options:
-        options.append(wanted)  # an explicit path from a shared link, checked on load
+    if wanted:  # links carry the path relative to the repository
+        wanted = os.path.abspath(analysis.REPO_ROOT / wanted)
+    chosen = st.session_state.get(RUN_KEY)
+    for explicit in (wanted, chosen):  # a path from a shared link or set before; checked on load
+        if explicit and explicit not in options:
+            options.append(explicit)
     if not options:
         st.session_state[RUN_KEY] = None
         st.sidebar.info("No trained runs found under `runs/` or `assets/`.")

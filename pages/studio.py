@@ -144,6 +144,7 @@ with left:
 point = np.array([st.session_state[slider_key(j)] for j in range(k)], dtype=np.float32)
 moved = st.session_state.get("studio_moved")
 weights = analysis.search_weights(z_all, moved, weight_mode)
+st.query_params["run"] = ui.label(str(ctx.run.path))
 st.query_params.update(
     {"z": ",".join(f"{v:.4g}" for v in point), **({"dish": dish} if dish else {})}
 )

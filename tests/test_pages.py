@@ -1,0 +1,152 @@
+"""Every dashboard page under streamlit's AppTest, on a tiny trained and indexed run."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+from tiny_run import make_tiny_run
+
+HOME = str(Path(__file__).resolve().parent.parent / "explorer" / "Home.py")
+PAGES = {  # page -> keys of widgets it must show before any input
+    "studio": ["studio_z0", "studio_start_mode", "studio_weights", "studio_traverse_factor"],
+    "photo_reader": ["reader_upload"],
+    "recipe_search": ["recipe_text"],
+    "atlas": ["atlas_colour", "atlas_x", "atlas_y"],
+    "factor_cards": ["cards_factor"],
+    "model_report": ["report_curves", "report_compare"],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    return make_tiny_run(tmp_path_factory.mktemp("tiny"))
+
+
+def app(run_path: Path | str, page: str | None = None, **params: str) -> AppTest:
+    at = AppTest.from_file(HOME, default_timeout=120)
+    at.session_state["run_path"] = str(run_path)
+    for key, value in params.items():
+        at.query_params[key] = value
+    if page:
+        at.switch_page(f"../pages/{page}.py")
+    return at.run()
+
+
+def widget_keys(at: AppTest) -> set[str]:
+    return {w.key for w in at.main if getattr(w, "key", None)} | {
+        w.key for w in at.sidebar if getattr(w, "key", None)
+    }
+
+
+def param(at: AppTest, key: str) -> str:
+    value = at.query_params[key]
+    return value[0] if isinstance(value, list) else value
+
+
+def assert_ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def png_bytes(colour=(180, 60, 40), size=(48, 40), fmt="PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_home(tiny_run):
+    at = app(tiny_run)
+    assert_ok(at)
+    assert at.title[0].value == "Factor Explorer"
+    assert any(m.label == "Shared factors" for m in at.metric)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(tiny_run, page):
+    at = app(tiny_run, page)
+    assert_ok(at)
+    assert at.title, "every page has a title"
+    missing = set(PAGES[page]) - widget_keys(at)
+    assert not missing, f"{page} lacks widgets {missing}"
+
+
+def test_studio_reads_and_writes_the_url(tiny_run):
+    at = app(tiny_run, "studio", z="0.01,-0.02,0.03", dish="d0005")
+    assert_ok(at)
+    low, high = at.slider(key="studio_z1").min, at.slider(key="studio_z1").max
+    assert at.slider(key="studio_z1").value == pytest.approx(np.clip(-0.02, low, high))
+    assert at.session_state["studio_dish"] == "d0005"
+    at.slider(key="studio_z0").set_value(at.slider(key="studio_z0").max).run()
+    assert_ok(at)
+    assert at.session_state["studio_moved"] == 0
+    first = float(param(at, "z").split(",")[0])
+    assert first == pytest.approx(at.slider(key="studio_z0").max, rel=1e-3)
+    at.radio(key="studio_weights").set_value("hold").run()
+    assert_ok(at)
+
+
+def test_studio_search_by_title(tiny_run):
+    at = app(tiny_run, "studio")
+    at.radio(key="studio_start_mode").set_value("Search by title").run()
+    at.text_input(key="studio_search").input("soup").run()
+    assert_ok(at)
+    at.button(key="studio_use_match").click().run()
+    assert_ok(at)
+    dish = at.session_state["studio_dish"]
+    assert dish and param(at, "dish") == dish
+
+
+def test_photo_reader_good_and_bad_uploads(tiny_run):
+    at = app(tiny_run, "photo_reader")
+    at.file_uploader(key="reader_upload").set_value(("dish.png", png_bytes(), "image/png")).run()
+    assert_ok(at)
+    assert not at.error and len(at.dataframe) >= 2  # factor table and nearest recipes
+    bad = ("photo.jpg", b"definitely not a jpeg" * 20, "image/jpeg")
+    at.file_uploader(key="reader_upload").set_value(bad).run()
+    assert_ok(at)
+    assert "not an image" in at.error[0].value
+    empty = ("empty.png", b"", "image/png")
+    at.file_uploader(key="reader_upload").set_value(empty).run()
+    assert_ok(at)
+    assert at.error and "empty" in at.error[0].value
+
+
+def test_recipe_search(tiny_run):
+    at = app(tiny_run, "recipe_search")
+    at.text_area(key="recipe_text").input("soup with beef, mushrooms and soy").run()
+    assert_ok(at)
+    assert not at.info  # results shown, not the prompt
+
+
+def test_factor_card_notes_are_saved(tiny_run, tmp_path):
+    run_copy = tmp_path / "run"
+    shutil.copytree(tiny_run, run_copy)
+    at = app(run_copy, "factor_cards")
+    at.text_input(key="cards_name_0").input("redness")
+    at.text_area(key="cards_notes_0").input("tomato and chilli")
+    at.button[0].click().run()  # the form's submit button
+    assert_ok(at)
+    saved = json.loads((run_copy / "factors.json").read_text())
+    assert saved["factors"][0] == {"index": 0, "name": "redness", "notes": "tomato and chilli"}
+
+
+@pytest.mark.parametrize("page", [None, *PAGES])
+def test_missing_run_gives_a_message(tmp_path, page):
+    at = app(tmp_path / "no-such-run", page)
+    assert_ok(at)
+    assert at.error and "no such run directory" in at.error[0].value
+
+
+def test_run_without_index_offers_to_build_it(tiny_run, tmp_path):
+    run_copy = tmp_path / "run"
+    shutil.copytree(tiny_run, run_copy, ignore=shutil.ignore_patterns("index"))
+    at = app(run_copy, "studio")
+    assert_ok(at)
+    assert "ivae index" in at.warning[0].value
+    assert any(b.key == "build_index" for b in at.button)
