@@ -36,7 +36,7 @@ def _image(f: np.ndarray, rng: np.random.Generator, size: int) -> Image.Image:
 
 def _recipe(f: np.ndarray, dish: str) -> tuple[str, list[str], str]:
     ingredients = ["water", "salt"]
-    for value, name in zip(f, FACTORS):
+    for value, name in zip(f, FACTORS, strict=True):
         ingredients += list(WORDS[name][: int(round(value * 3))])
     title = f"{dish} with {ingredients[-1]}"
     return title, ingredients, f"{title}. ingredients: {', '.join(ingredients)}. serve warm."
@@ -54,14 +54,27 @@ def make_tiny_dataset(out: Path, n: int = 240, size: int = 32, seed: int = 0) ->
         title, ingredients, text = _recipe(f, dish)
         _image(f, rng, size).save(out / "images" / f"{i:04d}.png")
         split = "train" if i % 10 < 8 else ("val" if i % 10 == 8 else "test")
-        row = {"id": f"d{i:04d}", "image": f"images/{i:04d}.png", "text": text, "split": split,
-               "title": title, "ingredients": ingredients, "dish": dish}
-        row.update({f"factor.{name}": float(v) for name, v in zip(FACTORS, f)})
+        row = {
+            "id": f"d{i:04d}",
+            "image": f"images/{i:04d}.png",
+            "text": text,
+            "split": split,
+            "title": title,
+            "ingredients": ingredients,
+            "dish": dish,
+        }
+        row.update({f"factor.{name}": float(v) for name, v in zip(FACTORS, f, strict=True)})
         row["nuisance.noise"] = float(rng.uniform())
         rows.append(row)
-    info = {"name": "tiny-kitchen", "version": 1, "description": "test dishes",
-            "factor_names": list(FACTORS), "generator": "tests.tiny_run", "seed": seed,
-            "image_size": size}
+    info = {
+        "name": "tiny-kitchen",
+        "version": 1,
+        "description": "test dishes",
+        "factor_names": list(FACTORS),
+        "generator": "tests.tiny_run",
+        "seed": seed,
+        "image_size": size,
+    }
     write_paired(out, pd.DataFrame(rows), info)
     return out
 
