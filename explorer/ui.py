@@ -7,6 +7,7 @@ failures into messages with a way forward.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,18 +190,43 @@ def _data_or_stop(run) -> Path:
     if (target / "items.parquet").is_file():
         return target
     settings = analysis.generation_settings(run)
-    label_text = f"First launch: generating the kitchen data into `{label(str(target))}`"
-    with st.status(label_text, expanded=True) as status:
-        st.write(f"{settings['n']} dishes at {settings['image_size']}px, seed {settings['seed']}.")
-        st.write("This happens once; later launches read the files.")
+    title = f"First launch: generating the kitchen data into `{label(str(target))}`"
+    with st.status(title, expanded=True) as status:
+        st.write(
+            f"{settings['n']:,} dishes at {settings['image_size']}px, seed "
+            f"{settings['seed']}. This happens once; later launches read the files."
+        )
         try:
-            path = analysis.ensure_data(run)
+            path = _generate_with_progress(run, target, settings["n"])
         except (FileNotFoundError, ValueError, OSError) as error:
             status.update(label="The run's data is missing", state="error")
             st.error(str(error))
             st.stop()
         status.update(label=f"Kitchen data ready in {label(str(path))}", state="complete")
     return path
+
+
+def _generate_with_progress(run, target: Path, n: int) -> Path:
+    """Generate in a worker thread; the bar follows the image files appearing on disk."""
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            result["path"] = analysis.ensure_data(run)
+        except (FileNotFoundError, ValueError, OSError) as error:
+            result["error"] = error
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    bar = st.progress(0.0, text="rendering dishes…")
+    while worker.is_alive():
+        done = analysis.count_images(target)
+        bar.progress(min(done / max(n, 1), 1.0), text=f"rendered {done:,} of {n:,} dishes")
+        worker.join(timeout=1.0)
+    bar.progress(1.0, text="done")
+    if "error" in result:
+        raise result["error"]
+    return result["path"]
 
 
 # --------------------------------------------------------------------------- display

@@ -151,6 +151,14 @@ def ensure_data(run, generate: Callable | None = None) -> Path:
     return target
 
 
+def count_images(directory: Path) -> int:
+    """Image files under a data directory so far (to follow a generator's progress)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    return sum(1 for p in directory.rglob("*") if p.suffix.lower() in (".jpg", ".png", ".webp"))
+
+
 def load_items(directory: Path, ids: np.ndarray | None = None) -> pd.DataFrame:
     """The dataset's items table (no image decoding), in the order of ``ids`` when given."""
     from ivae.data.paired import read_items
