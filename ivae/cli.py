@@ -61,13 +61,15 @@ def cmd_data_toy(args) -> None:
 def cmd_data_kitchen(args) -> None:
     from ivae.data.kitchen import generate_kitchen
 
-    print(f"wrote {generate_kitchen(args.out, n=args.n, image_size=args.image_size, seed=args.seed)}")
+    path = generate_kitchen(args.out, n=args.n, image_size=args.image_size, seed=args.seed)
+    print(f"wrote {path}")
 
 
 def cmd_data_shapes(args) -> None:
     from ivae.data.shapes import generate_shapes
 
-    print(f"wrote {generate_shapes(args.out, n=args.n, image_size=args.image_size, seed=args.seed)}")
+    path = generate_shapes(args.out, n=args.n, image_size=args.image_size, seed=args.seed)
+    print(f"wrote {path}")
 
 
 def cmd_data_recipe1m(args) -> None:
@@ -123,7 +125,8 @@ def cmd_evaluate(args) -> None:
     if report["mcc"] is not None:
         print(f"  MCC {report['mcc']:.3f} (Spearman {report['mcc_spearman']:.3f})")
         for name, value in report["mcc_per_factor"].items():
-            print(f"    {name:20s} {value:.3f}" if value is not None else f"    {name:20s} unmatched")
+            shown = "unmatched" if value is None else f"{value:.3f}"
+            print(f"    {name:20s} {shown}")
     for direction in ("x_to_y", "y_to_x"):
         r = report["retrieval"][direction]
         print(f"  {direction}: medR {r['medr']:.1f}  R@1 {r['r1']:.1f}  R@5 {r['r5']:.1f}  "

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ivae.data.dataset import Dataset
-from ivae.metrics import mcc, retrieval
+from ivae.metrics import mcc, nuisance_leakage, retrieval
 from ivae.models.base import Model
 
 
@@ -23,8 +23,8 @@ def encode(model: Model, data: Dataset, batch_size: int = 512,
         mean, logvar = model.encode_y(y)
         means.append(mean.float().cpu())
         logvars.append(logvar.float().cpu())
-    cat = [torch.cat(t).numpy() if t else np.zeros((0, 0), np.float32) for t in (zs, means, logvars)]
-    return cat[0], cat[1], cat[2]
+    z, mean, logvar = (torch.cat(t).numpy() for t in (zs, means, logvars))
+    return z, mean, logvar
 
 
 def factor_scores(data: Dataset, z: np.ndarray) -> dict:
@@ -48,6 +48,15 @@ def retrieval_scores(model: Model, z: np.ndarray, mean: np.ndarray, logvar: np.n
         return model.score(*t).numpy()
 
     return retrieval(score, len(z), subset_size, repeats, seed)
+
+
+def leakage(data: Dataset, z: np.ndarray) -> dict | None:
+    """Largest |corr| of the factor-matched latents with each nuisance (None without truth)."""
+    if data.factors is None or data.nuisances is None or len(data) < 2:
+        return None
+    matched = mcc(data.factors, z)["matching"]
+    values = nuisance_leakage(data.nuisances, z, matched)
+    return {name: float(v) for name, v in zip(data.nuisance_names, values)}
 
 
 def evaluate(model: Model, data: Dataset, split: str = "test", subset_size: int = 1000,

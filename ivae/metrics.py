@@ -77,3 +77,13 @@ def retrieval(score_fn, n: int, subset_size: int = 1000, repeats: int = 10,
         results["y_to_x"].append(recall_summary(ranks_of_true_pairs(scores.T)))
     mean = {d: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for d, rs in results.items()}
     return {**mean, "subset_size": int(size), "repeats": int(repeats)}
+
+
+def nuisance_leakage(nuisances: np.ndarray, learned: np.ndarray, latents: np.ndarray) -> np.ndarray:
+    """(N, m) nuisances the query never describes, (N, k) codes, the matched latent indices ->
+    (m,) the largest |corr| of any matched latent with each nuisance (0 = no leakage)."""
+    latents = np.asarray(latents)
+    latents = latents[latents >= 0]
+    if len(latents) == 0:
+        return np.zeros(nuisances.shape[1])
+    return np.abs(correlation_matrix(nuisances, learned[:, latents])).max(1)

@@ -16,7 +16,7 @@ KINDS = ("vector", "image", "text")
 
 @dataclass(frozen=True)
 class Modality:
-    """What a network's input looks like: ``(D,)`` vectors, ``(3, S, S)`` images, ``(L,)`` tokens."""
+    """What a network's input looks like: (D,) vectors, (3, S, S) images, (L,) tokens."""
 
     kind: str
     shape: tuple[int, ...]
@@ -62,8 +62,8 @@ class ConvEncoder(nn.Module):
                        nn.SiLU()]
             channels, size = out, size // 2
         self.features = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, hidden), nn.SiLU(),
-                                  nn.Linear(hidden, out_dim))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, hidden),
+                                  nn.SiLU(), nn.Linear(hidden, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(_as_float_image(x)))

@@ -123,8 +123,9 @@ class Run:
         """Images (uint8 (N,3,S,S) or (N,S,S,3), or a list of PIL images) or vectors ->
         (N, k) factor values."""
         t = self._x_tensor(x)
-        return np.concatenate([self.model.encode_x(t[i:i + batch_size]).numpy()
-                               for i in range(0, len(t), batch_size)] or [np.zeros((0, self.latent_dim))])
+        parts = [self.model.encode_x(t[i:i + batch_size]).numpy()
+                 for i in range(0, len(t), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.latent_dim), np.float32)
 
     @torch.no_grad()
     def encode_y(self, y, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ivae.data.dataset import Dataset
-from ivae.evaluate import encode, evaluate
+from ivae.evaluate import encode, evaluate, leakage
 from ivae.io import save_torch, write_json, write_text
 from ivae.metrics import mcc
 from ivae.models.base import Model, build_model
@@ -89,7 +89,8 @@ class Trainer:
         self.device = resolve_device(self.train_cfg.device)
         torch.manual_seed(self.train_cfg.seed)
         x, y = (Modality.from_json(config["data"][k]) for k in ("x", "y"))
-        self.model: Model = build_model(config["model"], config["model_config"], x, y).to(self.device)
+        model = build_model(config["model"], config["model_config"], x, y)
+        self.model: Model = model.to(self.device)
         self.config["model_config"] = self.model.config.to_json()  # defaults filled in
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.train_cfg.lr,
                                           weight_decay=self.train_cfg.weight_decay)
@@ -220,6 +221,8 @@ class Trainer:
         split = "test" if (data.split == "test").any() else "all"
         metrics = evaluate(self.model, data, split=split, device=self.device)
         metrics["train_seconds"] = round(self.elapsed, 2)
+        part = data.part(split)  # beyond the evaluate schema: what the dashboard also shows
+        metrics["nuisance_leakage"] = leakage(part, encode(self.model, part, device=self.device)[0])
         write_json(self.out / "metrics.json", metrics)
         return metrics
 

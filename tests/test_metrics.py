@@ -75,3 +75,15 @@ def test_retrieval_random_scores_are_at_chance(rng):
     result = retrieval(lambda index: rng.standard_normal((len(index), len(index))), n=1000)
     assert result["repeats"] == 1 and 400 < result["y_to_x"]["medr"] < 600
     assert result["x_to_y"]["r10"] < 3.0
+
+
+def test_nuisance_leakage_known_answers(rng):
+    from ivae.metrics import nuisance_leakage
+
+    n = rng.standard_normal((5000, 2))
+    clean = rng.standard_normal((5000, 3))
+    leaky = clean.copy()
+    leaky[:, 1] = n[:, 0]  # a matched latent that follows the first nuisance exactly
+    assert nuisance_leakage(n, clean, np.array([0, 1, 2])).max() < 0.05
+    assert nuisance_leakage(n, leaky, np.array([0, 1, 2]))[0] == pytest.approx(1.0)
+    assert nuisance_leakage(n, leaky, np.array([0, 2])).max() < 0.05  # latent 1 is unmatched

@@ -15,7 +15,8 @@ import numpy as np
 MODULATIONS = ("variance", "mean-variance")
 
 
-def _well_conditioned(rng: np.random.Generator, rows: int, cols: int, tries: int = 1000) -> np.ndarray:
+def _well_conditioned(rng: np.random.Generator, rows: int, cols: int,
+                      tries: int = 1000) -> np.ndarray:
     """A uniform(-1, 1) matrix with unit-norm columns whose condition number is in the best
     quarter of random draws, so the mixing neither collapses nor explodes any direction."""
     def draw() -> np.ndarray:
@@ -47,14 +48,17 @@ def mix(sources: np.ndarray, data_dim: int, rng: np.random.Generator, layers: in
 
 def generate_toy(sources: int = 5, data_dim: int = 5, segments: int = 40, per_segment: int = 1000,
                  modulate: str = "variance", noise: float = 0.0, seed: int = 0) -> dict:
-    """Arrays in the DESIGN.md vector format: ``x``, ``u``, ``factors``, ``factor_names``, ``split``."""
+    """Arrays in the DESIGN.md vector format: x, u, factors, factor_names, split."""
     if modulate not in MODULATIONS:
         raise ValueError(f"modulate must be one of {MODULATIONS}, got {modulate!r}")
     if data_dim < sources:
-        raise ValueError(f"data_dim ({data_dim}) must be at least sources ({sources}) for an injective mixing")
+        raise ValueError(f"data_dim ({data_dim}) must be at least sources ({sources}) "
+                         "for an injective mixing")
     rng = np.random.default_rng(seed)
     std = rng.uniform(0.5, 3.0, (segments, sources))
-    mean = rng.uniform(-5.0, 5.0, (segments, sources)) if modulate == "mean-variance" else np.zeros_like(std)
+    mean = np.zeros_like(std)
+    if modulate == "mean-variance":
+        mean = rng.uniform(-5.0, 5.0, (segments, sources))
     u = np.repeat(np.arange(segments), per_segment)
     s = mean[u] + std[u] * rng.standard_normal((len(u), sources))
     x = mix(s, data_dim, rng)
