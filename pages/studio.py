@@ -66,6 +66,8 @@ def from_query_params() -> None:
 if st.session_state.get("studio_run") != str(ctx.run.path):
     st.session_state["studio_run"] = str(ctx.run.path)
     from_query_params()
+elif slider_key(0) not in st.session_state:  # back from another page: sliders were reset
+    set_point(np.array(st.session_state["studio_point"]), st.session_state.get("studio_dish"))
 
 # ---- the starting dish -------------------------------------------------------------------
 with st.sidebar:
@@ -143,6 +145,7 @@ with left:
 
 point = np.array([st.session_state[slider_key(j)] for j in range(k)], dtype=np.float32)
 moved = st.session_state.get("studio_moved")
+st.session_state["studio_point"] = point.tolist()
 weights = analysis.search_weights(z_all, moved, weight_mode)
 st.query_params["run"] = ui.label(str(ctx.run.path))
 st.query_params.update(

@@ -89,6 +89,11 @@ def test_studio_reads_and_writes_the_url(tiny_run):
     assert first == pytest.approx(at.slider(key="studio_z0").max, rel=1e-3)
     at.radio(key="studio_weights").set_value("hold").run()
     assert_ok(at)
+    point = at.session_state["studio_point"]
+    at.switch_page("../pages/atlas.py").run()
+    at.switch_page("../pages/studio.py").run()
+    assert_ok(at)
+    assert at.slider(key="studio_z0").value == pytest.approx(point[0])  # kept across pages
 
 
 def test_studio_search_by_title(tiny_run):
