@@ -104,14 +104,16 @@ cards = [card(i, table, notes) for i in range(ctx.k)]
 c1, c2 = st.columns(2)
 c1.download_button(
     "All cards (markdown)",
-    "\n".join(analysis.card_markdown(c) for c in cards),
+    lambda: "\n".join(analysis.card_markdown(c) for c in cards),
+    on_click="ignore",
     file_name="factor-cards.md",
     mime="text/markdown",
     key="cards_md",
 )
 c2.download_button(
     "All cards (JSON)",
-    json.dumps({"run": run_path, "factors": cards}, indent=2),
+    lambda: json.dumps({"run": run_path, "factors": cards}, indent=2),
+    on_click="ignore",
     file_name="factor-cards.json",
     mime="application/json",
     key="cards_json",

@@ -212,10 +212,11 @@ captions = [
 ]
 for cell, row, caption in zip(cells, strip["item"], captions, strict=True):
     cell.image(ctx.image_path(row), caption=caption.replace("\n", " · "), width="stretch")
-png = analysis.contact_sheet([ctx.image_path(r) for r in strip["item"]], captions)
+paths = [ctx.image_path(r) for r in strip["item"]]
 st.download_button(
     "Download the strip (PNG)",
-    png,
+    lambda: analysis.contact_sheet(paths, captions),  # built only when clicked
+    on_click="ignore",
     file_name=f"traversal-{ctx.names[factor]}.png",
     mime="image/png",
     key="studio_strip_png",
