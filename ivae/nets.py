@@ -53,11 +53,11 @@ class ConvEncoder(nn.Module):
     GroupNorm rather than BatchNorm: per-sample Jacobians must not mix the batch.
     """
 
-    def __init__(self, image_size: int, out_dim: int, width: int = 32, hidden: int = 256):
+    def __init__(self, image_size: int, out_dim: int, width: int = 16, hidden: int = 256):
         super().__init__()
         blocks, channels, size = [], 3, image_size
         while size > 4:
-            out = min(width * 2 ** len(blocks), 256)
+            out = min(width * 2 ** (len(blocks) // 3), 128)
             blocks += [nn.Conv2d(channels, out, 4, stride=2, padding=1), nn.GroupNorm(8, out),
                        nn.SiLU()]
             channels, size = out, size // 2
@@ -72,10 +72,10 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """(B, in_dim) -> (B, 3, S, S) in [0, 1] (sigmoid); the mirror of :class:`ConvEncoder`."""
 
-    def __init__(self, image_size: int, in_dim: int, width: int = 32, hidden: int = 256):
+    def __init__(self, image_size: int, in_dim: int, width: int = 16, hidden: int = 256):
         super().__init__()
         steps = max(1, (image_size // 4).bit_length() - 1)  # 4 -> S by doubling
-        channels = [min(width * 2 ** i, 256) for i in reversed(range(steps))]
+        channels = [min(width * 2 ** i, 128) for i in reversed(range(steps))]
         self.stem = nn.Sequential(nn.Linear(in_dim, hidden), nn.SiLU(),
                                   nn.Linear(hidden, channels[0] * 16), nn.SiLU())
         blocks = []
@@ -94,16 +94,17 @@ class ConvDecoder(nn.Module):
 class TextEncoder(nn.Module):
     """(B, L) token ids (0 = padding) -> (B, out_dim).
 
-    Two convolutions over word embeddings let a quantity bind to the ingredient after it
-    ("2 cups broth"), which a bag of words cannot; masked mean and max pooling follow.
+    A convolution over five-word windows lets a quantity bind to the ingredient after it
+    ("2 cups chicken broth"), which a bag of words cannot; masked mean and max pooling follow.
+    One narrow layer keeps a 150-word recipe at ~3M multiply-adds, cheaper than the image.
     """
 
-    def __init__(self, vocab_size: int, out_dim: int, embed: int = 64, hidden: int = 256):
+    def __init__(self, vocab_size: int, out_dim: int, embed: int = 32, channels: int = 96,
+                 hidden: int = 256):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed, padding_idx=0)
-        self.conv = nn.Sequential(nn.Conv1d(embed, hidden, 3, padding=1), nn.SiLU(),
-                                  nn.Conv1d(hidden, hidden, 3, padding=1), nn.SiLU())
-        self.head = mlp([2 * hidden, hidden, out_dim])
+        self.conv = nn.Sequential(nn.Conv1d(embed, channels, 5, padding=2), nn.SiLU())
+        self.head = mlp([2 * channels, hidden, out_dim])
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         mask = (tokens > 0).unsqueeze(1).float()  # (B, 1, L)
