@@ -86,7 +86,9 @@ def load_index(path: str) -> Index:
 
 
 def run_options() -> list[str]:
-    runs = [str(s.path) for s in analysis.find_runs() if s.trained]
+    """Every run under runs/ and assets/, the default run first; unfinished ones included so
+    that choosing one explains what is missing."""
+    runs = [str(s.path) for s in analysis.find_runs()]
     default = str(analysis.DEFAULT_RUN)
     if default in runs:
         runs.remove(default)
@@ -99,6 +101,12 @@ def label(path: str) -> str:
         return str(Path(path).relative_to(analysis.REPO_ROOT))
     except ValueError:
         return path
+
+
+def run_label(path: str) -> str:
+    """The picker's text: folder, model and MCC, e.g. ``runs/kitchen [implicit-ivae, MCC 0.93]``."""
+    summary = analysis.summarize_run(Path(path))
+    return label(path) + summary.label.removeprefix(Path(path).name)
 
 
 def run_picker() -> str | None:
@@ -117,7 +125,7 @@ def run_picker() -> str | None:
         return None
     if RUN_KEY not in st.session_state or st.session_state[RUN_KEY] not in options:
         st.session_state[RUN_KEY] = wanted if wanted else options[0]
-    return st.sidebar.selectbox("Run", options, key=RUN_KEY, format_func=label)
+    return st.sidebar.selectbox("Run", options, key=RUN_KEY, format_func=run_label)
 
 
 def require_context() -> Context:
