@@ -1,7 +1,8 @@
 """Exact Jacobians of a k-output encoder, and the log-volume term of the implicit decoder.
 
 For an injective encoder e: R^D -> R^k the change of variables on the data manifold gives
-log p(x|y) = log p(e(x)|y) + 1/2 log det(J_e J_e^T), J_e the (k, D) Jacobian at x.
+log p(x|y) = log p(e(x)|y) + 1/2 log det(J_e J_e^T), J_e the (k, D) Jacobian at x
+(docs/method.md, eq. 1).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ def encoder_jacobian(f: Callable[[torch.Tensor], torch.Tensor],
     """z = f(x) (B, k) and J (B, k, D) with D = prod(x.shape[1:]).
 
     Uses k vector-Jacobian products with ``create_graph=True`` (so J can be trained through);
-    valid because samples in a batch are independent (no batch-coupling layers).
+    valid because samples in a batch are independent (no batch-coupling layers), which makes
+    d sum_b z_bj / d x_b the j-th row of sample b's own Jacobian.
     """
     x = x.detach().float().requires_grad_(True)
     z = f(x)
@@ -25,16 +27,37 @@ def encoder_jacobian(f: Callable[[torch.Tensor], torch.Tensor],
     return z, torch.stack(rows, dim=1)
 
 
+def gram(jac: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """(B, k, D) -> (B, k, k): J J^T (+ eps I), the metric the encoder puts on the data."""
+    g = jac @ jac.transpose(1, 2)
+    if eps:
+        g = g + eps * torch.eye(g.shape[-1], device=g.device, dtype=g.dtype)
+    return g
+
+
 def half_logdet_jjt(jac: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """(B, k, D) -> (B,): 1/2 log det(J J^T), the k-volume the encoder gives a data patch.
 
-    For D == k this equals log |det J|. ``eps`` keeps a rank-deficient J finite.
+    For D == k this equals log |det J| (computed directly: cheaper, and no eps bias).
+    ``eps`` keeps a rank-deficient J finite.
     """
-    gram = jac @ jac.transpose(1, 2)
-    eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
-    return 0.5 * torch.linalg.slogdet(gram + eps * eye)[1]
+    if jac.shape[1] == jac.shape[2]:
+        return torch.linalg.slogdet(jac)[1]
+    return 0.5 * torch.linalg.slogdet(gram(jac, eps))[1]
 
 
 def frobenius_sq(jac: torch.Tensor) -> torch.Tensor:
     """(B, k, D) -> (B,): ||J||_F^2, the encoder's total sensitivity to its input."""
     return jac.pow(2).flatten(1).sum(1)
+
+
+def conditioning_gap(jac: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(B, k, D) -> (B,): log(arithmetic / geometric mean of the eigenvalues of J J^T).
+
+    Zero iff J J^T is a multiple of the identity (e is conformal on the data); smooth, unlike
+    a condition number, and it needs no eigen-decomposition (trace and log-det only).
+    """
+    g = gram(jac, eps)
+    k = g.shape[-1]
+    mean_eig = g.diagonal(dim1=1, dim2=2).sum(1) / k
+    return torch.log(mean_eig) - torch.linalg.slogdet(g)[1] / k

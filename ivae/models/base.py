@@ -59,8 +59,10 @@ class ConditionalPrior(nn.Module):
 
     An exponential family with sufficient statistics (z, z^2) whose natural parameters vary
     with y: the condition of iVAE's identifiability theorem (Khemakhem et al. 2020, Thm 1).
-    The log-variance is squashed into [-min_logvar, max_logvar] so no factor can shrink
-    to a point and inflate the likelihood without bound.
+    The log-variance is squashed into [low, high] so no factor can shrink to a point and
+    inflate the likelihood without bound. The squashing is a tanh centred in the range: it
+    starts in its linear part, so every query's variance gets a gradient (a sigmoid started
+    near a bound saturates there and freezes the variances: docs/method.md, "Optimisation").
     """
 
     def __init__(self, modality: Modality, latent_dim: int, hidden: int, depth: int = 3,
@@ -71,7 +73,8 @@ class ConditionalPrior(nn.Module):
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, raw = self.net(y).chunk(2, dim=-1)
-        logvar = self.low + (self.high - self.low) * torch.sigmoid(raw - 1.0)
+        mid, half = (self.high + self.low) / 2, (self.high - self.low) / 2
+        logvar = mid + half * torch.tanh(raw / half)  # slope 1 at raw = 0
         return mean, logvar
 
 

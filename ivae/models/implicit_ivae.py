@@ -4,17 +4,19 @@ An encoder-only model: no network maps factors back to pixels. The decoder is de
 implicitly as the inverse of the encoder e on the data, so by the change of variables
 (docs/method.md, eq. 1)
 
-    log p(x | y) = log p(e(x) | y) + 1/2 log det(J_e J_e^T)            (likelihood)
+    log p(x | y) = log p(e(x) | y) + 1/2 log det(J_e J_e^T)            (likelihood, eq. 1)
 
 with p(z|y) the factorial Gaussian conditional prior of iVAE (Khemakhem et al. 2020) and
-u := y the recipe. The log-volume term is the Jacobian regularisation that keeps e
+u := y the query. The log-volume term is the Jacobian regularisation that keeps e
 invertible on the data. Alone it can be inflated off the data manifold (docs/method.md,
-"Pitfalls"), so the default objective adds the density ratio
+"Pitfalls"), so the objective also has the density ratio (eq. 3)
 
     log p(e(x_i) | y_i) - log 1/B sum_j p(e(x_i) | y_j)                    (ratio)
 
-in which the Jacobian cancels: it measures the code's entropy on the data itself and
-cannot be gamed off-manifold. Loss = -(w_r ratio + w_l likelihood) + w_f ||J||_F^2.
+in which the Jacobian cancels: it is log p(x|y) - log p(x) with p(x) the model's own
+aggregate over the batch, so it cannot be gamed off-manifold. Every other candidate of
+docs/method.md is selectable here by configuration (Frobenius and conditioning penalties on
+J, a stochastic encoder with the first-order implicit decoder, input noise, a warm-up).
 """
 
 from __future__ import annotations
@@ -24,25 +26,46 @@ from dataclasses import dataclass
 
 import torch
 
-from ivae.jacobian import encoder_jacobian, frobenius_sq, half_logdet_jjt
-from ivae.models.base import ConditionalPrior, Model, ModelConfig, pairwise_log_prob, register
+from ivae.jacobian import conditioning_gap, encoder_jacobian, frobenius_sq, half_logdet_jjt
+from ivae.models.base import (
+    ConditionalPrior,
+    Model,
+    ModelConfig,
+    kl_gaussians,
+    pairwise_log_prob,
+    register,
+)
 from ivae.nets import Modality, build_encoder
 
 JACOBIAN_MODES = ("exact", "none")
+POSTERIORS = ("deterministic", "stochastic")
 
 
 @dataclass
 class ImplicitIVAEConfig(ModelConfig):
-    ratio_weight: float = 1.0  # density-ratio term (entropy of e(X) on the data)
-    likelihood_weight: float = 1.0  # log p(e(x)|y) + 1/2 log det(J J^T)
+    # The default is the density ratio alone: measured best on both toy variants
+    # (docs/method.md, "Ablation"); the pointwise flow term is selectable by its weight.
+    ratio_weight: float = 1.0  # density-ratio term (entropy of e(X) on the data), eq. 3
+    likelihood_weight: float = 0.0  # log p(e(x)|y) + 1/2 log det(J J^T), eq. 1
     jacobian: str = "exact"  # "exact" | "none" (the ablation without the Jacobian term)
     jacobian_samples: int = 64  # batch points per step for the Jacobian term (unbiased subset)
     frobenius_weight: float = 0.0  # penalty on ||J||_F^2: off-manifold sensitivity
+    conditioning_weight: float = 0.0  # penalty on log(mean eig / geometric mean eig) of J J^T
     input_noise: float = 0.0  # std of Gaussian noise added to vector inputs while training
+    posterior: str = "deterministic"  # "stochastic": q(z|x) with the first-order decoder, eq. 5
+    decoder_std: float = 0.1  # s of the first-order implicit decoder (stochastic posterior)
+    gauge_weight: float = 0.0  # pins the mean prior log-variance at 0: fixes the code scale
+    warmup_steps: int = 0  # the ratio weight ramps linearly from 0 over this many steps
+    prior_logvar_min: float = -6.0  # range of the prior's log-variances (ConditionalPrior)
+    prior_logvar_max: float = 4.0
 
     def __post_init__(self) -> None:
         if self.jacobian not in JACOBIAN_MODES:
             raise ValueError(f"jacobian must be one of {JACOBIAN_MODES}, got {self.jacobian!r}")
+        if self.posterior not in POSTERIORS:
+            raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
+        if not self.prior_logvar_min < self.prior_logvar_max:
+            raise ValueError("prior_logvar_min must be below prior_logvar_max")
 
 
 @register
@@ -53,43 +76,106 @@ class ImplicitIVAE(Model):
 
     def __init__(self, config: ImplicitIVAEConfig, x: Modality, y: Modality):
         super().__init__(config, x, y)
-        self.encoder = build_encoder(x, config.latent_dim, config.hidden, config.depth)
-        self.prior = ConditionalPrior(y, config.latent_dim, config.hidden, config.depth)
+        k = config.latent_dim
+        outputs = 2 * k if config.posterior == "stochastic" else k  # (mean, logvar) or e(x)
+        self.encoder = build_encoder(x, outputs, config.hidden, config.depth)
+        self.prior = ConditionalPrior(y, k, config.hidden, config.depth,
+                                      (config.prior_logvar_min, config.prior_logvar_max))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # for the warm-up
+
+    # ---- the two encoders ----------------------------------------------------------------
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, ...) -> (B, k): e(x), the posterior mean of a stochastic encoder."""
+        return self.encoder(x)[:, :self.config.latent_dim]
 
     def encode_x(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
+        return self.code(x)
 
     def encode_y(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.prior(y)
 
+    # ---- the objective -------------------------------------------------------------------
     def _noisy(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.config.input_noise > 0 and x.is_floating_point():
             return x + self.config.input_noise * torch.randn_like(x)
         return x
 
+    def _needs_jacobian(self) -> bool:
+        c = self.config
+        weights = (c.likelihood_weight, c.frobenius_weight, c.conditioning_weight)
+        stochastic = c.posterior == "stochastic"
+        return c.jacobian == "exact" and (stochastic or any(w > 0 for w in weights))
+
+    def _codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """z = e(x) (B, k) and J (m, k, D) on the first m points (the batch is shuffled)."""
+        m = min(self.config.jacobian_samples, len(x)) if self._needs_jacobian() else 0
+        if not m:
+            return self.code(x), None
+        z_j, jac = encoder_jacobian(self.code, x[:m])
+        return (torch.cat([z_j, self.code(x[m:])]) if m < len(x) else z_j), jac
+
+    def _ratio_scale(self) -> float:
+        """Warm-up: the ratio weight grows from 0 to 1 over ``warmup_steps`` training steps."""
+        if self.training:
+            self.steps += 1
+        w = self.config.warmup_steps
+        return 1.0 if w <= 0 else min(1.0, float(self.steps) / w)
+
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
         x, y = self._noisy(batch["x"]), batch["y"]
-        mean, logvar = self.prior(y)
-        needs_jacobian = c.jacobian == "exact" and (c.likelihood_weight > 0 or c.frobenius_weight > 0)
-        m = min(c.jacobian_samples, len(x)) if needs_jacobian else 0
-        if m:  # the first m points carry the Jacobian; the batch is already shuffled
-            z_j, jac = encoder_jacobian(self.encoder, x[:m])
-            z = torch.cat([z_j, self.encoder(x[m:])]) if m < len(x) else z_j
-        else:
-            z = self.encoder(x)
+        mean, logvar = self.prior(y)  # (B, k) each
+        z, jac = self._codes(x)
         logp = pairwise_log_prob(z, mean, logvar)  # (B, B): code i under query j's prior
         positive = logp.diagonal()  # (B,)
         ratio = positive - (torch.logsumexp(logp, dim=1) - math.log(len(x)))
         terms = {"ratio": ratio.mean(), "log_prior": positive.mean()}
-        if m:
-            terms["log_volume"] = half_logdet_jjt(jac).mean()
-            terms["jacobian_frobenius"] = frobenius_sq(jac).mean()
-            likelihood = positive[:m].mean() + terms["log_volume"]
+        if c.posterior == "stochastic":
+            terms.update(self._elbo_terms(x, mean, logvar, jac))
+            fit = terms["elbo"]
         else:
-            likelihood = positive.mean()
-        terms["likelihood"] = likelihood
-        loss = -(c.ratio_weight * terms["ratio"] + c.likelihood_weight * likelihood)
-        if m and c.frobenius_weight > 0:
+            terms.update(self._flow_terms(positive, jac))
+            fit = terms["likelihood"]
+        loss = -(c.ratio_weight * self._ratio_scale() * terms["ratio"] + c.likelihood_weight * fit)
+        # The objective is invariant to z -> c z (the prior follows); without a gauge the scale
+        # drifts until the prior's variances sit at a bound of their range and stop learning.
+        terms["gauge"] = logvar.mean() ** 2
+        loss = loss + c.gauge_weight * terms["gauge"]
+        if jac is not None:
             loss = loss + c.frobenius_weight * terms["jacobian_frobenius"]
+            loss = loss + c.conditioning_weight * terms["jacobian_conditioning"]
         return {"loss": loss, **terms}
+
+    def _jacobian_terms(self, jac: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"log_volume": half_logdet_jjt(jac).mean(),
+                "jacobian_frobenius": frobenius_sq(jac).mean(),
+                "jacobian_conditioning": conditioning_gap(jac).mean()}
+
+    def _flow_terms(self, positive: torch.Tensor, jac: torch.Tensor | None) -> dict:
+        """Eq. 1 on the Jacobian subset: log p(e(x)|y) + 1/2 log det(J J^T)."""
+        if jac is None:
+            return {"likelihood": positive.mean()}
+        terms = self._jacobian_terms(jac)
+        terms["likelihood"] = positive[:len(jac)].mean() + terms["log_volume"]
+        return terms
+
+    def _elbo_terms(self, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
+                    jac: torch.Tensor | None) -> dict:
+        """Eq. 5: a stochastic encoder q(z|x) = N(e(x), diag sigma^2(x)) decoded to first order,
+        x' = x + J^+ (z - e(x)), so E_q log p(x|z) = -tr(Sigma (J J^T)^-1) / (2 s^2) + const."""
+        k = self.config.latent_dim
+        q_mean, q_logvar = self.encoder(x).split(k, dim=-1)
+        q_logvar = (q_logvar - 6.0).clamp(-12.0, 6.0)  # start narrow: J is small at init
+        kl = kl_gaussians(q_mean, q_logvar, mean, logvar)  # (B,)
+        terms = {"kl": kl.mean()}
+        if jac is None:  # no Jacobian: the reconstruction is unknown; KL alone
+            terms["elbo"] = -kl.mean()
+            return terms
+        terms.update(self._jacobian_terms(jac))
+        gram = jac @ jac.transpose(1, 2)  # (m, k, k)
+        eye = torch.eye(k, device=gram.device, dtype=gram.dtype)
+        inv_diag = torch.linalg.inv(gram + 1e-6 * eye).diagonal(dim1=1, dim2=2)  # (m, k)
+        recon = -(q_logvar[:len(jac)].exp() * inv_diag).sum(1) / (2 * self.config.decoder_std ** 2)
+        terms["reconstruction"] = recon.mean()
+        terms["elbo"] = recon.mean() - kl[:len(jac)].mean()
+        return terms

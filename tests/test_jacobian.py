@@ -1,0 +1,67 @@
+"""The Jacobian machinery of the implicit decoder against torch's own autograd, and the
+log-volume term against its closed form (docs/method.md, eq. 1)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+
+from ivae.jacobian import conditioning_gap, encoder_jacobian, frobenius_sq, half_logdet_jjt
+from ivae.nets import ConvEncoder, VectorEncoder
+
+
+def reference_jacobian(f, x: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> (B, k, D): each sample's Jacobian, one sample at a time."""
+    return torch.stack([jacobian(lambda v: f(v[None])[0], xi).flatten(1) for xi in x])
+
+
+ENCODERS = {
+    "vector MLP": (lambda: VectorEncoder(7, 3, hidden=16, depth=3), (5, 7)),
+    "conv": (lambda: ConvEncoder(8, 2, width=8, hidden=16), (3, 3, 8, 8)),
+}
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_encoder_jacobian_matches_autograd(name):
+    torch.manual_seed(0)
+    make, shape = ENCODERS[name]
+    f = make().double()
+    x = torch.randn(shape, dtype=torch.float64) * 0.5
+    z, jac = encoder_jacobian(lambda v: f(v.double()), x)
+    assert z.shape == (shape[0], jac.shape[1])
+    torch.testing.assert_close(jac.double(), reference_jacobian(f, x), rtol=1e-6, atol=1e-8)
+
+
+def test_encoder_jacobian_is_differentiable():
+    torch.manual_seed(0)
+    f = VectorEncoder(4, 2, hidden=8, depth=2)
+    _, jac = encoder_jacobian(f, torch.randn(3, 4))
+    frobenius_sq(jac).sum().backward()
+    # every weight shapes J (the last bias does not: it only shifts the codes)
+    assert all(p.grad is not None for name, p in f.named_parameters() if "weight" in name)
+
+
+def test_half_logdet_is_log_abs_det_in_the_square_case():
+    torch.manual_seed(0)
+    jac = torch.randn(6, 4, 4, dtype=torch.float64)
+    expected = torch.linalg.det(jac).abs().log()
+    torch.testing.assert_close(half_logdet_jjt(jac), expected)
+    # the general (k < D) formula agrees with it when D == k
+    torch.testing.assert_close(0.5 * torch.logdet(jac @ jac.transpose(1, 2)), expected)
+
+
+def test_half_logdet_of_an_isometry_is_zero_and_scales_with_k():
+    q, _ = torch.linalg.qr(torch.randn(10, 3, dtype=torch.float64))
+    jac = q.T[None]  # (1, 3, 10) with orthonormal rows
+    torch.testing.assert_close(half_logdet_jjt(jac, eps=0.0), torch.zeros(1, dtype=torch.float64))
+    torch.testing.assert_close(half_logdet_jjt(2 * jac, eps=0.0),
+                               3 * torch.log(torch.tensor([2.0], dtype=torch.float64)))
+
+
+def test_conditioning_gap_is_zero_only_for_a_conformal_map():
+    q, _ = torch.linalg.qr(torch.randn(10, 3, dtype=torch.float64))
+    conformal = 5 * q.T[None]
+    stretched = conformal * torch.tensor([1.0, 1.0, 3.0], dtype=torch.float64)[None, :, None]
+    assert conditioning_gap(conformal, eps=0.0).abs().item() < 1e-10
+    assert conditioning_gap(stretched, eps=0.0).item() > 0.1
