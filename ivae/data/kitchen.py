@@ -18,8 +18,14 @@ which the identifiable VAE recovers the factors (Khemakhem et al. 2020, Theorem 
 sufficient statistics z and z^2 per factor).
 
 Nuisances (plate and table colour, white balance, brightness, camera zoom/offset/rotation,
-sensor noise) are drawn independently of the dish and are never written in the recipe. The
-recipe is generated from exactly the factor values that drive the image.
+sensor noise) are drawn independently of the dish and are never written in the recipe.
+
+The recipe is written from a *reading* of the factors that drive the photo: the true value
+plus Gaussian noise whose spread depends on the dish and the factor (``READING_SD``), as a
+cook's "a handful of spinach" describes a dish only roughly. This keeps p(z | recipe) a
+proper factorial Gaussian with recipe-dependent means and variances. A recipe that fixed the
+factors exactly would make p(z | y) a point mass, and then any invertible remixing of the
+factors would explain the pairs equally well: the factors would not be identifiable.
 """
 
 from __future__ import annotations
@@ -102,6 +108,18 @@ def sample_factors(dish_index: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return rng.beta(mean * concentration, (1 - mean) * concentration)
 
 
+# (dish, factor) -> standard deviation of the recipe's reading of the factor. A fixed table
+# (its own seed, not the data set's) so every generated kitchen shares the same model.
+READING_SD = np.random.default_rng(2012_00682).uniform(0.04, 0.16, (len(DISHES), len(FACTORS)))
+
+
+def read_factors(factors: np.ndarray, dish_index: np.ndarray, seed: int) -> np.ndarray:
+    """(N, 4) what the recipe says: factors + dish- and factor-dependent noise, in [0, 1]."""
+    rng = np.random.default_rng([seed, 2])
+    noise = rng.standard_normal(factors.shape) * READING_SD[dish_index]
+    return np.clip(factors + noise, 0.0, 1.0)
+
+
 def sample_nuisances(n: int, rng: np.random.Generator) -> np.ndarray:
     """(N, len(NUISANCES)) uniform draws, independent of everything else."""
     low, high = np.array(list(NUISANCES.values())).T
@@ -130,11 +148,12 @@ def sample_items(n: int, seed: int = 0, image_ext: str = "jpg") -> pd.DataFrame:
     factors = sample_factors(dish_index, rng)
     nuisances = sample_nuisances(n, rng)
     split = assign_splits(n, rng)
+    readings = read_factors(factors, dish_index, seed)
     ids = [f"{i:06d}" for i in range(n)]
     rows = []
     for i in range(n):
         dish = DISHES[dish_index[i]].name
-        title, ingredients, text = write_recipe(dish, dict(zip(FACTORS, factors[i], strict=True)),
+        title, ingredients, text = write_recipe(dish, dict(zip(FACTORS, readings[i], strict=True)),
                                                 item_rng(seed, i, 1))
         rows.append({"id": ids[i], "image": f"images/{ids[i][:3]}/{ids[i]}.{image_ext}",
                      "text": text, "split": split[i], "title": title,
@@ -144,6 +163,8 @@ def sample_items(n: int, seed: int = 0, image_ext: str = "jpg") -> pd.DataFrame:
         items[f"factor.{name}"] = factors[:, j]
     for j, name in enumerate(NUISANCES):
         items[f"nuisance.{name}"] = nuisances[:, j]
+    for j, name in enumerate(FACTORS):  # what the recipe was written from (not ground truth)
+        items[f"reading.{name}"] = readings[:, j]
     return items
 
 
