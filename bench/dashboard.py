@@ -1,0 +1,209 @@
+"""Driving the dashboard from outside: a Streamlit server on a loopback port, the system
+Chromium through Playwright, and waits that mean "the page has finished rendering".
+
+Shared by the browser tests (tests/browser/) and the latency benchmark (bench/latency.py).
+Playwright's own browser download is not used: Chromium comes from the system
+(``/usr/bin/chromium`` or ``$CHROMIUM``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HOME = REPO / "explorer" / "Home.py"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1400, "height": 1000}
+# url path -> the page's title (its h1); "" is the home page
+PAGES = {
+    "": "Factor Explorer",
+    "studio": "Factor studio",
+    "photo_reader": "Photo reader",
+    "recipe_search": "Recipe search",
+    "atlas": "Factor atlas",
+    "factor_cards": "Factor cards",
+    "model_report": "Model report",
+}
+# The studio's nearest-dish captions end in " · d=<distance>"; the first is the nearest.
+RESULT_CAPTIONS = '[data-testid="stImageCaption"]:has-text("· d=")'
+
+# True when the app is idle: no script running, no element left stale from the last run, no
+# placeholder still waiting for its widget's code.
+IDLE_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
+    && !document.querySelector('[data-stale="true"]')
+    && !document.querySelector('[data-testid="stSkeleton"]')
+    && !document.querySelector('[data-testid="stSpinner"]')
+    && !!document.querySelector('[data-testid="stMain"] h1')"""
+# Every image has loaded and every Plotly chart has drawn its SVG.
+RENDERED_JS = """() => Array.from(document.images).every(i => i.complete)
+    && Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'))
+        .every(c => c.querySelector('svg.main-svg'))"""
+# The first nearest-dish caption differs from ``old`` and its image has loaded.
+RESULT_CHANGED_JS = """(old) => {
+    const caps = Array.from(document.querySelectorAll('[data-testid="stImageCaption"]'))
+        .filter(c => c.innerText.includes('· d='));
+    if (!caps.length || caps[0].innerText === old) return false;
+    const img = caps[0].closest('[data-testid="stImage"]')?.querySelector('img')
+        ?? caps[0].parentElement.querySelector('img');
+    return !!img && img.complete && img.naturalWidth > 0;
+}"""
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (asked of the kernel, so parallel runs do not collide)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A running ``streamlit run explorer/Home.py`` on 127.0.0.1."""
+
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def page_url(self, page: str = "", run: str | Path | None = None) -> str:
+        query = f"?run={run}" if run else ""
+        return f"{self.url}/{page}{query}"
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def stop(self) -> None:
+        """Terminate the server (and wait for it); kill it when it does not stop in 10 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def start_server(
+    log: Path, port: int | None = None, python: str = sys.executable, timeout: float = 120.0
+) -> Server:
+    """Start the dashboard on a free loopback port and wait for ``/_stcore/health``."""
+    port = port or free_port()
+    command = [
+        python, "-m", "streamlit", "run", str(HOME),
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    log = Path(log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(process, port, log)
+    try:
+        wait_healthy(server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def wait_healthy(server: Server, timeout: float = 120.0) -> float:
+    """Seconds until the server answers ``/_stcore/health`` with ``ok``."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"streamlit exited with {server.process.returncode}:\n" + server.log_tail()
+            )
+        try:
+            with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=2) as reply:
+                if reply.read().strip() == b"ok":
+                    return time.perf_counter() - start
+        except OSError:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise TimeoutError(f"streamlit was not healthy after {timeout:.0f} s:\n" + server.log_tail())
+
+
+def launch_browser(playwright, **options):
+    """Headless system Chromium."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, **options
+    )
+
+
+def wait_idle(page, timeout_ms: float = 120_000, settle_ms: int = 300) -> None:
+    """Wait until the script run has finished and nothing is stale, twice in a row
+    ``settle_ms`` apart (a rerun triggered by the first run's end would start in between)."""
+    page.wait_for_function(IDLE_JS, timeout=timeout_ms)
+    page.wait_for_timeout(settle_ms)
+    page.wait_for_function(IDLE_JS, timeout=timeout_ms)
+
+
+def wait_rendered(page, timeout_ms: float = 120_000) -> None:
+    """Idle, every image loaded and every chart drawn: what a screenshot should wait for."""
+    wait_idle(page, timeout_ms)
+    page.wait_for_function(RENDERED_JS, timeout=timeout_ms)
+
+
+def exception_texts(page) -> list[str]:
+    """The text of every exception box Streamlit shows (``stException``)."""
+    return page.locator('[data-testid="stException"]').all_inner_texts()
+
+
+def first_result(page) -> str:
+    """The caption of the studio's nearest dish (``"<title> · d=<distance>"``)."""
+    return page.locator(RESULT_CAPTIONS).first.inner_text()
+
+
+def slider_input(page, key: str):
+    """The keyboard-operable range input of the slider with widget key ``key``."""
+    return page.locator(f".st-key-{key} input[type='range']")
+
+
+def move_slider(page, key: str, press: str, timeout_ms: float = 60_000) -> float:
+    """Press a key (``End``, ``Home``, ``ArrowRight``...) on a studio slider and return the
+    seconds until the nearest-dish result has changed and its image has loaded."""
+    old = first_result(page)
+    thumb = slider_input(page, key)
+    thumb.focus()
+    start = time.perf_counter()
+    page.keyboard.press(press)
+    page.wait_for_function(RESULT_CHANGED_JS, arg=old, timeout=timeout_ms, polling="raf")
+    return time.perf_counter() - start
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (peak resident) of a process, in kB, from /proc."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(rest.split()[0])
+    return values
