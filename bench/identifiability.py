@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from ivae.data import load_dataset  # noqa: E402
 from ivae.data.toy import write_toy  # noqa: E402
 from ivae.models import REGISTRY  # noqa: E402
-from ivae.train import TrainConfig, train  # noqa: E402
+from ivae.train import TrainConfig, TrainingError, train  # noqa: E402
 
 # name -> (label, ivae data toy options)
 VARIANTS = {
@@ -82,8 +82,13 @@ def run_one(work: Path, variant: str, model: str, options: dict, seed: int, epoc
         return json.loads(done.read_text())["result"]
     shutil.rmtree(out, ignore_errors=True)
     data = load_dataset(dataset(work, variant, seed, per_segment))
-    metrics = train(data, out, model, dict(options), TrainConfig(epochs=epochs, lr=lr, seed=seed),
-                    progress=False)
+    try:
+        metrics = train(data, out, model, dict(options),
+                        TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=False)
+    except TrainingError as exc:  # a diverging objective is a result, not a crash
+        result = {"mcc": None, "seconds": None, "failed": str(exc).split(".")[0]}
+        done.write_text(json.dumps({"key": key, "result": result}))
+        return result
     result = {"mcc": metrics["mcc"], "seconds": metrics["train_seconds"],
               "r1": metrics["retrieval"]["x_to_y"]["r1"]}
     done.write_text(json.dumps({"key": key, "result": result}))
@@ -99,8 +104,8 @@ def sweep(args, configs: dict[str, tuple[str, dict]]) -> dict:
                 r = run_one(args.work, variant, model, options, seed, args.epochs, args.lr,
                             args.per_segment, tag)
                 results.setdefault(variant, {}).setdefault(tag, []).append(r)
-                print(f"{variant:7s} {tag:38s} seed {seed}: MCC {r['mcc']:.3f} "
-                      f"({r['seconds']:.0f} s)", flush=True)
+                shown = r.get("failed") or f"MCC {r['mcc']:.3f} ({r['seconds']:.0f} s)"
+                print(f"{variant:7s} {tag:38s} seed {seed}: {shown}", flush=True)
     return results
 
 
@@ -118,6 +123,10 @@ def table(results: dict, tags: list[str], first_column: str) -> list[str]:
     for tag in tags:
         cells = []
         for v in variants:
+            failed = sum(r.get("failed") is not None for r in results[v][tag])
+            if failed:
+                cells.append(f"diverged in {failed} of {len(results[v][tag])} seeds")
+                continue
             mean, sd, seconds = summary(results[v][tag])
             cells.append(f"{mean:.3f} ± {sd:.3f} ({seconds:.0f} s)")
         lines.append(f"| {tag} | " + " | ".join(cells) + " |")
@@ -200,7 +209,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per-segment", type=int, default=1000, help="items per segment (40 segments)")
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run; writes nothing")
     p.add_argument("--ablation", action="store_true", help="the implicit-ivae objective ablation")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: fastest on shared cores)")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     p.add_argument("--docs", type=Path, default=ROOT / "docs")
     args = p.parse_args(argv)

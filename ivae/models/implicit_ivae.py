@@ -81,7 +81,8 @@ class ImplicitIVAE(Model):
         self.encoder = build_encoder(x, outputs, config.hidden, config.depth)
         self.prior = ConditionalPrior(y, k, config.hidden, config.depth,
                                       (config.prior_logvar_min, config.prior_logvar_max))
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # for the warm-up
+        # counts training steps for the warm-up; not saved, so old checkpoints load unchanged
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long), persistent=False)
 
     # ---- the two encoders ----------------------------------------------------------------
     def code(self, x: torch.Tensor) -> torch.Tensor:
