@@ -8,7 +8,10 @@ Playwright's own browser download is not used: Chromium comes from the system
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -207,3 +210,172 @@ def memory_kb(pid: int) -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             values[name] = int(rest.split()[0])
     return values
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def slider_latency(page, server, run: Path, moves: int) -> list[float]:
+    """Seconds from a slider key press to the new nearest dish shown, ``moves`` times.
+
+    Each move jumps a factor to its end or start (End / Home), factor after factor, so the
+    results change every time; the next move waits until the page is idle again."""
+    open_studio(page, server, run)
+    k = page.locator("[data-testid='stSlider'] input[type='range']").count() - 1  # - "Steps"
+    times = []
+    for i in range(moves + 2):
+        key = f"studio_z{(i // 2) % k}"
+        seconds = move_slider(page, key, "End" if i % 2 == 0 else "Home")
+        wait_idle(page, settle_ms=100)
+        if i >= 2:  # the first two load the slider's code and warm the caches
+            times.append(seconds)
+    return times
+
+
+def open_studio(page, server, run: Path, timeout_ms: float = 180_000) -> None:
+    page.goto(server.page_url("studio", run))
+    page.locator(RESULT_CAPTIONS).first.wait_for(timeout=timeout_ms)
+    wait_idle(page, timeout_ms)
+
+
+def exercise_every_page(page, server, run: Path, photo: Path) -> list[str]:
+    """Open every page (``photo`` read on the reader, a slider moved in the studio); returns
+    any exception texts seen."""
+    problems = []
+    for name, title in PAGES.items():
+        page.goto(server.page_url(name, run))
+        page.locator('[data-testid="stMain"] h1', has_text=title).wait_for(timeout=180_000)
+        wait_rendered(page, 180_000)
+        if name == "photo_reader":
+            page.locator(".st-key-reader_upload input[type='file']").set_input_files(str(photo))
+            page.get_by_text("Factor values").wait_for(timeout=120_000)
+            wait_rendered(page, 180_000)
+        if name == "studio":
+            move_slider(page, "studio_z0", "End")
+            wait_idle(page)
+        problems += exception_texts(page)
+    return problems
+
+
+def launch_time(browser, run: Path, log: Path) -> dict:
+    """Seconds from starting the server to the studio's first result image on screen."""
+    start = time.perf_counter()
+    server = start_server(log, timeout=180)
+    healthy = time.perf_counter() - start
+    try:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.goto(server.page_url("studio", run))
+        page.wait_for_function(RESULT_CHANGED_JS, arg="", timeout=180_000)
+        usable = time.perf_counter() - start
+        context.close()
+    finally:
+        server.stop()
+    return {"healthy_s": healthy, "usable_s": usable}
+
+
+# concurrency: one browser, a context per user
+
+
+async def _session(browser, url: str, start, seconds: float, stats: dict) -> None:
+    """One user: open the studio, wait for the others, then move a slider until time is up."""
+    context = await browser.new_context(viewport=VIEWPORT)
+    page = await context.new_page()
+    try:
+        await page.goto(url)
+        await page.locator(RESULT_CAPTIONS).first.wait_for(timeout=180_000)
+        await page.wait_for_function(IDLE_JS, timeout=180_000)
+        await start.wait()  # every session is open: the 60 s start together
+        deadline = time.perf_counter() + seconds
+        thumb = page.locator(".st-key-studio_z0 input[type='range']")
+        i = 0
+        while time.perf_counter() < deadline:
+            old = await page.locator(RESULT_CAPTIONS).first.inner_text()
+            await thumb.focus()
+            begin = time.perf_counter()
+            await page.keyboard.press("End" if i % 2 == 0 else "Home")
+            await page.wait_for_function(RESULT_CHANGED_JS, arg=old, timeout=60_000, polling="raf")
+            stats["latencies"].append(time.perf_counter() - begin)
+            await page.wait_for_function(IDLE_JS, timeout=60_000)
+            stats["errors"] += await page.locator('[data-testid="stException"]').all_inner_texts()
+            i += 1
+    except Exception as error:  # noqa: BLE001 - every failure of a session is a finding
+        first_line = (str(error).splitlines() or [""])[0]
+        stats["errors"].append(f"{type(error).__name__}: {first_line}")
+        start.abort()  # the others stop waiting for this one
+    finally:
+        await context.close()
+
+
+async def _concurrent(url: str, sessions: int, seconds: float) -> dict:
+    from playwright.async_api import async_playwright
+
+    stats = {"latencies": [], "errors": []}
+    start = asyncio.Barrier(sessions)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        users = [_session(browser, url, start, seconds, stats) for _ in range(sessions)]
+        await asyncio.wait_for(asyncio.gather(*users), timeout=seconds + 400)
+        await browser.close()
+    return stats
+
+
+def concurrent_sessions(server, run: Path, sessions: int, seconds: float) -> dict:
+    """``sessions`` users (one browser, a context each) move a studio slider together for
+    ``seconds``: every move's latency (s) and every error or exception text seen."""
+    return asyncio.run(_concurrent(server.page_url("studio", run), sessions, seconds))
+
+
+# --------------------------------------------------------------------------- fresh clone
+
+
+def fresh_clone(browser, dest: Path, timeout: float = 1200) -> dict:
+    """Clone the repository, then ``make run`` as the README says; seconds per phase up to
+    the studio's first results. pip may take wheels from a local cache or wheelhouse."""
+    shutil.rmtree(dest, ignore_errors=True)
+    phases, logs = {}, dest.parent / f"{dest.name}-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)
+    phases["git clone"] = time.perf_counter() - start
+    if not (dest / "assets" / "default-run" / "model.pt").is_file():
+        return {"phases": phases, "note": "the clone has no assets/default-run/model.pt"}
+    with open(logs / "setup.log", "w") as log:  # `make run` = setup, then streamlit
+        step = time.perf_counter()
+        subprocess.run(["make", "setup"], cwd=dest, stdout=log, stderr=subprocess.STDOUT,
+                       check=True, timeout=timeout)  # fmt: skip
+        phases["make setup (venv, pip)"] = time.perf_counter() - step
+    port = free_port()
+    env = os.environ | {
+        "STREAMLIT_SERVER_PORT": str(port), "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",
+        "STREAMLIT_SERVER_HEADLESS": "true", "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    }  # fmt: skip
+    env.pop("VIRTUAL_ENV", None)
+    step = time.perf_counter()
+    log = open(logs / "run.log", "w")
+    process = subprocess.Popen(["make", "run"], cwd=dest, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    server = Server(process, port, logs / "run.log")
+    try:
+        wait_healthy(server, timeout)
+        phases["server healthy"] = time.perf_counter() - step
+        step = time.perf_counter()
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.goto(server.page_url(""))  # the first launch regenerates the kitchen data here
+        page.get_by_text("Dishes indexed").wait_for(timeout=timeout * 1e3)
+        phases["home usable (data generated)"] = time.perf_counter() - step
+        step = time.perf_counter()
+        page.goto(server.page_url("studio"))
+        page.wait_for_function(RESULT_CHANGED_JS, arg="", timeout=timeout * 1e3)
+        phases["studio results"] = time.perf_counter() - step
+        context.close()
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)  # make and the streamlit it started
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=30)
+        log.close()
+    shutil.rmtree(dest, ignore_errors=True)
+    return {"phases": phases, "total_s": sum(phases.values())}

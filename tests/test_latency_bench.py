@@ -1,0 +1,45 @@
+"""The nearest-neighbour part of bench/latency.py at a tiny size: finite timings, exact hits."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import latency  # noqa: E402
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_nn_latency_is_finite_and_exact(weighted):
+    row = latency.nn_latency(2_000, 8, queries=5, neighbours=8, weighted=weighted, check=5)
+    assert row["n_items"] == 2_000 and row["dim"] == 8
+    assert math.isfinite(row["median_ms"]) and math.isfinite(row["p95_ms"])
+    assert 0 < row["median_ms"] <= row["p95_ms"]
+    assert row["exact"] is True
+
+
+def test_brute_force_check_catches_a_wrong_search():
+    from ivae.index import NearestNeighbors
+
+    points = np.random.default_rng(0).standard_normal((500, 4), dtype=np.float32)
+    query = points[7] + 0.01
+
+    class OffByOne(NearestNeighbors):  # returns the 2nd..(n+1)th nearest
+        def search(self, queries, n=8, weights=None, exclude=None):
+            found, distances = super().search(queries, n + 1, weights, exclude)
+            return found[1:], distances[1:]
+
+    assert latency._matches_brute_force(NearestNeighbors(points), points, query, 8, None)
+    assert not latency._matches_brute_force(OffByOne(points), points, query, 8, None)
+
+
+def test_bench_nn_covers_every_size_and_dimension():
+    rows = latency.bench_nn([300, 600], [4, 8], queries=3)
+    assert {(r["n_items"], r["dim"], r["weighted"]) for r in rows} == {
+        (n, k, w) for n in (300, 600) for k in (4, 8) for w in (True, False)
+    }
+    assert all(r["exact"] and math.isfinite(r["median_ms"]) for r in rows)
