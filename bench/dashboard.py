@@ -338,13 +338,14 @@ def fresh_clone(browser, dest: Path, timeout: float = 1200) -> dict:
     start = time.perf_counter()
     subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True)
     phases["git clone"] = time.perf_counter() - start
-    if not (dest / "assets" / "default-run" / "model.pt").is_file():
-        return {"phases": phases, "note": "the clone has no assets/default-run/model.pt"}
     with open(logs / "setup.log", "w") as log:  # `make run` = setup, then streamlit
         step = time.perf_counter()
         subprocess.run(["make", "setup"], cwd=dest, stdout=log, stderr=subprocess.STDOUT,
                        check=True, timeout=timeout)  # fmt: skip
         phases["make setup (venv, pip)"] = time.perf_counter() - step
+    if not (dest / "assets" / "default-run" / "model.pt").is_file():
+        shutil.rmtree(dest, ignore_errors=True)
+        return {"phases": phases, "note": "the clone has no assets/default-run/model.pt"}
     port = free_port()
     env = os.environ | {
         "STREAMLIT_SERVER_PORT": str(port), "STREAMLIT_SERVER_ADDRESS": "127.0.0.1",

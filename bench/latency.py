@@ -296,7 +296,8 @@ def clone_row(r: dict) -> str:
     if not g:
         return row("g", target, goal, "not run this time (`--fresh-clone`)", "—", None)
     if "total_s" not in g:
-        return row("g", target, goal, f"not measured: {g['note']}", "—", None)
+        phases = ", ".join(f"{name} {sec:.0f} s" for name, sec in g["phases"].items())
+        return row("g", target, goal, f"{phases}; then not measurable: {g['note']}", "—", None)
     phases = ", ".join(f"{name} {sec:.0f} s" for name, sec in g["phases"].items())
     measured = f"{g['total_s'] / 60:.1f} min ({phases})"
     return row("g", target, goal, measured, yes(g["total_s"] <= 300), g["load"])
