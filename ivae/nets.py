@@ -140,3 +140,50 @@ def build_decoder(modality: Modality, in_dim: int, hidden: int = 256, depth: int
     if modality.kind == "image":
         return ConvDecoder(modality.shape[-1], in_dim, hidden=hidden)
     raise ValueError(f"no decoder for modality kind {modality.kind!r}")
+
+
+class AffineCoupling(nn.Module):
+    """One RealNVP coupling layer (Dinh et al., ICLR 2017, arXiv 1605.08803): the unmasked
+    coordinates are scaled and shifted by functions of the masked ones, so the map is
+    invertible by construction, with a triangular Jacobian."""
+
+    def __init__(self, mask: torch.Tensor, hidden: int):
+        super().__init__()
+        dim = len(mask)
+        self.register_buffer("mask", mask.float())
+        self.net = mlp([dim, hidden, hidden, 2 * dim])
+        nn.init.zeros_(self.net[-1].weight)  # start at the identity
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        keep = x * self.mask
+        scale, shift = self.net(keep).chunk(2, dim=-1)
+        scale = 2.0 * torch.tanh(scale / 2.0) * (1 - self.mask)  # bounded: |log scale| < 2
+        out = keep + (1 - self.mask) * (x * torch.exp(scale) + shift)
+        return out, scale.sum(-1)
+
+
+class CouplingFlow(nn.Module):
+    """(B, k) -> (B, k): an invertible map (a learned linear layer, then affine couplings
+    with alternating masks). Used as the encoder when x has as many dimensions as the
+    factors: an invertible encoder cannot fold a factor onto |factor|, which a variance-only
+    query would not notice (docs/method.md, "The square case")."""
+
+    def __init__(self, dim: int, hidden: int = 64, layers: int = 6):
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+        nn.init.orthogonal_(self.linear.weight)
+        masks = [(torch.arange(dim) + i) % 2 for i in range(layers)]
+        self.couplings = nn.ModuleList(AffineCoupling(m, hidden) for m in masks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_logdet(x)[0]
+
+    def forward_with_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (B, k) and log |det dz/dx| (B,), exact."""
+        z = self.linear(x)
+        logdet = torch.linalg.slogdet(self.linear.weight)[1].expand(len(x))
+        for layer in self.couplings:
+            z, part = layer(z)
+            logdet = logdet + part
+        return z, logdet

@@ -65,3 +65,28 @@ def test_conditioning_gap_is_zero_only_for_a_conformal_map():
     stretched = conformal * torch.tensor([1.0, 1.0, 3.0], dtype=torch.float64)[None, :, None]
     assert conditioning_gap(conformal, eps=0.0).abs().item() < 1e-10
     assert conditioning_gap(stretched, eps=0.0).item() > 0.1
+
+
+def test_coupling_flow_log_determinant_is_exact():
+    from ivae.nets import CouplingFlow
+
+    torch.manual_seed(0)
+    flow = CouplingFlow(5, hidden=16, layers=4)
+    for layer in flow.couplings:  # leave the identity start so the test sees real couplings
+        torch.nn.init.normal_(layer.net[-1].weight, std=0.3)
+    x = torch.randn(7, 5)
+    z, logdet = flow.forward_with_logdet(x)
+    _, jac = encoder_jacobian(flow, x)
+    assert torch.allclose(logdet, torch.linalg.slogdet(jac)[1], atol=1e-4)
+
+
+def test_square_vector_data_gets_an_invertible_encoder():
+    from ivae.models import build_model
+    from ivae.nets import CouplingFlow, Modality
+
+    square = build_model("implicit-ivae", {"latent_dim": 4}, Modality("vector", (4,)),
+                         Modality("vector", (3,)))
+    wide = build_model("implicit-ivae", {"latent_dim": 4}, Modality("vector", (9,)),
+                       Modality("vector", (3,)))
+    assert isinstance(square.encoder, CouplingFlow)
+    assert not isinstance(wide.encoder, CouplingFlow)

@@ -36,10 +36,11 @@ from ivae.models.base import (
     pairwise_log_prob,
     register,
 )
-from ivae.nets import Modality, build_encoder
+from ivae.nets import CouplingFlow, Modality, build_encoder
 
 JACOBIAN_MODES = ("exact", "none")
 POSTERIORS = ("deterministic", "stochastic")
+ENCODERS = ("auto", "network", "flow")
 
 
 @dataclass
@@ -58,6 +59,8 @@ class ImplicitIVAEConfig(ModelConfig):
     decoder_std: float = 0.1  # s of the first-order implicit decoder (stochastic posterior)
     gauge_weight: float = 0.0  # pins the mean prior log-variance at 0: fixes the code scale
     warmup_steps: int = 0  # the ratio weight ramps linearly from 0 over this many steps
+    encoder: str = "auto"  # "network" | "flow" (invertible) | "auto": flow when dim x == k
+    flow_layers: int = 6  # affine couplings of the invertible encoder
     prior_logvar_min: float = -6.0  # range of the prior's log-variances (ConditionalPrior)
     prior_logvar_max: float = 4.0
 
@@ -66,6 +69,8 @@ class ImplicitIVAEConfig(ModelConfig):
             raise ValueError(f"jacobian must be one of {JACOBIAN_MODES}, got {self.jacobian!r}")
         if self.posterior not in POSTERIORS:
             raise ValueError(f"posterior must be one of {POSTERIORS}, got {self.posterior!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if not self.prior_logvar_min < self.prior_logvar_max:
             raise ValueError("prior_logvar_min must be below prior_logvar_max")
 
@@ -80,11 +85,23 @@ class ImplicitIVAE(Model):
         super().__init__(config, x, y)
         k = config.latent_dim
         outputs = 2 * k if config.posterior == "stochastic" else k  # (mean, logvar) or e(x)
-        self.encoder = build_encoder(x, outputs, config.hidden, config.depth)
+        if self._invertible(config, x):
+            self.encoder = CouplingFlow(k, config.hidden, config.flow_layers)
+        else:
+            self.encoder = build_encoder(x, outputs, config.hidden, config.depth)
         self.prior = ConditionalPrior(y, k, config.hidden, config.depth,
                                       (config.prior_logvar_min, config.prior_logvar_max))
         # counts training steps for the warm-up; not saved, so old checkpoints load unchanged
         self.register_buffer("steps", torch.zeros((), dtype=torch.long), persistent=False)
+
+    @staticmethod
+    def _invertible(config: ImplicitIVAEConfig, x: Modality) -> bool:
+        square = x.kind == "vector" and x.shape == (config.latent_dim,)
+        if config.encoder == "flow" and not square:
+            raise ValueError("encoder='flow' needs vector data with as many dimensions as "
+                             f"latent_dim ({config.latent_dim}); got {x.kind} {x.shape}")
+        deterministic = config.posterior == "deterministic"
+        return deterministic and (config.encoder == "flow" or (config.encoder == "auto" and square))
 
     # ---- the two encoders ----------------------------------------------------------------
     def code(self, x: torch.Tensor) -> torch.Tensor:
