@@ -190,11 +190,19 @@ def slider_input(page, key: str):
     return page.locator(f".st-key-{key} input[type='range']")
 
 
-def move_slider(page, key: str, press: str, timeout_ms: float = 60_000) -> float:
-    """Press a key (``End``, ``Home``, ``ArrowRight``...) on a studio slider and return the
-    seconds until the nearest-dish result has changed and its image has loaded."""
+def step_toward_farther_end(page, key: str) -> str:
+    """``PageUp`` or ``PageDown``: a tenth of the slider's range toward its farther end, so
+    the point always moves and never hits an end."""
+    value, low, high = slider_input(page, key).evaluate("e => [+e.value, +e.min, +e.max]")
+    return "PageUp" if high - value >= value - low else "PageDown"
+
+
+def move_slider(page, key: str, press: str | None = None, timeout_ms: float = 60_000) -> float:
+    """Press a key on a studio slider (default: a tenth of its range toward the farther end)
+    and return the seconds until the nearest-dish result has changed and its image loaded."""
     old = first_result(page)
     thumb = slider_input(page, key)
+    press = press or step_toward_farther_end(page, key)
     thumb.focus()
     start = time.perf_counter()
     page.keyboard.press(press)
@@ -218,14 +226,14 @@ def memory_kb(pid: int) -> dict[str, int]:
 def slider_latency(page, server, run: Path, moves: int) -> list[float]:
     """Seconds from a slider key press to the new nearest dish shown, ``moves`` times.
 
-    Each move jumps a factor to its end or start (End / Home), factor after factor, so the
-    results change every time; the next move waits until the page is idle again."""
+    Each move steps a factor a tenth of its range toward its farther end (PageUp /
+    PageDown), two moves per factor, factor after factor, so the results change every time;
+    the next move waits until the page is idle again."""
     open_studio(page, server, run)
     k = page.locator("[data-testid='stSlider'] input[type='range']").count() - 1  # - "Steps"
     times = []
     for i in range(moves + 2):
-        key = f"studio_z{(i // 2) % k}"
-        seconds = move_slider(page, key, "End" if i % 2 == 0 else "Home")
+        seconds = move_slider(page, f"studio_z{(i // 2) % k}")
         wait_idle(page, settle_ms=100)
         if i >= 2:  # the first two load the slider's code and warm the caches
             times.append(seconds)
@@ -251,7 +259,7 @@ def exercise_every_page(page, server, run: Path, photo: Path) -> list[str]:
             page.get_by_text("Factor values").wait_for(timeout=120_000)
             wait_rendered(page, 180_000)
         if name == "studio":
-            move_slider(page, "studio_z0", "End")
+            move_slider(page, "studio_z0")
             wait_idle(page)
         problems += exception_texts(page)
     return problems
@@ -288,17 +296,16 @@ async def _session(browser, url: str, start, seconds: float, stats: dict) -> Non
         await start.wait()  # every session is open: the 60 s start together
         deadline = time.perf_counter() + seconds
         thumb = page.locator(".st-key-studio_z0 input[type='range']")
-        i = 0
         while time.perf_counter() < deadline:
             old = await page.locator(RESULT_CAPTIONS).first.inner_text()
+            value, low, high = await thumb.evaluate("e => [+e.value, +e.min, +e.max]")
             await thumb.focus()
             begin = time.perf_counter()
-            await page.keyboard.press("End" if i % 2 == 0 else "Home")
+            await page.keyboard.press("PageUp" if high - value >= value - low else "PageDown")
             await page.wait_for_function(RESULT_CHANGED_JS, arg=old, timeout=60_000, polling="raf")
             stats["latencies"].append(time.perf_counter() - begin)
             await page.wait_for_function(IDLE_JS, timeout=60_000)
             stats["errors"] += await page.locator('[data-testid="stException"]').all_inner_texts()
-            i += 1
     except Exception as error:  # noqa: BLE001 - every failure of a session is a finding
         first_line = (str(error).splitlines() or [""])[0]
         stats["errors"].append(f"{type(error).__name__}: {first_line}")

@@ -349,6 +349,8 @@ def render(r: dict) -> str:
         clone_row(r),
         *detail_tables(r),
     ]
+    if r.get("failure"):
+        lines += ["", f"**The browser measurements stopped with an error:** {r['failure']}"]
     return "\n".join(lines) + "\n"
 
 
@@ -452,7 +454,10 @@ def main(argv: list[str] | None = None) -> dict:
     if "slider" in parts:
         r["script_ms"] = script_rerun_ms(run, 5 if args.quick else 20)
     if parts & {"slider", "launch", "memory", "concurrent"}:
-        browser_parts(r, run, parts, args.quick, work)
+        try:
+            browser_parts(r, run, parts, args.quick, work)
+        except Exception as error:  # noqa: BLE001 - keep what was measured, report the failure
+            r["failure"] = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
     if args.fresh_clone:
         from playwright.sync_api import sync_playwright
 

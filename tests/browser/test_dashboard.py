@@ -80,11 +80,9 @@ def test_slider_changes_the_nearest_dishes(open_page):
     page.locator(dashboard.RESULT_CAPTIONS).nth(7).wait_for()
     before = result_captions(page)
     assert len(before) == 8, before
-    thumb = dashboard.slider_input(page, "studio_z0")
-    at_top = float(thumb.get_attribute("value")) >= float(thumb.get_attribute("max"))
     z_before = query_param(page, "z")
 
-    seconds = dashboard.move_slider(page, "studio_z0", "Home" if at_top else "End")
+    seconds = dashboard.move_slider(page, "studio_z0")  # a tenth of its range
     dashboard.wait_idle(page)
     after = result_captions(page)
     assert after != before, "moving a factor slider must change the nearest dishes"
@@ -94,11 +92,38 @@ def test_slider_changes_the_nearest_dishes(open_page):
     assert_no_exception(page)
     screenshot(page, "studio-moved")
 
-    dashboard.move_slider(page, "studio_z0", "End" if at_top else "Home")  # and back
+    dashboard.move_slider(page, "studio_z0")  # and a tenth further
     dashboard.wait_idle(page)
     assert result_captions(page) != after
     assert_no_exception(page)
     assert seconds < 60
+
+
+@pytest.mark.xfail(
+    reason="pages/studio.py: a slider step with many decimals makes the browser send its "
+    "maximum 1 ulp above max_value; Streamlit then resets the slider to its default (the "
+    "minimum). Fails on runs whose factor ranges hit the rounding; see the bug report.",
+    strict=False,
+)
+def test_every_slider_reaches_both_ends(open_page):
+    """End / Home (or a drag to the end of the track) must put the point at the range's
+    end, as the URL and the slider label show."""
+    page = open_page("studio")
+    k = page.locator("[data-testid='stSlider'] input[type='range']").count() - 1  # - "Steps"
+    for j in range(k):
+        thumb = dashboard.slider_input(page, f"studio_z{j}")
+        low, high = thumb.evaluate("e => [+e.min, +e.max]")
+        for press, end in (("End", high), ("Home", low)):
+            thumb.focus()
+            page.keyboard.press(press)
+            page.wait_for_timeout(500)  # the rerun starts
+            dashboard.wait_idle(page)
+            point = [float(v) for v in query_param(page, "z").split(",")]
+            assert point[j] == pytest.approx(end, rel=1e-3, abs=1e-3), (
+                f"factor {j + 1}: {press} shows {thumb.evaluate('e => e.value')} but the "
+                f"point is {point[j]}, not {end}"
+            )
+    assert_no_exception(page)
 
 
 def test_photo_upload_reads_its_factors(open_page, tmp_path):
