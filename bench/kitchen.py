@@ -27,6 +27,8 @@ from ivae.train import TrainConfig, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATORS = {"kitchen": 4, "shapes": 4}  # data set -> latent dimension (captioned factors)
+OPTIONS = {"hidden": 128}  # the shipped default run's settings (Makefile, default-model)
+BATCH = 128
 
 
 def ensure_data(name: str, n: int, seed: int = 0) -> Path:
@@ -43,8 +45,8 @@ def ensure_data(name: str, n: int, seed: int = 0) -> Path:
 def one_run(data, data_name: str, model: str, seed: int, epochs: int, out: Path) -> dict:
     run_dir = out / f"{data_name}-{model}-s{seed}"
     if not (run_dir / "metrics.json").exists():
-        train(data, run_dir, model, {"latent_dim": GENERATORS[data_name]},
-              TrainConfig(epochs=epochs, seed=seed, batch_size=256), progress=False)
+        train(data, run_dir, model, {"latent_dim": GENERATORS[data_name], **OPTIONS},
+              TrainConfig(epochs=epochs, seed=seed, batch_size=BATCH), progress=False)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"mcc": metrics["mcc"],
             "leak": max((metrics.get("nuisance_leakage") or {"-": 0.0}).values()),
@@ -74,8 +76,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20000, help="items per generated data set")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-kitchen"))
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     results, start = {}, time.time()
     for data_name in args.datasets:
         data = load_dataset(ensure_data(data_name, args.n))
@@ -84,11 +87,16 @@ def main() -> None:
                 row = one_run(data, data_name, model, seed, args.epochs, Path(args.out))
                 results.setdefault((data_name, model), []).append(row)
                 print(data_name, model, seed, row, flush=True)
+                report(args, results, time.time() - start)  # partial tables survive a stop
+
+
+def report(args, results: dict, seconds: float) -> None:
     command = " ".join(["python bench/kitchen.py", *sys.argv[1:]])
     body = (f"### Kitchen and shapes: every model, {args.seeds} seed(s)\n\n"
             f"`{command}` — {args.n} items per data set, {args.epochs} epochs, latent dim 4, "
-            f"test split; CPU `{platform.processor() or platform.machine()}`, "
-            f"{torch.get_num_threads()} threads, {time.time() - start:.0f} s in all.\n"
+            f"batch {BATCH}, options {OPTIONS}, test split; CPU "
+            f"`{platform.processor() or platform.machine()}`, {torch.get_num_threads()} "
+            f"thread(s) on 2 shared cores, {seconds:.0f} s in all.\n"
             "MCC is over the shared factors (kitchen: savoriness, wateriness, greenness, "
             "spiciness; shapes: the captioned factors); nuisance |corr| is the largest "
             "correlation of a factor-matched latent with any nuisance; retrieval is the "
