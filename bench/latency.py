@@ -349,6 +349,14 @@ def render(r: dict) -> str:
         clone_row(r),
         *detail_tables(r),
     ]
+    lines += [
+        "",
+        "(c) and (f) run from the key press to the new nearest dish's image loaded in headless "
+        'Chromium, which shares the 2 cores with the server; "the studio script alone" is '
+        "the server's share (Streamlit's AppTest, no browser). (e) is /proc VmRSS / VmHWM of "
+        "the streamlit process. (b) is given with torch's default intra-op threads (what the "
+        "dashboard uses) and with one thread.",
+    ]
     if r.get("failure"):
         lines += ["", f"**The browser measurements stopped with an error:** {r['failure']}"]
     return "\n".join(lines) + "\n"
