@@ -133,6 +133,16 @@ def cmd_evaluate(args) -> None:
               f"R@10 {r['r10']:.1f}")
 
 
+def cmd_name(args) -> None:
+    from ivae.run import load_run, name_from_truth
+
+    run = load_run(args.run_dir)
+    notes = name_from_truth(run, run.load_data(args.data))
+    for f in notes["factors"]:
+        print(f"factor {f['index'] + 1}: {f['name']} (sign {f['sign']:+d})")
+    print(f"wrote {run.path / 'factors.json'}; rebuild the index: ivae index {run.path}")
+
+
 def cmd_index(args) -> None:
     from ivae.index import build_index
     from ivae.run import load_run
@@ -214,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("run_dir")
     index.add_argument("--data")
     index.set_defaults(func=cmd_index)
+
+    name = sub.add_parser("name", help="name and orient factors after the true ones they match")
+    name.add_argument("run_dir")
+    name.add_argument("--data")
+    name.set_defaults(func=cmd_name)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
     return parser

@@ -69,7 +69,8 @@ class Run:
         notes = _read_json(self.path / "factors.json", {}) or {}
         by_index = {f["index"]: f for f in notes.get("factors", [])}
         return {"factors": [{"index": i, "name": by_index.get(i, {}).get("name", f"factor {i + 1}"),
-                             "notes": by_index.get(i, {}).get("notes", "")}
+                             "notes": by_index.get(i, {}).get("notes", ""),
+                             "sign": by_index.get(i, {}).get("sign", 1)}
                             for i in range(self.latent_dim)]}
 
     def save_factor_notes(self, notes: dict) -> None:
@@ -78,6 +79,13 @@ class Run:
     @property
     def factor_names(self) -> list[str]:
         return [f["name"] for f in self.factor_notes()["factors"]]
+
+    @cached_property
+    def signs(self) -> np.ndarray:
+        """(k,) +-1 per factor, from factors.json: the direction a researcher chose for each
+        axis ("more wateriness" to the right). Scores are unchanged by it."""
+        return np.array([1.0 if f.get("sign", 1) >= 0 else -1.0
+                         for f in self.factor_notes()["factors"]], dtype=np.float32)
 
     @property
     def data_path(self) -> Path:
@@ -125,14 +133,16 @@ class Run:
         t = self._x_tensor(x)
         parts = [self.model.encode_x(t[i:i + batch_size]).numpy()
                  for i in range(0, len(t), batch_size)]
-        return np.concatenate(parts) if parts else np.zeros((0, self.latent_dim), np.float32)
+        if not parts:
+            return np.zeros((0, self.latent_dim), np.float32)
+        return np.concatenate(parts) * self.signs
 
     @torch.no_grad()
     def encode_y(self, y, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Recipe texts (list of str), token ids or vectors -> mean, logvar (N, k) of p(z|y)."""
         t = self._y_tensor(y)
         parts = [self.model.encode_y(t[i:i + batch_size]) for i in range(0, len(t), batch_size)]
-        mean = np.concatenate([m.numpy() for m, _ in parts])
+        mean = np.concatenate([m.numpy() for m, _ in parts]) * self.signs
         logvar = np.concatenate([lv.numpy() for _, lv in parts])
         return mean, logvar
 
@@ -141,6 +151,32 @@ class Run:
         """(N, k) image codes vs (M, k) query Gaussians -> (N, M), higher = better match."""
         t = [torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in (z, mean, logvar)]
         return self.model.score(*t).numpy()
+
+
+def name_from_truth(run: Run, data: Dataset, split: str = "test") -> dict:
+    """Name and orient each factor after the true factor it matches (synthetic data only):
+    the Hungarian matching of the MCC, and a sign so that the code rises with its factor.
+    Writes factors.json (notes kept) and returns it; rebuild the index afterwards."""
+    from ivae.metrics import mcc
+
+    part = data.part(split)
+    if part.factors is None:
+        raise RunError(f"{data.source}: no ground-truth factors to name the run's factors after")
+    result = mcc(part.factors, run.encode_x(part.x))
+    notes = run.factor_notes()
+    for row, column in enumerate(result["matching"]):
+        if column < 0:
+            continue
+        corr = result["correlation"][row, column]
+        entry = notes["factors"][column]
+        entry["name"] = part.factor_names[row]
+        entry["sign"] = int(entry.get("sign", 1) * (1 if corr >= 0 else -1))
+        entry["notes"] = entry["notes"] or (
+            f"Matched to the generator's {part.factor_names[row]} "
+            f"(|corr| {abs(corr):.2f} on the {split} split).")
+    run.save_factor_notes(notes)
+    run.__dict__.pop("signs", None)  # the cached orientation changed
+    return notes
 
 
 def load_run(path: str | Path) -> Run:

@@ -164,3 +164,23 @@ def test_models_lists_every_registered_model():
     out = ivae_cli("models").stdout
     for name in ("implicit-ivae", "ivae", "vae", "beta-vae", "contrastive"):
         assert name in out
+
+
+def test_name_orients_every_matched_factor_to_rise_with_its_truth(tmp_path, toy_npz):
+    from ivae.metrics import mcc
+    from ivae.run import name_from_truth
+
+    train(load_dataset(toy_npz), tmp_path / "run", "implicit-ivae", {"latent_dim": 3,
+          "hidden": 16}, TrainConfig(epochs=2, batch_size=32), progress=False)
+    run = ivae.load_run(tmp_path / "run")
+    data = run.load_data()
+    notes = name_from_truth(run, data)
+    part = data.part("test")
+    result = mcc(part.factors, run.encode_x(part.x))
+    for row, column in enumerate(result["matching"]):
+        assert run.factor_names[column] == part.factor_names[row]
+        assert result["correlation"][row, column] > 0
+    assert ivae.load_run(tmp_path / "run").factor_notes() == notes
+    z, (mean, logvar) = run.encode_x(part.x), run.encode_y(part.y)
+    raw = run.model.score(*(torch.as_tensor(a) for a in (z / run.signs, mean / run.signs, logvar)))
+    assert np.allclose(run.score(z, mean, logvar), raw.numpy(), atol=1e-4)  # scores unchanged
