@@ -53,6 +53,12 @@ IDLE_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
     && !document.querySelector('[data-testid="stSkeleton"]')
     && !document.querySelector('[data-testid="stSpinner"]')
     && !!document.querySelector('[data-testid="stMain"] h1')"""
+# Idle without a break for ``quietMs`` (window.__busySince: the last time it was not).
+QUIET_JS = (
+    "(quietMs) => { const now = performance.now(); const idle = (" + IDLE_JS + ")();"
+    " if (!idle) { window.__busySince = now; return false; }"
+    " return now - window.__busySince >= quietMs; }"
+)
 # Every image has loaded and every Plotly chart has drawn its SVG.
 RENDERED_JS = """() => Array.from(document.images).every(i => i.complete)
     && Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'))
@@ -161,12 +167,11 @@ def launch_browser(playwright, **options):
     )
 
 
-def wait_idle(page, timeout_ms: float = 120_000, settle_ms: int = 300) -> None:
-    """Wait until the script run has finished and nothing is stale, twice in a row
-    ``settle_ms`` apart (a rerun triggered by the first run's end would start in between)."""
-    page.wait_for_function(IDLE_JS, timeout=timeout_ms)
-    page.wait_for_timeout(settle_ms)
-    page.wait_for_function(IDLE_JS, timeout=timeout_ms)
+def wait_idle(page, timeout_ms: float = 120_000, quiet_ms: int = 1000) -> None:
+    """Wait until the app has been idle for ``quiet_ms`` without a break: Streamlit shows its
+    running indicator only a moment after a run starts, so one idle glance is not enough."""
+    page.evaluate("() => { window.__busySince = performance.now(); }")
+    page.wait_for_function(QUIET_JS, arg=quiet_ms, timeout=timeout_ms, polling=100)
 
 
 def wait_rendered(page, timeout_ms: float = 120_000) -> None:
@@ -234,7 +239,7 @@ def slider_latency(page, server, run: Path, moves: int) -> list[float]:
     times = []
     for i in range(moves + 2):
         seconds = move_slider(page, f"studio_z{(i // 2) % k}")
-        wait_idle(page, settle_ms=100)
+        wait_idle(page, quiet_ms=500)
         if i >= 2:  # the first two load the slider's code and warm the caches
             times.append(seconds)
     return times
