@@ -56,8 +56,13 @@ def _stamp(path: Path) -> float:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _load_run(path: str, stamp: float):
+    import torch
+
     import ivae
 
+    # One photo at a time: a single thread avoids contention between sessions and is
+    # faster than two on a busy 2-core machine (bench/latency.py, photo -> factors).
+    torch.set_num_threads(1)
     return ivae.load_run(path)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,17 @@ def true_factor_columns(items: pd.DataFrame) -> list[str]:
 
 
 # --------------------------------------------------------------------------- factor values
+
+
+def slider_grid(low: float, high: float, steps: int = 200) -> tuple[float, float, float]:
+    """(low, high, step) with a one-significant-digit step and both ends on its grid.
+
+    A step with many decimals lets the browser send the maximum one unit in the last place
+    above ``high``; Streamlit then rejects the value and resets the slider to its minimum.
+    """
+    step = float(f"{(float(high) - float(low)) / steps:.1g}") or 0.01
+    return (round(math.floor(low / step) * step, 10), round(math.ceil(high / step) * step, 10),
+            step)
 
 
 def factor_ranges(z: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:

@@ -34,6 +34,8 @@ class NearestNeighbors:
         self.points = np.ascontiguousarray(points, dtype=np.float32)  # (N, k)
         self.sq_norms = np.einsum("ij,ij->i", self.points, self.points)  # (N,)
         self.block_size = block_size
+        self._weighted = (b"", self.sq_norms)  # (weights' bytes, sum_j w_j p_j^2): one tuple,
+        # replaced whole, so concurrent sessions never see a half-updated cache
 
     def __len__(self) -> int:
         return len(self.points)
@@ -75,16 +77,25 @@ class NearestNeighbors:
         mask[exclude.astype(int)] = True
         return mask
 
+    def _weighted_norms(self, w: np.ndarray) -> np.ndarray:
+        """(N,) sum_j w_j p_j^2, cached for the last weights (a studio reuses them)."""
+        key, norms = self._weighted
+        if key != w.tobytes():
+            norms = (self.points * self.points) @ w
+            self._weighted = (w.tobytes(), norms)
+        return norms
+
     def _scan(self, q, n, w, banned) -> tuple[np.ndarray, np.ndarray]:
         """Per block: squared distances, then keep the n smallest; merge across blocks."""
         # ||p - q||_w^2 = sum w p^2 - 2 p . (w q) + sum w q^2, all as matmuls.
         wq = q if w is None else q * w  # (Q, k)
         q_sq = np.einsum("ij,ij->i", wq, q)[:, None]  # (Q, 1)
+        sq_norms = self.sq_norms if w is None else self._weighted_norms(w)
         cand_d, cand_i = [], []
         for start in range(0, len(self), self.block_size):
             stop = min(start + self.block_size, len(self))
             block = self.points[start:stop]  # (B, k)
-            p_sq = self.sq_norms[start:stop] if w is None else (block * block) @ w
+            p_sq = sq_norms[start:stop]
             d2 = p_sq[None, :] - 2.0 * (wq @ block.T) + q_sq  # (Q, B)
             if banned is not None:
                 d2[:, banned[start:stop]] = np.inf

@@ -23,7 +23,8 @@ st.caption(
 )
 ctx = ui.require_context()
 z_all, k = ctx.index.z, ctx.k
-ranges = analysis.factor_ranges(z_all)
+grids = [analysis.slider_grid(*r) for r in analysis.factor_ranges(z_all)]  # (low, high, step)
+ranges = np.array([grid[:2] for grid in grids])
 
 
 def slider_key(j: int) -> str:
@@ -127,12 +128,12 @@ with left:
     else:
         st.caption("Start: a point set by hand or from a photo.")
     for j in range(k):
-        low, high = (float(v) for v in ranges[j])
+        low, high, step = grids[j]
         st.slider(
             ui.factor_label(ctx, j),
             low,
             high,
-            step=(high - low) / 200 or 0.01,
+            step=step,
             key=slider_key(j),
             on_change=mark_moved,
             args=(j,),

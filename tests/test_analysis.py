@@ -186,3 +186,15 @@ def test_contact_sheet_and_card_export(tmp_path):
     text = analysis.card_markdown(card)
     assert "## heat" in text and "chilli" in text and "0.81" in text
     assert json.loads(json.dumps(card))["image_recipe_agreement"] == 0.8123
+
+
+@pytest.mark.parametrize("low, high", [(-1.2345678, 0.999447226524353), (0.0, 1.0),
+                                       (-3.3, -3.2999), (5.0, 5.0)])
+def test_slider_grid_puts_both_ends_on_a_round_step(low, high):
+    from ivae.analysis import slider_grid
+
+    lo, hi, step = slider_grid(low, high)
+    assert lo <= low and hi >= high and step > 0
+    assert float(f"{step:.1g}") == step
+    for end in (lo, hi):
+        assert abs(round(end / step) * step - end) < 1e-9

@@ -99,12 +99,6 @@ def test_slider_changes_the_nearest_dishes(open_page):
     assert seconds < 60
 
 
-@pytest.mark.xfail(
-    reason="pages/studio.py: a slider step with many decimals makes the browser send its "
-    "maximum 1 ulp above max_value; Streamlit then resets the slider to its default (the "
-    "minimum). Fails on runs whose factor ranges hit the rounding; see the bug report.",
-    strict=False,
-)
 def test_every_slider_reaches_both_ends(open_page):
     """End / Home (or a drag to the end of the track) must put the point at the range's
     end, as the URL and the slider label show."""
