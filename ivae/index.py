@@ -9,12 +9,12 @@ matmul plus ``argpartition``, fast enough for a million items on a CPU.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ivae.io import save_npz
 
 INDEX_FILE = Path("index") / "codes.npz"
 ENCODE_BATCH = 256
@@ -239,8 +239,6 @@ def _pca_2d(z: np.ndarray) -> np.ndarray:
 
 def save_index(index: Index, path: Path) -> None:
     """Atomic write: a temp file in the same folder, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
         name: np.asarray(getattr(index, name)) for name in ("z", "y_mean", "y_logvar", "map2d")
     }
@@ -250,14 +248,7 @@ def save_index(index: Index, path: Path) -> None:
         model_digest=np.asarray(index.model_digest),
         data_source=np.asarray(index.data_source),
     )
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_npz(path, arrays)
 
 
 def read_index(path: Path) -> Index:

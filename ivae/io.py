@@ -1,5 +1,6 @@
 """Atomic file writes: a temp file in the target folder, then a rename, so a crash mid-write
-never leaves a half-written run file behind."""
+never leaves a half-written run or data file behind. Imports no torch (the data layer uses
+it too, and should not pay torch's start-up time)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-import torch
+import numpy as np
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -42,4 +43,11 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def save_torch(path: str | Path, obj) -> Path:
+    import torch
+
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def save_npz(path: str | Path, arrays: dict, compressed: bool = False) -> Path:
+    save = np.savez_compressed if compressed else np.savez
+    return atomic_write(path, lambda f: save(f, **arrays))

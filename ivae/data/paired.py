@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -24,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from ivae.data.dataset import DataError, Dataset
 from ivae.data.text import Vocab
 from ivae.images import image_to_array
+from ivae.io import atomic_write
 
 ITEMS, INFO, CACHE = "items.parquet", "dataset.json", ".cache"
 REQUIRED_COLUMNS = ("id", "image", "text", "split")
@@ -31,26 +28,6 @@ SPLITS = ("train", "val", "test")
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write through a temp file in the same folder, then rename: never a half-written file.
-
-    (ivae.io has the same for run files; this copy keeps the data layer free of torch, so
-    generating or importing data does not pay torch's start-up time and memory.)
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
 
 
 def write_paired(directory: str | Path, items: pd.DataFrame, info: dict) -> None:

@@ -24,8 +24,9 @@ import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
 from ivae.data.dataset import DataError
-from ivae.data.paired import INFO, ITEMS, SPLITS, atomic_write
+from ivae.data.paired import INFO, ITEMS, SPLITS
 from ivae.images import image_to_array
+from ivae.io import atomic_write
 
 CHUNK_CHARS = 1 << 20
 MAX_ELEMENT_CHARS = 64 << 20  # no recipe is this long: beyond it an element is malformed
