@@ -31,9 +31,9 @@ factors would explain the pairs equally well: the factors would not be identifia
 from __future__ import annotations
 
 import colorsys
+import multiprocessing
 from dataclasses import dataclass
 from functools import lru_cache
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -856,7 +856,9 @@ def run_jobs(jobs: list, workers: int, progress: bool) -> None:
             render_row(job)
             bar and bar.update()
     else:
-        with Pool(workers) as pool:
+        # "spawn", not fork: the dashboard generates from a threaded server process, and a
+        # fork of a threaded process can deadlock its workers.
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
             for _ in pool.imap_unordered(render_row, jobs, chunksize=64):
                 bar and bar.update()
     if bar:
