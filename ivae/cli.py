@@ -54,7 +54,7 @@ def cmd_data_toy(args) -> None:
 
     path = write_toy(args.out, sources=args.sources, data_dim=args.data_dim, segments=args.segments,
                      per_segment=args.per_segment, modulate=args.modulate, noise=args.noise,
-                     seed=args.seed)
+                     seed=args.seed, mixing=args.mixing)
     print(f"wrote {args.segments * args.per_segment} items to {path}")
 
 
@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--per-segment", type=positive_int, default=1000)
     toy.add_argument("--modulate", choices=["variance", "mean-variance"], default="variance")
     toy.add_argument("--noise", type=non_negative_float, default=0.0)
+    toy.add_argument("--mixing", choices=["repeat", "independent"], default="repeat",
+                     help="repeat: the layers after the first reuse one matrix, as the iVAE "
+                          "authors' code does; independent: every layer draws its own")
     toy.add_argument("--seed", type=non_negative_int, default=0)
     toy.set_defaults(func=cmd_data_toy)
     for name, n, size, func in (("kitchen", 20000, 128, cmd_data_kitchen),

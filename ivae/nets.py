@@ -187,3 +187,48 @@ class CouplingFlow(nn.Module):
             z, part = layer(z)
             logdet = logdet + part
         return z, logdet
+
+
+class InvertibleLeakyReLU(nn.Module):
+    """Elementwise v -> v (v > 0), a v (v <= 0) with a learned slope a = exp(log_slope) > 0
+    per unit: invertible for any a, with log |det| = sum over the negative units of log a."""
+
+    def __init__(self, dim: int, slope: float = 0.5):
+        super().__init__()
+        self.log_slope = nn.Parameter(torch.full((dim,), float(torch.tensor(slope).log())))
+
+    def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        negative = v <= 0
+        out = torch.where(negative, v * self.log_slope.exp(), v)
+        return out, (negative * self.log_slope).sum(-1)
+
+
+class LeakyFlow(nn.Module):
+    """(B, k) -> (B, k): an invertible leaky-ReLU MLP, square affine layers with invertible
+    leaky ReLUs between them. The inverse of a leaky-ReLU MLP mixing with invertible layers
+    is again such a network (slopes 1/a), so this family contains the inverse of the iVAE
+    protocol's mixing (docs/method.md, "The square case"); log |det J| is exact and costs one
+    k x k log-determinant per layer."""
+
+    def __init__(self, dim: int, layers: int = 3, slope: float = 0.5):
+        super().__init__()
+        self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
+        for linear in self.linears:
+            nn.init.orthogonal_(linear.weight)
+            nn.init.zeros_(linear.bias)
+        self.activations = nn.ModuleList(InvertibleLeakyReLU(dim, slope)
+                                         for _ in range(layers - 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_logdet(x)[0]
+
+    def forward_with_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (B, k) and log |det dz/dx| (B,), exact."""
+        z, logdet = x, x.new_zeros(len(x))
+        for i, linear in enumerate(self.linears):
+            z = linear(z)
+            logdet = logdet + torch.linalg.slogdet(linear.weight)[1]
+            if i < len(self.activations):
+                z, part = self.activations[i](z)
+                logdet = logdet + part
+        return z, logdet

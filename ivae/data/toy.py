@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 MODULATIONS = ("variance", "mean-variance")
+MIXINGS = ("repeat", "independent")  # one matrix reused after the first layer, or one per layer
 
 
 def _well_conditioned(rng: np.random.Generator, rows: int, cols: int,
@@ -35,11 +36,22 @@ def _leaky_relu(v: np.ndarray, slope: float) -> np.ndarray:
 
 
 def mix(sources: np.ndarray, data_dim: int, rng: np.random.Generator, layers: int = 3,
-        slope: float = 0.1) -> np.ndarray:
-    """(N, n) sources -> (N, data_dim) observations through a `layers`-deep leaky-ReLU MLP."""
-    x = sources
+        slope: float = 0.1, repeat: bool = True) -> np.ndarray:
+    """(N, n) sources -> (N, data_dim) observations through a `layers`-deep leaky-ReLU MLP.
+
+    ``repeat``: the layers after the first share one (data_dim, data_dim) matrix -- the first
+    one itself when the mixing is square -- as the authors' iVAE code does; otherwise every
+    layer draws its own."""
+    x, shared = sources, None
     for layer in range(layers):
-        a = _well_conditioned(rng, x.shape[1], data_dim)
+        if layer == 0 or not repeat:
+            a = _well_conditioned(rng, x.shape[1], data_dim)
+        elif shared is None:
+            shared = a if a.shape == (data_dim, data_dim) else _well_conditioned(
+                rng, data_dim, data_dim)
+            a = shared
+        else:
+            a = shared
         x = x @ a
         if layer < layers - 1:
             x = _leaky_relu(x, slope)
@@ -47,8 +59,11 @@ def mix(sources: np.ndarray, data_dim: int, rng: np.random.Generator, layers: in
 
 
 def generate_toy(sources: int = 5, data_dim: int = 5, segments: int = 40, per_segment: int = 1000,
-                 modulate: str = "variance", noise: float = 0.0, seed: int = 0) -> dict:
+                 modulate: str = "variance", noise: float = 0.0, seed: int = 0,
+                 mixing: str = "repeat") -> dict:
     """Arrays in the DESIGN.md vector format: x, u, factors, factor_names, split."""
+    if mixing not in MIXINGS:
+        raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
     if modulate not in MODULATIONS:
         raise ValueError(f"modulate must be one of {MODULATIONS}, got {modulate!r}")
     if data_dim < sources:
@@ -61,7 +76,7 @@ def generate_toy(sources: int = 5, data_dim: int = 5, segments: int = 40, per_se
         mean = rng.uniform(-5.0, 5.0, (segments, sources))
     u = np.repeat(np.arange(segments), per_segment)
     s = mean[u] + std[u] * rng.standard_normal((len(u), sources))
-    x = mix(s, data_dim, rng)
+    x = mix(s, data_dim, rng, repeat=mixing == "repeat")
     if noise > 0:
         x = x + noise * rng.standard_normal(x.shape)
     split = rng.choice(np.array(["train", "val", "test"]), size=len(u), p=[0.8, 0.1, 0.1])

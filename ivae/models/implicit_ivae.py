@@ -36,11 +36,11 @@ from ivae.models.base import (
     pairwise_log_prob,
     register,
 )
-from ivae.nets import CouplingFlow, Modality, build_encoder
+from ivae.nets import CouplingFlow, LeakyFlow, Modality, build_encoder
 
 JACOBIAN_MODES = ("exact", "none")
 POSTERIORS = ("deterministic", "stochastic")
-ENCODERS = ("auto", "network", "flow")
+ENCODERS = ("auto", "network", "flow", "leaky-flow")
 
 
 @dataclass
@@ -59,8 +59,10 @@ class ImplicitIVAEConfig(ModelConfig):
     decoder_std: float = 0.1  # s of the first-order implicit decoder (stochastic posterior)
     gauge_weight: float = 0.0  # pins the mean prior log-variance at 0: fixes the code scale
     warmup_steps: int = 0  # the ratio weight ramps linearly from 0 over this many steps
-    encoder: str = "auto"  # "network" | "flow" (invertible) | "auto": flow when dim x == k
-    flow_layers: int = 6  # affine couplings of the invertible encoder
+    # "network" | "flow" (affine couplings) | "leaky-flow" (invertible leaky-ReLU MLP) |
+    # "auto": the coupling flow when dim x == k, else the network
+    encoder: str = "auto"
+    flow_layers: int = 6  # layers of the invertible encoder
     prior_logvar_min: float = -6.0  # range of the prior's log-variances (ConditionalPrior)
     prior_logvar_max: float = 4.0
 
@@ -85,8 +87,11 @@ class ImplicitIVAE(Model):
         super().__init__(config, x, y)
         k = config.latent_dim
         outputs = 2 * k if config.posterior == "stochastic" else k  # (mean, logvar) or e(x)
-        if self._invertible(config, x):
+        flow = self._invertible(config, x)
+        if flow == "flow":
             self.encoder = CouplingFlow(k, config.hidden, config.flow_layers)
+        elif flow == "leaky-flow":
+            self.encoder = LeakyFlow(k, config.flow_layers)
         else:
             self.encoder = build_encoder(x, outputs, config.hidden, config.depth)
         self.prior = ConditionalPrior(y, k, config.hidden, config.depth,
@@ -95,13 +100,18 @@ class ImplicitIVAE(Model):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long), persistent=False)
 
     @staticmethod
-    def _invertible(config: ImplicitIVAEConfig, x: Modality) -> bool:
+    def _invertible(config: ImplicitIVAEConfig, x: Modality) -> str | None:
+        """The invertible encoder to build ("flow" or "leaky-flow"), or None for a network."""
         square = x.kind == "vector" and x.shape == (config.latent_dim,)
-        if config.encoder == "flow" and not square:
-            raise ValueError("encoder='flow' needs vector data with as many dimensions as "
-                             f"latent_dim ({config.latent_dim}); got {x.kind} {x.shape}")
-        deterministic = config.posterior == "deterministic"
-        return deterministic and (config.encoder == "flow" or (config.encoder == "auto" and square))
+        if config.encoder in ("flow", "leaky-flow") and not square:
+            raise ValueError(f"encoder={config.encoder!r} needs vector data with as many "
+                             f"dimensions as latent_dim ({config.latent_dim}); "
+                             f"got {x.kind} {x.shape}")
+        if config.posterior != "deterministic" or config.encoder == "network":
+            return None
+        if config.encoder == "auto":
+            return "flow" if square else None
+        return config.encoder
 
     # ---- the two encoders ----------------------------------------------------------------
     def code(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,10 +136,17 @@ class ImplicitIVAE(Model):
         stochastic = c.posterior == "stochastic"
         return c.jacobian == "exact" and (stochastic or any(w > 0 for w in weights))
 
+    def _exact_log_volume(self) -> bool:
+        """An invertible encoder gives log |det J| in closed form on the whole batch; the
+        Frobenius and conditioning penalties still need J itself."""
+        c = self.config
+        return (hasattr(self.encoder, "forward_with_logdet") and self._needs_jacobian()
+                and c.frobenius_weight == 0 and c.conditioning_weight == 0)
+
     def _codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """z = e(x) (B, k) and J (m, k, D) on the first m points (the batch is shuffled)."""
         m = min(self.config.jacobian_samples, len(x)) if self._needs_jacobian() else 0
-        if not m:
+        if not m or self._exact_log_volume():
             return self.code(x), None
         z_j, jac = encoder_jacobian(self.code, x[:m])
         return (torch.cat([z_j, self.code(x[m:])]) if m < len(x) else z_j), jac
@@ -145,7 +162,12 @@ class ImplicitIVAE(Model):
         c = self.config
         x, y = self._noisy(batch["x"]), batch["y"]
         mean, logvar = self.prior(y)  # (B, k) each
-        z, jac = self._codes(x)
+        log_volume = None
+        if self._exact_log_volume():
+            z, log_volume = self.encoder.forward_with_logdet(x)
+            jac = None
+        else:
+            z, jac = self._codes(x)
         logp = pairwise_log_prob(z, mean, logvar)  # (B, B): code i under query j's prior
         positive = logp.diagonal()  # (B,)
         ratio = positive - (torch.logsumexp(logp, dim=1) - math.log(len(x)))
@@ -154,7 +176,7 @@ class ImplicitIVAE(Model):
             terms.update(self._elbo_terms(x, mean, logvar, jac))
             fit = terms["elbo"]
         else:
-            terms.update(self._flow_terms(positive, jac))
+            terms.update(self._flow_terms(positive, jac, log_volume))
             fit = terms["likelihood"]
         loss = -(c.ratio_weight * self._ratio_scale() * terms["ratio"] + c.likelihood_weight * fit)
         # The objective is invariant to z -> c z (the prior follows); without a gauge the scale
@@ -171,8 +193,13 @@ class ImplicitIVAE(Model):
                 "jacobian_frobenius": frobenius_sq(jac).mean(),
                 "jacobian_conditioning": conditioning_gap(jac).mean()}
 
-    def _flow_terms(self, positive: torch.Tensor, jac: torch.Tensor | None) -> dict:
-        """Eq. 1 on the Jacobian subset: log p(e(x)|y) + 1/2 log det(J J^T)."""
+    def _flow_terms(self, positive: torch.Tensor, jac: torch.Tensor | None,
+                    log_volume: torch.Tensor | None = None) -> dict:
+        """Eq. 1: log p(e(x)|y) + 1/2 log det(J J^T), on the whole batch when the encoder is
+        invertible (``log_volume`` (B,) given), else on the Jacobian subset."""
+        if log_volume is not None:
+            return {"log_volume": log_volume.mean(),
+                    "likelihood": positive.mean() + log_volume.mean()}
         if jac is None:
             return {"likelihood": positive.mean()}
         terms = self._jacobian_terms(jac)
