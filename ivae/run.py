@@ -174,6 +174,15 @@ def name_from_truth(run: Run, data: Dataset, split: str = "test") -> dict:
         entry["notes"] = entry["notes"] or (
             f"Matched to the generator's {part.factor_names[row]} "
             f"(|corr| {abs(corr):.2f} on the {split} split).")
+    matched = {int(c) for c in result["matching"] if c >= 0}
+    for column, entry in enumerate(notes["factors"]):
+        if column in matched or entry["notes"]:
+            continue
+        strongest = int(np.argmax(np.abs(result["correlation"][:, column])))
+        entry["notes"] = (
+            "Not matched to any of the generator's factors (a latent beyond them); its largest "
+            f"|corr| with one is {abs(result['correlation'][strongest, column]):.2f} "
+            f"({part.factor_names[strongest]}, {split} split).")
     run.save_factor_notes(notes)
     run.__dict__.pop("signs", None)  # the cached orientation changed
     return notes

@@ -184,3 +184,16 @@ def test_name_orients_every_matched_factor_to_rise_with_its_truth(tmp_path, toy_
     z, (mean, logvar) = run.encode_x(part.x), run.encode_y(part.y)
     raw = run.model.score(*(torch.as_tensor(a) for a in (z / run.signs, mean / run.signs, logvar)))
     assert np.allclose(run.score(z, mean, logvar), raw.numpy(), atol=1e-4)  # scores unchanged
+
+
+def test_name_notes_the_latents_beyond_the_true_factors(tmp_path, toy_npz):
+    from ivae.run import name_from_truth
+
+    train(load_dataset(toy_npz), tmp_path / "run", "implicit-ivae", {"latent_dim": 5,
+          "hidden": 16}, TrainConfig(epochs=1, batch_size=32), progress=False)
+    run = ivae.load_run(tmp_path / "run")
+    notes = name_from_truth(run, run.load_data())["factors"]  # 3 sources, 5 latents
+    extra = [f for f in notes if f["notes"].startswith("Not matched")]
+    assert len(extra) == 2
+    assert all(f["name"].startswith("factor ") for f in extra)
+    assert {f["name"] for f in notes} >= {"source 1", "source 2", "source 3"}
