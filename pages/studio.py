@@ -118,107 +118,115 @@ def mark_moved(j: int) -> None:
     st.session_state["studio_moved"] = j
 
 
-# ---- sliders -------------------------------------------------------------------------------
-dish = st.session_state.get("studio_dish")
-start_row = int(np.flatnonzero(ctx.index.ids == dish)[0]) if dish in set(ctx.index.ids) else None
-left, right = st.columns([1, 2])
-with left:
-    if start_row is not None:
-        st.image(ctx.image_path(start_row), caption=f"start: {ctx.title(start_row)}", width=200)
-    else:
-        st.caption("Start: a point set by hand or from a photo.")
-    for j in range(k):
-        low, high, step = grids[j]
-        st.slider(
-            ui.factor_label(ctx, j),
-            low,
-            high,
-            step=step,
-            key=slider_key(j),
-            on_change=mark_moved,
-            args=(j,),
-            format="%.2f",
-        )
-    if start_row is not None:
-        st.button(
-            "Back to the start", key="studio_reset", on_click=start_from_row, args=(start_row,)
-        )
-
-point = np.array([st.session_state[slider_key(j)] for j in range(k)], dtype=np.float32)
-moved = st.session_state.get("studio_moved")
-st.session_state["studio_point"] = point.tolist()
-weights = analysis.search_weights(z_all, moved, weight_mode)
-st.query_params["run"] = ui.label(str(ctx.run.path))
-st.query_params.update(
-    {"z": ",".join(f"{v:.4g}" for v in point), **({"dish": dish} if dish else {})}
-)
-if not dish and "dish" in st.query_params:
-    del st.query_params["dish"]
-
-
 @st.cache_data(show_spinner=False, max_entries=16)
 def gaps(run_path: str, weights_key: tuple[float, ...]) -> np.ndarray:
     return analysis.typical_gap(ui.load_index(run_path), np.array(weights_key))
 
 
-# ---- results -------------------------------------------------------------------------------
-rows, distances = ctx.index.nearest(point, n=8, weights=weights)
-with right:
-    share, level = analysis.emptiness(
-        float(distances[0]), gaps(str(ctx.run.path), tuple(weights.tolist()))
-    )
-    st.markdown(
-        f"**Distance to the nearest real dish:** {distances[0]:.2f} "
-        f"(farther than {share:.0f}% of dish-to-dish gaps)"
-    )
-    st.progress(min(share / 100.0, 1.0))
-    if level == "empty":
-        st.warning(
-            "Empty region: no real dish is near this point. The images below are only "
-            "the closest there are."
-        )
-    elif level == "sparse":
-        st.info("Sparse region: few dishes are this far from their neighbours.")
-    what = "" if moved is None else f" (you moved **{ctx.names[moved]}**)"
-    st.subheader("Nearest real dishes" + what)
-    ui.image_grid(
-        ctx, rows, [f"{ctx.title(r)} · d={d:.2f}" for r, d in zip(rows, distances, strict=True)]
-    )
-    st.subheader("Nearest recipes")
-    st.caption("Recipes whose conditional prior mean p(z | recipe) is nearest to the point.")
-    recipe_rows, recipe_d = ctx.index.nearest(point, n=8, weights=weights, space="recipe")
-    table = ui.recipe_table(ctx, recipe_rows, {"distance": np.round(recipe_d, 3)})
-    st.dataframe(table, hide_index=True, width="stretch")
+# Moving a slider reruns only this fragment: the sidebar and the page header are not rebuilt
+# on every move (bench/latency.py, slider -> results).
+@st.fragment
+def explore() -> None:
+    # ---- sliders -------------------------------------------------------------------------------
+    dish = st.session_state.get("studio_dish")
+    hits = np.flatnonzero(ctx.index.ids == dish) if dish else []
+    start_row = int(hits[0]) if len(hits) else None
+    left, right = st.columns([1, 2])
+    with left:
+        if start_row is not None:
+            st.image(ctx.image_path(start_row), caption=f"start: {ctx.title(start_row)}", width=200)
+        else:
+            st.caption("Start: a point set by hand or from a photo.")
+        for j in range(k):
+            low, high, step = grids[j]
+            st.slider(
+                ui.factor_label(ctx, j),
+                low,
+                high,
+                step=step,
+                key=slider_key(j),
+                on_change=mark_moved,
+                args=(j,),
+                format="%.2f",
+            )
+        if start_row is not None:
+            st.button(
+                "Back to the start", key="studio_reset", on_click=start_from_row, args=(start_row,)
+            )
 
-# ---- traversal -----------------------------------------------------------------------------
-st.subheader("Traversal strip")
-st.caption(
-    "Traversal by retrieval: there is no decoder, so each step shows the nearest real dish to "
-    "the point with one factor set to a quantile of the data and the others as on the sliders."
-)
-c1, c2 = st.columns(2)
-factor = c1.selectbox(
-    "Factor",
-    range(k),
-    index=moved or 0,
-    format_func=lambda j: ctx.names[j],
-    key="studio_traverse_factor",
-)
-steps = c2.slider("Steps", 3, 11, 7, key="studio_traverse_steps")
-strip = analysis.traversal(ctx.index, point, factor, weights, steps=steps)
-cells = st.columns(steps)
-captions = [
-    f"q{q:.0f}: {v:.2f}\n{ctx.title(r)}"
-    for q, v, r in zip(strip["quantile"], strip["value"], strip["item"], strict=True)
-]
-for cell, row, caption in zip(cells, strip["item"], captions, strict=True):
-    cell.image(ctx.image_path(row), caption=caption.replace("\n", " · "), width="stretch")
-paths = [ctx.image_path(r) for r in strip["item"]]
-st.download_button(
-    "Download the strip (PNG)",
-    lambda: analysis.contact_sheet(paths, captions),  # built only when clicked
-    on_click="ignore",
-    file_name=f"traversal-{ctx.names[factor]}.png",
-    mime="image/png",
-    key="studio_strip_png",
-)
+    point = np.array([st.session_state[slider_key(j)] for j in range(k)], dtype=np.float32)
+    moved = st.session_state.get("studio_moved")
+    st.session_state["studio_point"] = point.tolist()
+    weights = analysis.search_weights(z_all, moved, weight_mode)
+    st.query_params["run"] = ui.label(str(ctx.run.path))
+    st.query_params.update(
+        {"z": ",".join(f"{v:.4g}" for v in point), **({"dish": dish} if dish else {})}
+    )
+    if not dish and "dish" in st.query_params:
+        del st.query_params["dish"]
+
+
+    # ---- results -------------------------------------------------------------------------------
+    rows, distances = ctx.index.nearest(point, n=8, weights=weights)
+    with right:
+        share, level = analysis.emptiness(
+            float(distances[0]), gaps(str(ctx.run.path), tuple(weights.tolist()))
+        )
+        st.markdown(
+            f"**Distance to the nearest real dish:** {distances[0]:.2f} "
+            f"(farther than {share:.0f}% of dish-to-dish gaps)"
+        )
+        st.progress(min(share / 100.0, 1.0))
+        if level == "empty":
+            st.warning(
+                "Empty region: no real dish is near this point. The images below are only "
+                "the closest there are."
+            )
+        elif level == "sparse":
+            st.info("Sparse region: few dishes are this far from their neighbours.")
+        what = "" if moved is None else f" (you moved **{ctx.names[moved]}**)"
+        st.subheader("Nearest real dishes" + what)
+        ui.image_grid(
+            ctx, rows, [f"{ctx.title(r)} · d={d:.2f}" for r, d in zip(rows, distances, strict=True)]
+        )
+        st.subheader("Nearest recipes")
+        st.caption("Recipes whose conditional prior mean p(z | recipe) is nearest to the point.")
+        recipe_rows, recipe_d = ctx.index.nearest(point, n=8, weights=weights, space="recipe")
+        table = ui.recipe_table(ctx, recipe_rows, {"distance": np.round(recipe_d, 3)})
+        st.dataframe(table, hide_index=True, width="stretch")
+
+    # ---- traversal -----------------------------------------------------------------------------
+    st.subheader("Traversal strip")
+    st.caption(
+        "Traversal by retrieval: there is no decoder, so each step shows the nearest real dish to "
+        "the point with one factor set to a quantile of the data and the others as on the sliders."
+    )
+    c1, c2 = st.columns(2)
+    factor = c1.selectbox(
+        "Factor",
+        range(k),
+        index=moved or 0,
+        format_func=lambda j: ctx.names[j],
+        key="studio_traverse_factor",
+    )
+    steps = c2.slider("Steps", 3, 11, 7, key="studio_traverse_steps")
+    strip = analysis.traversal(ctx.index, point, factor, weights, steps=steps)
+    cells = st.columns(steps)
+    captions = [
+        f"q{q:.0f}: {v:.2f}\n{ctx.title(r)}"
+        for q, v, r in zip(strip["quantile"], strip["value"], strip["item"], strict=True)
+    ]
+    for cell, row, caption in zip(cells, strip["item"], captions, strict=True):
+        cell.image(ctx.image_path(row), caption=caption.replace("\n", " · "), width="stretch")
+    paths = [ctx.image_path(r) for r in strip["item"]]
+    st.download_button(
+        "Download the strip (PNG)",
+        lambda: analysis.contact_sheet(paths, captions),  # built only when clicked
+        on_click="ignore",
+        file_name=f"traversal-{ctx.names[factor]}.png",
+        mime="image/png",
+        key="studio_strip_png",
+    )
+
+
+explore()
