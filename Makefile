@@ -41,7 +41,7 @@ default-model: setup
 	$(VENV)/bin/ivae data kitchen --out data/kitchen --seed 0
 	rm -rf assets/default-run
 	$(VENV)/bin/ivae train --data data/kitchen --model implicit-ivae --out assets/default-run \
-		--latent-dim 4 --epochs 8 --batch-size 128 --seed 0 --set hidden=128 --set likelihood_weight=0
+		--latent-dim 8 --epochs 6 --batch-size 128 --seed 0 --set hidden=128 --set likelihood_weight=0
 	$(VENV)/bin/ivae name assets/default-run
 	$(VENV)/bin/ivae index assets/default-run
 	cp data/kitchen/dataset.json assets/default-run/dataset.json
