@@ -46,7 +46,7 @@ def ensure_data(name: str, n: int, seed: int = 0) -> Path:
 
 
 def one_run(data, data_name: str, model: str, seed: int, epochs: int, out: Path) -> dict:
-    run_dir = out / f"{data_name}-{model}-k{GENERATORS[data_name]}-e{epochs}-s{seed}"
+    run_dir = out / f"{data_name}-n{len(data)}-{model}-k{GENERATORS[data_name]}-e{epochs}-s{seed}"
     if not (run_dir / "metrics.json").exists():
         options = {"latent_dim": GENERATORS[data_name], **OPTIONS, **MODEL_OPTIONS.get(model, {})}
         train(data, run_dir, model, options,
@@ -77,7 +77,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["kitchen", "shapes"])
     parser.add_argument("--models", nargs="+", default=sorted(REGISTRY))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--n", type=int, default=20000, help="items per generated data set")
+    parser.add_argument("--n", type=int, default=20000, help="kitchen items")
+    parser.add_argument("--shapes-n", type=int, default=20000, help="shapes items")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-kitchen"))
     parser.add_argument("--threads", type=int, default=2)
@@ -85,7 +86,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results, start = {}, time.time()
     for data_name in args.datasets:
-        data = load_dataset(ensure_data(data_name, args.n))
+        data = load_dataset(ensure_data(data_name, args.shapes_n if data_name == "shapes"
+                                        else args.n))
         for model in args.models:
             for seed in range(args.seeds):
                 row = one_run(data, data_name, model, seed, args.epochs, Path(args.out))
@@ -97,7 +99,8 @@ def main() -> None:
 def report(args, results: dict, seconds: float) -> None:
     command = " ".join(["python bench/kitchen.py", *sys.argv[1:]])
     body = (f"### Kitchen and shapes: every model, {args.seeds} seed(s)\n\n"
-            f"`{command}` — {args.n} items per data set, {args.epochs} epochs, latent dim "
+            f"`{command}` — {args.n} kitchen and {args.shapes_n} shapes items, {args.epochs} "
+            "epochs, latent dim "
             + ", ".join(f"{GENERATORS[d]} ({d})" for d in args.datasets) + ", "
             f"batch {BATCH}, options {OPTIONS}, implicit-ivae {MODEL_OPTIONS['implicit-ivae']}, "
             "test split; CPU "

@@ -164,27 +164,32 @@ class AffineCoupling(nn.Module):
 
 
 class CouplingFlow(nn.Module):
-    """(B, k) -> (B, k): an invertible map (a learned linear layer, then affine couplings
-    with alternating masks). Used as the encoder when x has as many dimensions as the
-    factors: an invertible encoder cannot fold a factor onto |factor|, which a variance-only
-    query would not notice (docs/method.md, "The square case")."""
+    """(B, k) -> (B, k): an invertible map, affine couplings with alternating masks, each
+    after a learned square linear layer (Glow's invertible 1x1 convolution, Kingma &
+    Dhariwal 2018), so every coupling splits the coordinates along new directions. Used as
+    the encoder when x has as many dimensions as the factors: an invertible encoder cannot
+    fold a factor onto |factor|, which a variance-only query would not notice
+    (docs/method.md, "The square case")."""
 
-    def __init__(self, dim: int, hidden: int = 64, layers: int = 6):
+    def __init__(self, dim: int, hidden: int = 64, layers: int = 6, mixing: bool = True):
         super().__init__()
-        self.linear = nn.Linear(dim, dim)
-        nn.init.orthogonal_(self.linear.weight)
         masks = [(torch.arange(dim) + i) % 2 for i in range(layers)]
         self.couplings = nn.ModuleList(AffineCoupling(m, hidden) for m in masks)
+        self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers if mixing else 1))
+        for linear in self.linears:
+            nn.init.orthogonal_(linear.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_logdet(x)[0]
 
     def forward_with_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z (B, k) and log |det dz/dx| (B,), exact."""
-        z = self.linear(x)
-        logdet = torch.linalg.slogdet(self.linear.weight)[1].expand(len(x))
-        for layer in self.couplings:
-            z, part = layer(z)
+        z, logdet = x, x.new_zeros(len(x))
+        for i, coupling in enumerate(self.couplings):
+            if i < len(self.linears):
+                z = self.linears[i](z)
+                logdet = logdet + torch.linalg.slogdet(self.linears[i].weight)[1]
+            z, part = coupling(z)
             logdet = logdet + part
         return z, logdet
 

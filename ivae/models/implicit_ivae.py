@@ -62,7 +62,8 @@ class ImplicitIVAEConfig(ModelConfig):
     # "network" | "flow" (affine couplings) | "leaky-flow" (invertible leaky-ReLU MLP) |
     # "auto": the coupling flow when dim x == k, else the network
     encoder: str = "auto"
-    flow_layers: int = 6  # layers of the invertible encoder
+    flow_layers: int = 10  # layers of the invertible encoder
+    flow_mixing: bool = True  # coupling flow: a learned linear layer before every coupling
     prior_logvar_min: float = -6.0  # range of the prior's log-variances (ConditionalPrior)
     prior_logvar_max: float = 4.0
 
@@ -89,7 +90,7 @@ class ImplicitIVAE(Model):
         outputs = 2 * k if config.posterior == "stochastic" else k  # (mean, logvar) or e(x)
         flow = self._invertible(config, x)
         if flow == "flow":
-            self.encoder = CouplingFlow(k, config.hidden, config.flow_layers)
+            self.encoder = CouplingFlow(k, config.hidden, config.flow_layers, config.flow_mixing)
         elif flow == "leaky-flow":
             self.encoder = LeakyFlow(k, config.flow_layers)
         else:
