@@ -212,7 +212,9 @@ def load_run(path: str | Path) -> Run:
         model = build_model(config["model"], config["model_config"], x, y)
         model.load_state_dict(state["state_dict"])
     except (UnknownModel, KeyError, RuntimeError, ValueError) as exc:
-        raise RunError(f"{checkpoint}: does not match this version's models ({exc}); "
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first if len(first) <= 160 else first[:157] + "..."  # torch lists every tensor
+        raise RunError(f"{checkpoint}: does not match this version's models ({first}); "
                        "retrain the run") from exc
     model.eval()
     return Run(path, config, model)

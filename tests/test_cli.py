@@ -197,3 +197,18 @@ def test_name_notes_the_latents_beyond_the_true_factors(tmp_path, toy_npz):
     assert len(extra) == 2
     assert all(f["name"].startswith("factor ") for f in extra)
     assert {f["name"] for f in notes} >= {"source 1", "source 2", "source 3"}
+
+
+def test_weights_from_another_network_give_one_short_line(tmp_path, toy_npz):
+    from ivae.run import RunError
+
+    train(load_dataset(toy_npz), tmp_path / "run", "implicit-ivae", {"latent_dim": 3,
+          "hidden": 16}, TrainConfig(epochs=1, batch_size=32), progress=False)
+    checkpoint = tmp_path / "run" / "model.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    state["state_dict"] = {k: torch.zeros(2, 2) for k in state["state_dict"]}  # wrong shapes
+    torch.save(state, checkpoint)
+    with pytest.raises(RunError) as caught:
+        ivae.load_run(tmp_path / "run")
+    message = str(caught.value)
+    assert "retrain the run" in message and "\n" not in message and len(message) < 400
