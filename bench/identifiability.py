@@ -26,6 +26,7 @@ import json
 import shutil
 import statistics
 import sys
+import textwrap
 from pathlib import Path
 
 import torch
@@ -181,7 +182,7 @@ def bar_chart(results: dict, labels: dict[str, str], tags: list[str], path: Path
     """Grouped bars: one group per variant, one bar per model, whiskers = +- 1 sd."""
     from PIL import Image, ImageDraw, ImageFont
 
-    width, height, left, top, bottom = 960, 480, 70, 40, 90
+    width, height, left, top, bottom = 960, 500, 70, 40, 110
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default(size=15)
@@ -207,7 +208,8 @@ def bar_chart(results: dict, labels: dict[str, str], tags: list[str], path: Path
             draw.line([(xc, y_of(min(1, mean + sd))), (xc, y_of(max(0, mean - sd)))], fill="black",
                       width=2)
             draw.text((xa, y_of(mean) - 18), f"{mean:.2f}", fill="black", font=font)
-        draw.text((x0, height - bottom + 8), labels[variant], fill="black", font=font)
+        label = textwrap.fill(labels[variant], width=int(group_w / 8))
+        draw.multiline_text((x0, height - bottom + 4), label, fill="black", font=font)
     for b, tag in enumerate(tags):  # legend
         x = left + b * 150
         draw.rectangle([(x, height - 40), (x + 14, height - 26)], fill=COLOURS[b % len(COLOURS)])
