@@ -39,6 +39,14 @@ def set_point(values: np.ndarray, dish: str | None) -> None:
     st.session_state["studio_moved"] = None
 
 
+def dish_row(dish: str | None) -> int | None:
+    """The index row of a dish id, or None (no dish, or one this run does not have)."""
+    try:
+        return ctx.index.position(dish) if dish else None
+    except KeyError:
+        return None
+
+
 def start_from_row(row: int) -> None:
     set_point(z_all[row], str(ctx.index.ids[row]))
 
@@ -51,7 +59,7 @@ def from_query_params() -> None:
     """First visit: the dish and factor vector from the URL, else a random dish."""
     params = st.query_params
     dish = params.get("dish")
-    row = int(np.flatnonzero(ctx.index.ids == dish)[0]) if dish in set(ctx.index.ids) else None
+    row = dish_row(dish)
     try:
         values = np.array([float(v) for v in params.get("z", "").split(",")])
     except ValueError:
@@ -129,8 +137,7 @@ def gaps(run_path: str, weights_key: tuple[float, ...]) -> np.ndarray:
 def explore() -> None:
     # ---- sliders -------------------------------------------------------------------------------
     dish = st.session_state.get("studio_dish")
-    hits = np.flatnonzero(ctx.index.ids == dish) if dish else []
-    start_row = int(hits[0]) if len(hits) else None
+    start_row = dish_row(dish)
     left, right = st.columns([1, 2])
     with left:
         if start_row is not None:
@@ -164,7 +171,6 @@ def explore() -> None:
     )
     if not dish and "dish" in st.query_params:
         del st.query_params["dish"]
-
 
     # ---- results -------------------------------------------------------------------------------
     rows, distances = ctx.index.nearest(point, n=8, weights=weights)

@@ -42,16 +42,10 @@ def mix(sources: np.ndarray, data_dim: int, rng: np.random.Generator, layers: in
     ``repeat``: the layers after the first share one (data_dim, data_dim) matrix -- the first
     one itself when the mixing is square -- as the authors' iVAE code does; otherwise every
     layer draws its own."""
-    x, shared = sources, None
+    x, a = sources, _well_conditioned(rng, sources.shape[1], data_dim)
     for layer in range(layers):
-        if layer == 0 or not repeat:
-            a = _well_conditioned(rng, x.shape[1], data_dim)
-        elif shared is None:
-            shared = a if a.shape == (data_dim, data_dim) else _well_conditioned(
-                rng, data_dim, data_dim)
-            a = shared
-        else:
-            a = shared
+        if layer > 0 and (not repeat or a.shape != (data_dim, data_dim)):
+            a = _well_conditioned(rng, data_dim, data_dim)
         x = x @ a
         if layer < layers - 1:
             x = _leaky_relu(x, slope)

@@ -147,7 +147,7 @@ class ImplicitIVAE(Model):
     def _codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """z = e(x) (B, k) and J (m, k, D) on the first m points (the batch is shuffled)."""
         m = min(self.config.jacobian_samples, len(x)) if self._needs_jacobian() else 0
-        if not m or self._exact_log_volume():
+        if not m:
             return self.code(x), None
         z_j, jac = encoder_jacobian(self.code, x[:m])
         return (torch.cat([z_j, self.code(x[m:])]) if m < len(x) else z_j), jac
@@ -163,12 +163,10 @@ class ImplicitIVAE(Model):
         c = self.config
         x, y = self._noisy(batch["x"]), batch["y"]
         mean, logvar = self.prior(y)  # (B, k) each
-        log_volume = None
-        if self._exact_log_volume():
-            z, log_volume = self.encoder.forward_with_logdet(x)
-            jac = None
+        if self._exact_log_volume():  # invertible encoder: log |det J| on the whole batch
+            (z, log_volume), jac = self.encoder.forward_with_logdet(x), None
         else:
-            z, jac = self._codes(x)
+            (z, jac), log_volume = self._codes(x), None
         logp = pairwise_log_prob(z, mean, logvar)  # (B, B): code i under query j's prior
         positive = logp.diagonal()  # (B,)
         ratio = positive - (torch.logsumexp(logp, dim=1) - math.log(len(x)))
