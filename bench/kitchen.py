@@ -50,7 +50,8 @@ def one_run(data, data_name: str, model: str, seed: int, epochs: int, out: Path)
     if not (run_dir / "metrics.json").exists():
         options = {"latent_dim": GENERATORS[data_name], **OPTIONS, **MODEL_OPTIONS.get(model, {})}
         train(data, run_dir, model, options,
-              TrainConfig(epochs=epochs, seed=seed, batch_size=BATCH), progress=False)
+              TrainConfig(epochs=epochs, seed=seed, batch_size=BATCH), progress=False,
+              resume=(run_dir / "last.pt").exists())  # an interrupted run continues
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"mcc": metrics["mcc"],
             "leak": max((metrics.get("nuisance_leakage") or {"-": 0.0}).values()),

@@ -200,10 +200,14 @@ def _build_index(run) -> None:
 
 def _data_or_stop(run) -> Path:
     target = analysis.data_dir(run)
-    if (target / "items.parquet").is_file():
+    stale = analysis.stale_data(run, target) if (target / "items.parquet").is_file() else None
+    if (target / "items.parquet").is_file() and stale is None:
         return target
     settings = analysis.generation_settings(run)
     title = f"First launch: generating the kitchen data into `{label(str(target))}`"
+    if stale is not None:
+        title = (f"`{label(str(target))}` was made by kitchen generator {stale}: moving it to "
+                 f"`{target.name}-v{stale}` and generating the run's version")
     with st.status(title, expanded=True) as status:
         st.write(
             f"{settings['n']:,} dishes at {settings['image_size']}px, seed "

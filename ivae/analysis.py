@@ -132,12 +132,31 @@ def generation_settings(run) -> dict:
     }
 
 
+def stale_data(run, target: Path) -> str | None:
+    """The version of the generator that made ``target`` when it differs from the one the
+    run was trained on (``<run>/dataset.json``), else None: same seed, other recipes."""
+    shipped = _json(Path(run.path) / "dataset.json").get("version")
+    found = _json(target / "dataset.json").get("version")
+    if shipped and found and found != shipped and "kitchen" in str(run.config["data"]["name"]):
+        return str(found)
+    return None
+
+
 def ensure_data(run, generate: Callable | None = None) -> Path:
     """The run's data directory, regenerating the kitchen set there first if it is missing.
 
-    Raises FileNotFoundError with what to do when the data is missing and is not kitchen data.
+    Kitchen data made by another generator version than the run's is moved aside to
+    ``<dir>-v<version>`` (nothing is deleted) and generated anew. Raises FileNotFoundError
+    with what to do when the data is missing and is not kitchen data.
     """
     target = data_dir(run)
+    old = stale_data(run, target) if (target / "items.parquet").is_file() else None
+    if old is not None:
+        aside = target.with_name(f"{target.name}-v{old}")
+        if aside.exists():
+            raise FileExistsError(f"{target} was made by kitchen generator {old}, not the run's; "
+                                  f"move it away ({aside} is taken) and reload to regenerate it")
+        target.rename(aside)
     if (target / "items.parquet").is_file():
         return target
     name = str(run.config["data"].get("name", ""))

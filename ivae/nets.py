@@ -123,22 +123,24 @@ class VectorEncoder(nn.Module):
         return self.net(x)
 
 
-def build_encoder(modality: Modality, out_dim: int, hidden: int = 256, depth: int = 3) -> nn.Module:
+def build_encoder(modality: Modality, out_dim: int, hidden: int = 256, depth: int = 3,
+                  width: int = 16) -> nn.Module:
     if modality.kind == "vector":
         return VectorEncoder(modality.shape[0], out_dim, hidden, depth)
     if modality.kind == "image":
-        return ConvEncoder(modality.shape[-1], out_dim, hidden=hidden)
+        return ConvEncoder(modality.shape[-1], out_dim, width, hidden)
     if modality.kind == "text":
         return TextEncoder(modality.vocab_size, out_dim, hidden=hidden)
     raise ValueError(f"no encoder for modality kind {modality.kind!r}; known: {KINDS}")
 
 
-def build_decoder(modality: Modality, in_dim: int, hidden: int = 256, depth: int = 3) -> nn.Module:
+def build_decoder(modality: Modality, in_dim: int, hidden: int = 256, depth: int = 3,
+                  width: int = 16) -> nn.Module:
     """Decoders exist only for the encoder-decoder baselines; the implicit model has none."""
     if modality.kind == "vector":
         return mlp([in_dim] + [hidden] * (depth - 1) + [modality.shape[0]])
     if modality.kind == "image":
-        return ConvDecoder(modality.shape[-1], in_dim, hidden=hidden)
+        return ConvDecoder(modality.shape[-1], in_dim, width, hidden)
     raise ValueError(f"no decoder for modality kind {modality.kind!r}")
 
 

@@ -28,6 +28,21 @@ from ivae.nets import Modality
 CONFIG_VERSION = 1
 
 
+AUGMENTATIONS = ("none", "dihedral")
+
+
+def dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(B, C, S, S) -> each image under one of the 8 symmetries of the square, drawn apart."""
+    ops = torch.randint(0, 8, (len(images),), generator=generator).to(images.device)
+    out = images.clone()
+    for op in range(1, 8):
+        chosen = ops == op
+        if chosen.any():
+            turned = torch.rot90(images[chosen], op % 4, dims=(2, 3))
+            out[chosen] = turned.flip(3) if op >= 4 else turned
+    return out
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what to do."""
 
@@ -43,10 +58,14 @@ class TrainConfig:
     grad_clip: float = 10.0
     final_lr_fraction: float = 0.1  # cosine decay from lr to this fraction of it
     checkpoint_seconds: float = 30.0
+    # "dihedral": each training image is flipped and turned by a random multiple of 90
+    # degrees, which moves no factor of a top-down photo (orientation is a nuisance)
+    augment: str = "none"
 
     def __post_init__(self) -> None:
         checks = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 2,
-                  "lr": 0 < self.lr < 10, "device": self.device in ("auto", "cpu", "cuda")}
+                  "lr": 0 < self.lr < 10, "device": self.device in ("auto", "cpu", "cuda"),
+                  "augment": self.augment in AUGMENTATIONS}
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid training option(s) {bad}: {self}")
@@ -133,9 +152,13 @@ class Trainer:
         # The order depends on (seed, epoch) alone, so a resumed epoch replays it exactly.
         g = torch.Generator().manual_seed(self.train_cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(self.x), generator=g).to(self.device)
+        augment = self.train_cfg.augment == "dihedral" and self.x.dim() == 4
         for step in range(self.step, self.steps_per_epoch):
             idx = order[step * self.batch:(step + 1) * self.batch]
-            yield step, {"x": self.x[idx], "y": self.y[idx]}
+            x = self.x[idx]
+            if augment:  # seeded by (seed, epoch, step): a resumed step replays it
+                x = dihedral(x, torch.Generator().manual_seed(g.initial_seed() * 7919 + step))
+            yield step, {"x": x, "y": self.y[idx]}
 
     def train_step(self, batch: dict) -> dict[str, float]:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")

@@ -153,6 +153,33 @@ def test_ensure_data_generates_once(tmp_path, monkeypatch):
         analysis.ensure_data(run, generate=generate)
 
 
+def test_kitchen_data_of_another_generator_version_is_moved_aside_and_regenerated(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(analysis, "REPO_ROOT", tmp_path)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "dataset.json").write_text(json.dumps({"version": "1.1", "seed": 0, "n": 4}))
+    run = SimpleNamespace(path=run_dir, config={"data": {"path": "data/kitchen",
+                                                         "name": "kitchen", "n_items": 4}})
+
+    def generate(out, n, image_size, seed, version="1.1"):
+        Path(out).mkdir(parents=True)
+        (Path(out) / "items.parquet").write_bytes(b"")
+        (Path(out) / "dataset.json").write_text(json.dumps({"version": version}))
+
+    old = tmp_path / "data" / "kitchen"
+    generate(old, 4, 128, 0, version="1.0")
+    (old / "notes.txt").write_text("mine")
+    assert analysis.stale_data(run, old) == "1.0"
+    target = analysis.ensure_data(run, generate=generate)
+    assert target == old and analysis.stale_data(run, target) is None
+    aside = tmp_path / "data" / "kitchen-v1.0"
+    assert (aside / "notes.txt").read_text() == "mine"  # nothing is lost
+    (target / "dataset.json").write_text(json.dumps({"version": "1.0"}))
+    with pytest.raises(FileExistsError, match="kitchen-v1.0"):  # never overwrites the first
+        analysis.ensure_data(run, generate=generate)
+
+
 def test_load_items_aligns_to_index_ids(tmp_path):
     from ivae.data.paired import write_paired
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import ivae
 from ivae.data import load_dataset
@@ -38,3 +39,29 @@ def test_every_model_trains_on_image_text_data(paired, model, tmp_path):
     mean, logvar = run.encode_y(list(items["text"]))  # raw text through the saved vocabulary
     assert z.shape == mean.shape == logvar.shape == (4, 3)
     assert np.isfinite(run.score(z, mean, logvar)).all()
+
+
+def test_dihedral_augmentation_applies_the_eight_symmetries_of_the_square():
+    from ivae.train import dihedral
+
+    image = torch.arange(16, dtype=torch.uint8).reshape(1, 1, 4, 4)
+    batch = image.repeat(256, 1, 1, 1)
+    out = dihedral(batch, torch.Generator().manual_seed(0))
+    symmetries = {torch.rot90(image, k, (2, 3)).flip(3).numpy().tobytes() if flip
+                  else torch.rot90(image, k, (2, 3)).numpy().tobytes()
+                  for k in range(4) for flip in (False, True)}
+    seen = {img.numpy().tobytes() for img in out.unsqueeze(1)}
+    assert len(symmetries) == 8 and seen == symmetries  # every symmetry, nothing else
+    assert torch.equal(out, dihedral(batch, torch.Generator().manual_seed(0)))  # seeded
+    assert torch.equal(batch[0], image[0])  # the input is left as it was
+
+
+def test_augmented_training_and_a_wider_image_encoder(paired, tmp_path):
+    _, data = paired
+    train(data, tmp_path / "run", "implicit-ivae", {"latent_dim": 3, "hidden": 32, "width": 8},
+          TrainConfig(epochs=1, batch_size=16, augment="dihedral"), progress=False)
+    run = ivae.load_run(tmp_path / "run")
+    assert run.config["train"]["augment"] == "dihedral"
+    assert run.model.encoder.features[0].out_channels == 8
+    with pytest.raises(ValueError, match="augment"):
+        TrainConfig(augment="mirror")

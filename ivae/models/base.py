@@ -26,6 +26,7 @@ class ModelConfig:
     latent_dim: int = 5
     hidden: int = 256  # width of the MLP layers / image encoder head
     depth: int = 3  # layers of the vector MLPs
+    width: int = 16  # channels of the first image convolutions (doubling every third layer)
 
     def to_json(self) -> dict:
         return asdict(self)

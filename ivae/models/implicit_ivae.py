@@ -94,7 +94,8 @@ class ImplicitIVAE(Model):
         elif flow == "leaky-flow":
             self.encoder = LeakyFlow(k, config.flow_layers)
         else:
-            self.encoder = build_encoder(x, outputs, config.hidden, config.depth)
+            self.encoder = build_encoder(x, outputs, config.hidden, config.depth,
+                                         config.width)
         self.prior = ConditionalPrior(y, k, config.hidden, config.depth,
                                       (config.prior_logvar_min, config.prior_logvar_max))
         # counts training steps for the warm-up; not saved, so old checkpoints load unchanged

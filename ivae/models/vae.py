@@ -49,8 +49,8 @@ class VAE(Model):
     def __init__(self, config: VAEConfig, x: Modality, y: Modality):
         super().__init__(config, x, y)
         k = config.latent_dim
-        self.encoder = build_encoder(x, 2 * k, config.hidden, config.depth)
-        self.decoder = build_decoder(x, k, config.hidden, config.depth)
+        self.encoder = build_encoder(x, 2 * k, config.hidden, config.depth, config.width)
+        self.decoder = build_decoder(x, k, config.hidden, config.depth, config.width)
         self.query = ConditionalPrior(y, k, config.hidden, config.depth)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
