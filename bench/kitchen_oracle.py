@@ -2,7 +2,8 @@
 
 Whether the factors are identifiable depends on the data, not only on the image encoder: a
 perfect encoder cannot help if the objective cannot tell the factors from their mixtures.
-This benchmark trains implicit-ivae (the shipped settings, k = 8) on the kitchen recipes
+This benchmark trains implicit-ivae (k = 8, the ratio alone, 6 epochs: the same-budget row
+of bench/kitchen.py) on the kitchen recipes
 with the photo replaced by a random rotation of the true factors and the dish type (one-hot,
 as the photos show it through staples, rice and cake), once with the recipes written under
 each table of reading noise:
