@@ -127,7 +127,8 @@ def main() -> None:
 
 def report(args, results: dict) -> None:
     seconds = sum(r["seconds"] for rows in results.values() for r in rows)
-    command = " ".join(["python bench/kitchen.py", *sys.argv[1:]])
+    command = " ".join(["python bench/kitchen.py",
+                        *(a for a in sys.argv[1:] if a != "--report-only")])
     body = (f"### Kitchen and shapes: every model, {args.seeds} seed(s)\n\n"
             f"`{command}` — {args.n} kitchen and {args.shapes_n} shapes items, {args.epochs} "
             "epochs, latent dim "
@@ -139,7 +140,10 @@ def report(args, results: dict) -> None:
             "MCC is over the shared factors (kitchen: savoriness, wateriness, greenness, "
             "spiciness; shapes: the captioned factors); nuisance |corr| is the largest "
             "correlation of a factor-matched latent with any nuisance; retrieval is the "
-            "Recipe1M 1k protocol (10 subsets of 1000 test pairs).\n\n" + table(results))
+            "Recipe1M 1k protocol (10 subsets of 1000 test pairs)."
+            + (" Tabulated from the finished runs (`--report-only`); the command above trains "
+               "the missing seeds." if args.report_only else "")
+            + "\n\n" + table(results))
     print(write_section("kitchen", body))
 
 
