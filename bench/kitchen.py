@@ -60,9 +60,9 @@ def run_dir(out: Path, data, data_name: str, model: str, epochs: int, augment: s
             f"{tag}-s{seed}")
 
 
-def one_run(data, data_name: str, model: str, seed: int, epochs: int, out: Path,
+def one_run(data, data_name: str, model: str, seed: int, epochs: int, path: Path,
             augment: str = "none") -> dict:
-    path = run_dir(out, data, data_name, model, epochs, augment, seed)
+    """Train into the run directory ``path`` unless it holds a finished run; its figures."""
     if not (path / "metrics.json").exists():
         options = {"latent_dim": GENERATORS[data_name], **OPTIONS, **MODEL_OPTIONS.get(model, {})}
         train(data, path, model, options,
@@ -116,10 +116,10 @@ def main() -> None:
         for model, epochs, augment in rows:
             label = row_label(model, epochs, augment, args.epochs)
             for seed in range(args.seeds):
-                done = run_dir(Path(args.out), data, data_name, model, epochs, augment, seed)
-                if args.report_only and not (done / "metrics.json").exists():
+                path = run_dir(Path(args.out), data, data_name, model, epochs, augment, seed)
+                if args.report_only and not (path / "metrics.json").exists():
                     continue
-                row = one_run(data, data_name, model, seed, epochs, Path(args.out), augment)
+                row = one_run(data, data_name, model, seed, epochs, path, augment)
                 results.setdefault((data_name, label), []).append(row)
                 print(data_name, label, seed, row, flush=True)
                 report(args, results)  # partial tables survive a stop

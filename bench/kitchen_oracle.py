@@ -65,12 +65,7 @@ def mixing_cost(table: np.ndarray) -> tuple[float, float]:
 
 def recipes(data: Dataset, table: np.ndarray, seed: int = 0) -> Dataset:
     """The data set with every recipe rewritten under another reading-noise table."""
-    current = dishes.READING_SD
-    dishes.READING_SD = table
-    try:
-        items = generate.sample_items(len(data), seed)
-    finally:
-        dishes.READING_SD = current
+    items = generate.sample_items(len(data), seed, reading_sd=table)
     assert np.allclose(items[[f"factor.{f}" for f in data.factor_names]], data.factors, atol=1e-6)
     vocab = Vocab.build(items["text"][items["split"] == "train"])
     return replace(data, y=vocab.encode(items["text"], max_len=data.y.shape[1]), vocab=vocab)

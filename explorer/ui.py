@@ -200,7 +200,7 @@ def _build_index(run) -> None:
 
 def _data_or_stop(run) -> Path:
     target = analysis.data_dir(run)
-    stale = analysis.stale_data(run, target) if (target / "items.parquet").is_file() else None
+    stale = analysis.stale_data(run, target)
     if (target / "items.parquet").is_file() and stale is None:
         return target
     settings = analysis.generation_settings(run)

@@ -133,8 +133,11 @@ def generation_settings(run) -> dict:
 
 
 def stale_data(run, target: Path) -> str | None:
-    """The version of the generator that made ``target`` when it differs from the one the
-    run was trained on (``<run>/dataset.json``), else None: same seed, other recipes."""
+    """The version of the generator that made the data in ``target`` when it differs from the
+    one the run was trained on (``<run>/dataset.json``), else None (also when there is no
+    data yet): same seed, other recipes."""
+    if not (target / "items.parquet").is_file():
+        return None
     shipped = _json(Path(run.path) / "dataset.json").get("version")
     found = _json(target / "dataset.json").get("version")
     if shipped and found and found != shipped and "kitchen" in str(run.config["data"]["name"]):
@@ -150,7 +153,7 @@ def ensure_data(run, generate: Callable | None = None) -> Path:
     with what to do when the data is missing and is not kitchen data.
     """
     target = data_dir(run)
-    old = stale_data(run, target) if (target / "items.parquet").is_file() else None
+    old = stale_data(run, target)
     if old is not None:
         aside = target.with_name(f"{target.name}-v{old}")
         if aside.exists():

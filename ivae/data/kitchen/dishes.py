@@ -81,10 +81,11 @@ READING_SD = np.exp(np.random.default_rng(2012_00682).uniform(
     np.log(0.015), np.log(0.2), (len(DISHES), len(FACTORS))))
 
 
-def read_factors(factors: np.ndarray, dish_index: np.ndarray, seed: int) -> np.ndarray:
+def read_factors(factors: np.ndarray, dish_index: np.ndarray, seed: int,
+                 reading_sd: np.ndarray = READING_SD) -> np.ndarray:
     """(N, 4) what the recipe says: factors + dish- and factor-dependent noise, in [0, 1]."""
     rng = np.random.default_rng([seed, 2])
-    noise = rng.standard_normal(factors.shape) * READING_SD[dish_index]
+    noise = rng.standard_normal(factors.shape) * reading_sd[dish_index]
     return np.clip(factors + noise, 0.0, 1.0)
 
 

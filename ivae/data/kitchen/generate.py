@@ -13,6 +13,7 @@ from ivae.data.kitchen.dishes import (
     DISHES,
     FACTORS,
     NUISANCES,
+    READING_SD,
     VERSION,
     assign_splits,
     item_rng,
@@ -25,14 +26,16 @@ from ivae.data.kitchen.render import render_dish
 from ivae.data.paired import write_paired
 
 
-def sample_items(n: int, seed: int = 0, image_ext: str = "jpg") -> pd.DataFrame:
-    """The item table without the images: ids, dish, factors, nuisances, split and recipe."""
+def sample_items(n: int, seed: int = 0, image_ext: str = "jpg",
+                 reading_sd: np.ndarray = READING_SD) -> pd.DataFrame:
+    """The item table without the images: ids, dish, factors, nuisances, split and recipe
+    (written from readings with noise ``reading_sd`` per (dish, factor))."""
     rng = np.random.default_rng(seed)
     dish_index = rng.integers(len(DISHES), size=n)
     factors = sample_factors(dish_index, rng)
     nuisances = sample_nuisances(n, rng)
     split = assign_splits(n, rng)
-    readings = read_factors(factors, dish_index, seed)
+    readings = read_factors(factors, dish_index, seed, reading_sd)
     ids = [f"{i:06d}" for i in range(n)]
     rows = []
     for i in range(n):
