@@ -1,8 +1,10 @@
 """Training-step time of implicit-ivae's coupling-flow encoder by number of couplings.
 
-One training step (loss, backward, Adam) on a square-toy-sized batch (256 points, 5
-dimensions, 40 segment labels), the configurations interleaved so that the shared machine's
-load falls on all of them alike; prints the median ms per step and the ratio to the default.
+One training step (loss, backward, gradient clip, Adam) on a square-toy-sized batch (256
+points, 5 dimensions, 40 segment labels), the configurations interleaved so that the shared
+machine's load falls on all of them alike; prints the median ms per step and the ratio to
+the first row. The trainer's fused Adam is measured against a plain (per-tensor) Adam with a
+per-tensor clip, the trainer's step before it was fused.
 
     python bench/flow_steps.py                 # couplings 10, 12, 16
     python bench/flow_steps.py --layers 10 20  # any others
@@ -21,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ivae.models import build_model  # noqa: E402
 from ivae.nets import Modality  # noqa: E402
+from ivae.train import TrainConfig, optimizer  # noqa: E402
 
 
 def main() -> None:
@@ -35,24 +38,29 @@ def main() -> None:
     batch = {"x": torch.randn(256, 5),
              "y": torch.nn.functional.one_hot(torch.randint(0, 40, (256,)), 40).float()}
     setups = {}
-    for layers in args.layers:
-        model = build_model("implicit-ivae", {"latent_dim": 5, "hidden": 64,
-                                              "flow_layers": layers}, x, y)
-        setups[layers] = (model, torch.optim.Adam(model.parameters(), 1e-3))
-    times: dict[int, list[float]] = {layers: [] for layers in args.layers}
+    for fused in (False, True):
+        for layers in args.layers:
+            model = build_model("implicit-ivae", {"latent_dim": 5, "hidden": 64,
+                                                  "flow_layers": layers}, x, y)
+            adam = (optimizer(model, TrainConfig(lr=1e-3)) if fused
+                    else torch.optim.Adam(model.parameters(), 1e-3))
+            label = f"{layers:3d} couplings, {'fused Adam' if fused else 'plain Adam'}"
+            setups[label] = (model, adam, fused)
+    times: dict[str, list[float]] = {label: [] for label in setups}
     for _ in range(args.rounds):
-        for layers, (model, optimizer) in setups.items():
+        for label, (model, adam, fused) in setups.items():
             start = time.perf_counter()
             for _ in range(args.steps):
                 loss = model.loss(batch)["loss"]
-                optimizer.zero_grad()
+                adam.zero_grad()
                 loss.backward()
-                optimizer.step()
-            times[layers].append((time.perf_counter() - start) / args.steps * 1000)
-    base = statistics.median(times[args.layers[0]])
-    for layers, values in times.items():
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=fused)
+                adam.step()
+            times[label].append((time.perf_counter() - start) / args.steps * 1000)
+    base = statistics.median(next(iter(times.values())))
+    for label, values in times.items():
         median = statistics.median(values)
-        print(f"{layers:3d} couplings: {median:6.1f} ms/step, x{median / base:.2f}")
+        print(f"{label}: {median:6.1f} ms/step, x{median / base:.2f}")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,13 @@ def run_config(data: Dataset, model: str, model_options: dict, train: TrainConfi
     }
 
 
+def optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam, fused: one kernel for all parameters instead of ~10 ops per tensor. On the
+    toy's small flow encoder that was a quarter of a step (bench/flow_steps.py)."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=True)
+
+
 class Trainer:
     def __init__(self, data: Dataset, out: Path, config: dict, progress: bool = True):
         self.out, self.config, self.progress = out, config, progress
@@ -111,10 +118,7 @@ class Trainer:
         model = build_model(config["model"], config["model_config"], x, y)
         self.model: Model = model.to(self.device)
         self.config["model_config"] = self.model.config.to_json()  # defaults filled in
-        # fused: one kernel for all parameters instead of ~10 ops per tensor; on the small
-        # flow encoders of the toy this was a quarter of a step (bench/flow_steps.py)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.train_cfg.lr,
-                                          weight_decay=self.train_cfg.weight_decay, fused=True)
+        self.optimizer = optimizer(self.model, self.train_cfg)
         self.train_data, self.val_data = data.part("train"), data.part("val")
         if len(self.train_data) < 2:
             raise TrainingError(f"{data.source}: the train split has {len(self.train_data)} items")
