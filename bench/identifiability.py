@@ -85,7 +85,9 @@ def run_one(work: Path, variant: str, model: str, options: dict, seed: int, epoc
             lr: float, per_segment: int, tag: str) -> dict:
     """Train one (variant, model, options, seed) unless an identical run is already done."""
     out = work / variant / tag / f"seed{seed}"
-    key = {"model": model, "options": options, "epochs": epochs, "lr": lr,
+    # the model's whole configuration, defaults included: a changed default is a new run
+    config = REGISTRY[model].Config.from_json(options).to_json()
+    key = {"model": model, "config": config, "epochs": epochs, "lr": lr,
            "per_segment": per_segment, "data": VARIANTS[variant][1]}
     done = out / "bench.json"
     if done.exists() and json.loads(done.read_text())["key"] == key:

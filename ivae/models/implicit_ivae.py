@@ -62,7 +62,7 @@ class ImplicitIVAEConfig(ModelConfig):
     # "network" | "flow" (affine couplings) | "leaky-flow" (invertible leaky-ReLU MLP) |
     # "auto": the coupling flow when dim x == k, else the network
     encoder: str = "auto"
-    flow_layers: int = 10  # layers of the invertible encoder
+    flow_layers: int = 16  # layers of the invertible encoder (docs/method.md, "The square case")
     flow_mixing: bool = True  # coupling flow: a learned linear layer before every coupling
     prior_logvar_min: float = -6.0  # range of the prior's log-variances (ConditionalPrior)
     prior_logvar_max: float = 4.0
