@@ -3,8 +3,9 @@
 One training step (loss, backward, gradient clip, Adam) on a square-toy-sized batch (256
 points, 5 dimensions, 40 segment labels), the configurations interleaved so that the shared
 machine's load falls on all of them alike; prints the median ms per step and the ratio to
-the first row. The trainer's fused Adam is measured against a plain (per-tensor) Adam with a
-per-tensor clip, the trainer's step before it was fused.
+the first row, and writes them into docs/method.md between the `flow-steps` markers. The
+trainer's fused Adam is measured against a plain (per-tensor) Adam with a per-tensor clip,
+the trainer's step before it was fused.
 
     python bench/flow_steps.py                 # couplings 10, 12, 16
     python bench/flow_steps.py --layers 10 20  # any others
@@ -13,6 +14,7 @@ per-tensor clip, the trainer's step before it was fused.
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import sys
 import time
@@ -20,7 +22,10 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import write_section  # noqa: E402
+
 from ivae.models import build_model  # noqa: E402
 from ivae.nets import Modality  # noqa: E402
 from ivae.train import TrainConfig, optimizer  # noqa: E402
@@ -58,9 +63,17 @@ def main() -> None:
                 adam.step()
             times[label].append((time.perf_counter() - start) / args.steps * 1000)
     base = statistics.median(next(iter(times.values())))
+    lines = ["| couplings | optimizer | ms per step (median) | relative |", "|---|---|---|---|"]
     for label, values in times.items():
         median = statistics.median(values)
-        print(f"{label}: {median:6.1f} ms/step, x{median / base:.2f}")
+        couplings, adam = label.split(", ")
+        lines.append(f"| {couplings.strip()} | {adam} | {median:.1f} | {median / base:.2f} |")
+    command = " ".join(["python bench/flow_steps.py", *sys.argv[1:]])
+    body = ("\n".join(lines) + f"\n\nRegenerate: `{command}` ({args.rounds} interleaved rounds of "
+            f"{args.steps} steps, 1 thread of the shared 2-core "
+            f"`{platform.processor() or platform.machine()}` machine).")
+    print(body)
+    write_section("flow-steps", body, Path(__file__).resolve().parent.parent / "docs" / "method.md")
 
 
 if __name__ == "__main__":
