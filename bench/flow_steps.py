@@ -5,7 +5,7 @@ points, 5 dimensions, 40 segment labels), the configurations interleaved so that
 machine's load falls on all of them alike; prints the median ms per step and the ratio to
 the first row, and writes them into docs/method.md between the `flow-steps` markers. The
 trainer's fused Adam is measured against a plain (per-tensor) Adam with a per-tensor clip,
-the trainer's step before it was fused.
+the trainer's optimizer before it was fused.
 
     python bench/flow_steps.py                 # couplings 10, 12, 16
     python bench/flow_steps.py --layers 10 20  # any others
@@ -42,18 +42,17 @@ def main() -> None:
     x, y = Modality("vector", (5,)), Modality("vector", (40,))
     batch = {"x": torch.randn(256, 5),
              "y": torch.nn.functional.one_hot(torch.randint(0, 40, (256,)), 40).float()}
-    setups = {}
+    setups = {}  # (couplings, fused) -> (model, optimizer)
     for fused in (False, True):
         for layers in args.layers:
             model = build_model("implicit-ivae", {"latent_dim": 5, "hidden": 64,
                                                   "flow_layers": layers}, x, y)
             adam = (optimizer(model, TrainConfig(lr=1e-3)) if fused
                     else torch.optim.Adam(model.parameters(), 1e-3))
-            label = f"{layers:3d} couplings, {'fused Adam' if fused else 'plain Adam'}"
-            setups[label] = (model, adam, fused)
-    times: dict[str, list[float]] = {label: [] for label in setups}
+            setups[layers, fused] = (model, adam)
+    times: dict[tuple[int, bool], list[float]] = {key: [] for key in setups}
     for _ in range(args.rounds):
-        for label, (model, adam, fused) in setups.items():
+        for (layers, fused), (model, adam) in setups.items():
             start = time.perf_counter()
             for _ in range(args.steps):
                 loss = model.loss(batch)["loss"]
@@ -61,13 +60,13 @@ def main() -> None:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=fused)
                 adam.step()
-            times[label].append((time.perf_counter() - start) / args.steps * 1000)
+            times[layers, fused].append((time.perf_counter() - start) / args.steps * 1000)
     base = statistics.median(next(iter(times.values())))
     lines = ["| couplings | optimizer | ms per step (median) | relative |", "|---|---|---|---|"]
-    for label, values in times.items():
+    for (layers, fused), values in times.items():
         median = statistics.median(values)
-        couplings, adam = label.split(", ")
-        lines.append(f"| {couplings.strip()} | {adam} | {median:.1f} | {median / base:.2f} |")
+        adam = "fused Adam" if fused else "plain Adam"
+        lines.append(f"| {layers} couplings | {adam} | {median:.1f} | {median / base:.2f} |")
     command = " ".join(["python bench/flow_steps.py", *sys.argv[1:]])
     body = ("\n".join(lines) + f"\n\nRegenerate: `{command}` ({args.rounds} interleaved rounds of "
             f"{args.steps} steps, 1 thread of the shared 2-core "

@@ -153,15 +153,15 @@ class AffineCoupling(nn.Module):
         super().__init__()
         dim = len(mask)
         self.register_buffer("mask", mask.float())
+        self.register_buffer("free", 1 - mask.float(), persistent=False)  # the scaled coordinates
         self.net = mlp([dim, hidden, hidden, 2 * dim])
         nn.init.zeros_(self.net[-1].weight)  # start at the identity
         nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        free = 1 - self.mask
         scale, shift = self.net(x * self.mask).chunk(2, dim=-1)
-        scale = 2.0 * torch.tanh(scale / 2.0) * free  # bounded: |log scale| < 2; 0 where kept
-        return x * torch.exp(scale) + shift * free, scale.sum(-1)
+        scale = 2.0 * torch.tanh(scale / 2.0) * self.free  # bounded: |log scale| < 2; 0 where kept
+        return x * torch.exp(scale) + shift * self.free, scale.sum(-1)
 
 
 class CouplingFlow(nn.Module):
