@@ -13,6 +13,7 @@ import json
 import platform
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,10 +32,36 @@ GENERATORS = {"kitchen": 8, "shapes": 4}
 OPTIONS = {"hidden": 128}  # the shipped default run's settings (Makefile, default-model)
 MODEL_OPTIONS = {"implicit-ivae": {"likelihood_weight": 0.0}}  # its objective, likewise
 BATCH = 128
-# Rows beyond the same-budget comparison: data set -> (model, epochs, augment, batch). The
-# longer, augmented implicit-ivae run is the shipped setting (Makefile, default-model;
-# docs/method.md, "The kitchen data").
-EXTRA_ROWS = {"kitchen": [("implicit-ivae", 18, "dihedral", BATCH)]}
+LR = TrainConfig.lr
+
+
+class Row(NamedTuple):
+    """One row of the table: a model and how it was trained (the rest as OPTIONS)."""
+    model: str
+    epochs: int
+    augment: str = "none"
+    batch: int = BATCH
+    lr: float = LR
+
+    def label(self, main_epochs: int) -> str:
+        if self == Row(self.model, main_epochs):
+            return self.model
+        return (f"{self.model}, {self.epochs} epochs"
+                + (", flips and quarter turns" if self.augment != "none" else "")
+                + (f", batch {self.batch}" if self.batch != BATCH else "")
+                + (f", lr {self.lr:g}" if self.lr != LR else ""))
+
+    def tag(self) -> str:
+        """What the run directory's name adds for settings off the default."""
+        return (("" if self.augment == "none" else f"-{self.augment}")
+                + ("" if self.batch == BATCH else f"-b{self.batch}")
+                + ("" if self.lr == LR else f"-lr{self.lr:g}"))
+
+
+# Rows beyond the same-budget comparison, per data set. The longer, augmented implicit-ivae
+# runs; the shipped setting is among them (Makefile, default-model; docs/method.md, "The
+# kitchen data").
+EXTRA_ROWS = {"kitchen": [Row("implicit-ivae", 18, "dihedral")]}
 
 
 def ensure_data(name: str, n: int, seed: int = 0) -> Path:
@@ -48,28 +75,20 @@ def ensure_data(name: str, n: int, seed: int = 0) -> Path:
     return path
 
 
-def row_label(model: str, epochs: int, augment: str, batch: int, main_epochs: int) -> str:
-    if epochs == main_epochs and augment == "none" and batch == BATCH:
-        return model
-    return (f"{model}, {epochs} epochs" + (", flips and quarter turns" if augment != "none" else "")
-            + (f", batch {batch}" if batch != BATCH else ""))
+def run_dir(out: Path, data, data_name: str, row: Row, seed: int) -> Path:
+    return (out / f"{data_name}-n{len(data)}-{row.model}-k{GENERATORS[data_name]}-e{row.epochs}"
+            f"{row.tag()}-s{seed}")
 
 
-def run_dir(out: Path, data, data_name: str, model: str, epochs: int, augment: str,
-            batch: int, seed: int) -> Path:
-    tag = ("" if augment == "none" else f"-{augment}") + ("" if batch == BATCH else f"-b{batch}")
-    return (out / f"{data_name}-n{len(data)}-{model}-k{GENERATORS[data_name]}-e{epochs}"
-            f"{tag}-s{seed}")
-
-
-def one_run(data, data_name: str, model: str, seed: int, epochs: int, path: Path,
-            augment: str = "none", batch: int = BATCH) -> dict:
+def one_run(data, data_name: str, row: Row, seed: int, path: Path) -> dict:
     """Train into the run directory ``path`` unless it holds a finished run; its figures."""
     if not (path / "metrics.json").exists():
-        options = {"latent_dim": GENERATORS[data_name], **OPTIONS, **MODEL_OPTIONS.get(model, {})}
-        train(data, path, model, options,
-              TrainConfig(epochs=epochs, seed=seed, batch_size=batch, augment=augment),
-              progress=False, resume=(path / "last.pt").exists())  # an interrupted run goes on
+        options = {"latent_dim": GENERATORS[data_name], **OPTIONS,
+                   **MODEL_OPTIONS.get(row.model, {})}
+        config = TrainConfig(epochs=row.epochs, seed=seed, batch_size=row.batch, lr=row.lr,
+                             augment=row.augment)
+        train(data, path, row.model, options, config, progress=False,
+              resume=(path / "last.pt").exists())  # an interrupted run goes on
     metrics = json.loads((path / "metrics.json").read_text())
     return {"mcc": metrics["mcc"],
             "leak": max((metrics.get("nuisance_leakage") or {"-": 0.0}).values()),
@@ -112,19 +131,18 @@ def main() -> None:
     for data_name in args.datasets:
         data = load_dataset(ensure_data(data_name, args.shapes_n if data_name == "shapes"
                                         else args.n))
-        rows = [(model, args.epochs, "none", BATCH) for model in args.models]
+        rows = [Row(model, args.epochs) for model in args.models]
         if not args.no_extra:
-            rows += EXTRA_ROWS.get(data_name, [])
-        for model, epochs, augment, batch in rows:
-            label = row_label(model, epochs, augment, batch, args.epochs)
+            rows += [row for row in EXTRA_ROWS.get(data_name, []) if row.model in args.models]
+        for row in rows:
+            label = row.label(args.epochs)
             for seed in range(args.seeds):
-                path = run_dir(Path(args.out), data, data_name, model, epochs, augment, batch,
-                               seed)
+                path = run_dir(Path(args.out), data, data_name, row, seed)
                 if args.report_only and not (path / "metrics.json").exists():
                     continue
-                row = one_run(data, data_name, model, seed, epochs, path, augment, batch)
-                results.setdefault((data_name, label), []).append(row)
-                print(data_name, label, seed, row, flush=True)
+                figures = one_run(data, data_name, row, seed, path)
+                results.setdefault((data_name, label), []).append(figures)
+                print(data_name, label, seed, figures, flush=True)
                 report(args, results)  # partial tables survive a stop
 
 
@@ -136,7 +154,7 @@ def report(args, results: dict) -> None:
             f"`{command}` — {args.n} kitchen and {args.shapes_n} shapes items, {args.epochs} "
             "epochs, latent dim "
             + ", ".join(f"{GENERATORS[d]} ({d})" for d in args.datasets) + ", "
-            f"batch {BATCH} (unless the row says otherwise), options {OPTIONS}, "
+            f"batch {BATCH} and Adam lr {LR:g} (unless the row says otherwise), options {OPTIONS}, "
             f"implicit-ivae {MODEL_OPTIONS['implicit-ivae']}, "
             "test split; CPU "
             f"`{platform.processor() or platform.machine()}`, {torch.get_num_threads()} "
