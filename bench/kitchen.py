@@ -42,7 +42,6 @@ class Row(NamedTuple):
     augment: str = "none"
     batch: int = BATCH
     lr: float = LR
-    batching: str = "random"
 
     def label(self, main_epochs: int) -> str:
         if self == Row(self.model, main_epochs):
@@ -50,15 +49,13 @@ class Row(NamedTuple):
         return (f"{self.model}, {self.epochs} epochs"
                 + (", flips and quarter turns" if self.augment != "none" else "")
                 + (f", batch {self.batch}" if self.batch != BATCH else "")
-                + (f", lr {self.lr:g}" if self.lr != LR else "")
-                + (", batches of alike recipes" if self.batching != "random" else ""))
+                + (f", lr {self.lr:g}" if self.lr != LR else ""))
 
     def tag(self) -> str:
         """What the run directory's name adds for settings off the default."""
         return (("" if self.augment == "none" else f"-{self.augment}")
                 + ("" if self.batch == BATCH else f"-b{self.batch}")
-                + ("" if self.lr == LR else f"-lr{self.lr:g}")
-                + ("" if self.batching == "random" else f"-{self.batching}"))
+                + ("" if self.lr == LR else f"-lr{self.lr:g}"))
 
 
 # Rows beyond the same-budget comparison, per data set: longer implicit-ivae runs on photos
@@ -90,7 +87,7 @@ def one_run(data, data_name: str, row: Row, seed: int, path: Path) -> dict:
         options = {"latent_dim": GENERATORS[data_name], **OPTIONS,
                    **MODEL_OPTIONS.get(row.model, {})}
         config = TrainConfig(epochs=row.epochs, seed=seed, batch_size=row.batch, lr=row.lr,
-                             augment=row.augment, batching=row.batching)
+                             augment=row.augment)
         train(data, path, row.model, options, config, progress=False,
               resume=(path / "last.pt").exists())  # an interrupted run goes on
     metrics = json.loads((path / "metrics.json").read_text())

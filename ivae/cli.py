@@ -99,9 +99,7 @@ def cmd_train(args) -> None:
     model_class(args.model).Config.from_json(options)  # unknown names fail before data loads
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, device=args.device,
-                         checkpoint_seconds=args.checkpoint_seconds, augment=args.augment,
-                         batching=args.batching, group_size=args.group_size,
-                         clusters=args.clusters)
+                         checkpoint_seconds=args.checkpoint_seconds, augment=args.augment)
     vocab = None
     if args.resume and (Path(args.out) / "vocab.json").exists():
         from ivae.data.text import Vocab
@@ -212,11 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument("--augment", choices=["none", "dihedral"], default="none",
                        help="dihedral: random flips and quarter turns of training images")
-    train.add_argument("--batching", choices=["random", "grouped"], default="random",
-                       help="grouped: batches of runs of --group-size pairs with alike "
-                            "conditions (one of --clusters k-means clusters of the recipes)")
-    train.add_argument("--group-size", type=positive_int, default=32)
-    train.add_argument("--clusters", type=positive_int, default=16)
     train.add_argument("--set", action="append", type=_parse_option, metavar="NAME=VALUE",
                        help="any model option, e.g. --set ratio_weight=0.5")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")

@@ -24,7 +24,6 @@ from ivae.io import save_torch, write_json, write_text
 from ivae.metrics import mcc
 from ivae.models.base import Model, build_model
 from ivae.nets import Modality
-from ivae.sampling import BATCHINGS, condition_features, grouped_order, kmeans
 
 CONFIG_VERSION = 1
 
@@ -62,19 +61,11 @@ class TrainConfig:
     # "dihedral": each training image is flipped and turned by a random multiple of 90
     # degrees, which moves no factor of a top-down photo (orientation is a nuisance)
     augment: str = "none"
-    # "grouped": batches of runs of `group_size` pairs whose conditions fall in one of
-    # `clusters` k-means clusters, so some negatives are look-alikes (ivae/sampling.py)
-    batching: str = "random"
-    group_size: int = 32
-    clusters: int = 16
 
     def __post_init__(self) -> None:
         checks = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 2,
                   "lr": 0 < self.lr < 10, "device": self.device in ("auto", "cpu", "cuda"),
-                  "augment": self.augment in AUGMENTATIONS, "batching": self.batching in BATCHINGS,
-                  "group_size": self.group_size >= 1 and (self.batching == "random"
-                                                          or self.group_size <= self.batch_size),
-                  "clusters": self.clusters >= 1}
+                  "augment": self.augment in AUGMENTATIONS}
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid training option(s) {bad}: {self}")
@@ -135,10 +126,6 @@ class Trainer:
         self.y = torch.from_numpy(self.train_data.y).to(self.device)
         self.batch = min(self.train_cfg.batch_size, len(self.x))
         self.steps_per_epoch = len(self.x) // self.batch
-        self.clusters = None
-        if self.train_cfg.batching == "grouped":
-            features = condition_features(self.train_data.y, self.train_data.y_kind, y.vocab_size)
-            self.clusters = kmeans(features, self.train_cfg.clusters, self.train_cfg.seed)
         self.epoch, self.step, self.history = 0, 0, []
         self.elapsed = 0.0
 
@@ -170,8 +157,7 @@ class Trainer:
     def batches(self, epoch: int):
         # The order depends on (seed, epoch) alone, so a resumed epoch replays it exactly.
         g = torch.Generator().manual_seed(self.train_cfg.seed * 100_003 + epoch)
-        order = (torch.randperm(len(self.x), generator=g) if self.clusters is None
-                 else grouped_order(self.clusters, self.train_cfg.group_size, g)).to(self.device)
+        order = torch.randperm(len(self.x), generator=g).to(self.device)
         augment = self.train_cfg.augment == "dihedral" and self.x.dim() == 4
         for step in range(self.step, self.steps_per_epoch):
             idx = order[step * self.batch:(step + 1) * self.batch]
