@@ -18,6 +18,11 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def load_average() -> float:
+    """The 1-minute load average (2 cores: above 2 means work is queueing)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def write_section(name: str, body: str, path: Path = RESULTS) -> Path:
     """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->``; other
     benchmarks own the other sections, so nothing outside the markers changes."""

@@ -19,15 +19,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_section  # noqa: E402
+from common import load_average, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 IVAE = Path(sys.executable).with_name("ivae")
 TARGETS = {"kitchen": 180.0}  # seconds for 20,000 items (issue: data with known factors)
-
-
-def load_average() -> float:
-    return os.getloadavg()[0]
 
 
 def time_generator(name: str, n: int) -> tuple[float, float, int]:

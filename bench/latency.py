@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard  # noqa: E402
-from common import write_section  # noqa: E402
+from common import load_average, write_section  # noqa: E402
 
 REPO = dashboard.REPO
 sys.path.insert(0, str(REPO))
@@ -45,11 +45,6 @@ PARTS = ("nn", "photo", "slider", "launch", "memory", "concurrent")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def load_average() -> float:
-    """The 1-minute load average (2 cores: above 2 means work is queueing)."""
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def percentile(values: list[float], q: float) -> float:

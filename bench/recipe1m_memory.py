@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import shutil
@@ -108,8 +109,8 @@ def main() -> None:
             f"`.venv/bin/python bench/recipe1m_memory.py --recipes {args.recipes}` — a synthetic "
             "`layer1.json` of Recipe1M's shape (~1 KB a recipe), one recipe in a thousand with a "
             "photo and one in 5,000 pointing to a missing file, imported by `ivae.data.recipe1m` "
-            f"in a child process under GNU `time -v`; Python {platform.python_version()}, 2 "
-            "shared cores.", "",
+            f"in a child process under GNU `time -v`; Python {platform.python_version()}, "
+            f"{os.cpu_count()} shared cores.", "",
             "| recipes | layer1.json | peak RSS | target | met | wall time | rows imported |",
             "|---:|---:|---:|---:|---|---:|---:|",
             f"| {args.recipes:,} | {size:.0f} MB | {peak:.0f} MB | < {TARGET_MB} MB | "
