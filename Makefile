@@ -25,7 +25,7 @@ run: setup
 browser-deps:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-test: setup browser-deps
+test: setup browser-deps lint
 	$(VENV)/bin/pytest -m "" -q
 
 test-fast: setup
@@ -33,6 +33,7 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Reproduce the shipped default run: kitchen data, training, naming, index. It was trained
 # with the density-ratio objective alone (likelihood_weight=0), in which the encoder's

@@ -32,8 +32,12 @@ def time_generator(name: str, n: int) -> tuple[float, float, int]:
     try:
         load = load_average()
         start = time.perf_counter()
-        subprocess.run([str(IVAE), "data", name, "--out", str(work / name), "--n", str(n),
-                        "--seed", "0"], check=True, cwd=ROOT, capture_output=True)
+        subprocess.run(
+            [str(IVAE), "data", name, "--out", str(work / name), "--n", str(n), "--seed", "0"],
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
         seconds = time.perf_counter() - start
         size = sum(f.stat().st_size for f in (work / name).rglob("*") if f.is_file())
         return seconds, load, size
@@ -53,17 +57,23 @@ def main() -> None:
         target = TARGETS.get(name)
         met = "—" if target is None else ("yes" if seconds < target else "no")
         goal = "—" if target is None else f"< {target / 60:.0f} min"
-        rows.append(f"| `ivae data {name} --n {args.n:,}` | {seconds:.0f} s | {goal} | {met} | "
-                    f"{runs[0][2] / 2**20:.0f} MB | {max(r[1] for r in runs):.1f} |")
+        rows.append(
+            f"| `ivae data {name} --n {args.n:,}` | {seconds:.0f} s | {goal} | {met} | "
+            f"{runs[0][2] / 2**20:.0f} MB | {max(r[1] for r in runs):.1f} |"
+        )
         print(rows[-1], flush=True)
-    body = "\n".join([
-        f"`.venv/bin/python bench/data_speed.py --n {args.n} --repeats {args.repeats}` — each "
-        f"generator in a fresh process, median of {args.repeats}; {os.cpu_count()} cores "
-        f"(`{platform.processor() or platform.machine()}`), shared: the 1-minute load average "
-        "before each run is given (above 2, work queues for the CPU).", "",
-        "| command | wall time | target | met | written | load |",
-        "|---|---:|---:|---|---:|---:|",
-        *rows])
+    body = "\n".join(
+        [
+            f"`.venv/bin/python bench/data_speed.py --n {args.n} --repeats {args.repeats}` — each "
+            f"generator in a fresh process, median of {args.repeats}; {os.cpu_count()} cores "
+            f"(`{platform.processor() or platform.machine()}`), shared: the 1-minute load average "
+            "before each run is given (above 2, work queues for the CPU).",
+            "",
+            "| command | wall time | target | met | written | load |",
+            "|---|---:|---:|---|---:|---:|",
+            *rows,
+        ]
+    )
     print(write_section("data-speed", body))
 
 

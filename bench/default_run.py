@@ -37,22 +37,24 @@ def main() -> None:
         r = report["retrieval"][direction]
         cells = " | ".join(f"{r[key]:.1f}" for key in ("medr", "r1", "r5", "r10"))
         rows.append(f"| {label} | {cells} |")
-    body = "\n".join([
-        f"### The shipped default run (`{Path(args.run).relative_to(ROOT)}`)",
-        "",
-        f"`python bench/default_run.py` — {report['model']}, k = {report['latent_dim']}, "
-        f"{report['n_items']} test items of `{data.source}`; trained by `make default-model` "
-        f"in {train_seconds:.0f} s of CPU training (2 shared cores).",
-        "",
-        f"- MCC over the four shared factors: **{report['mcc']:.3f}** (Spearman "
-        f"{report['mcc_spearman']:.3f}); per factor: {per_factor}.",
-        f"- Largest |corr| of a factor-matched latent with any nuisance: "
-        f"{max(leaks.values(), default=0):.3f} ({worst}).",
-        f"- Retrieval, Recipe1M protocol ({report['retrieval']['repeats']} x "
-        f"{report['retrieval']['subset_size']}):",
-        "",
-        *rows,
-    ])
+    body = "\n".join(
+        [
+            f"### The shipped default run (`{Path(args.run).relative_to(ROOT)}`)",
+            "",
+            f"`python bench/default_run.py` — {report['model']}, k = {report['latent_dim']}, "
+            f"{report['n_items']} test items of `{data.source}`; trained by `make default-model` "
+            f"in {train_seconds:.0f} s of CPU training (2 shared cores).",
+            "",
+            f"- MCC over the four shared factors: **{report['mcc']:.3f}** (Spearman "
+            f"{report['mcc_spearman']:.3f}); per factor: {per_factor}.",
+            f"- Largest |corr| of a factor-matched latent with any nuisance: "
+            f"{max(leaks.values(), default=0):.3f} ({worst}).",
+            f"- Retrieval, Recipe1M protocol ({report['retrieval']['repeats']} x "
+            f"{report['retrieval']['subset_size']}):",
+            "",
+            *rows,
+        ]
+    )
     print(write_section("default-run", body))
 
 

@@ -40,15 +40,21 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     x, y = Modality("vector", (5,)), Modality("vector", (40,))
-    batch = {"x": torch.randn(256, 5),
-             "y": torch.nn.functional.one_hot(torch.randint(0, 40, (256,)), 40).float()}
+    batch = {
+        "x": torch.randn(256, 5),
+        "y": torch.nn.functional.one_hot(torch.randint(0, 40, (256,)), 40).float(),
+    }
     setups = {}  # (couplings, fused) -> (model, optimizer)
     for fused in (False, True):
         for layers in args.layers:
-            model = build_model("implicit-ivae", {"latent_dim": 5, "hidden": 64,
-                                                  "flow_layers": layers}, x, y)
-            adam = (optimizer(model, TrainConfig(lr=1e-3)) if fused
-                    else torch.optim.Adam(model.parameters(), 1e-3))
+            model = build_model(
+                "implicit-ivae", {"latent_dim": 5, "hidden": 64, "flow_layers": layers}, x, y
+            )
+            adam = (
+                optimizer(model, TrainConfig(lr=1e-3))
+                if fused
+                else torch.optim.Adam(model.parameters(), 1e-3)
+            )
             setups[layers, fused] = (model, adam)
     times: dict[tuple[int, bool], list[float]] = {key: [] for key in setups}
     for _ in range(args.rounds):
@@ -68,9 +74,11 @@ def main() -> None:
         adam = "fused Adam" if fused else "plain Adam"
         lines.append(f"| {layers} couplings | {adam} | {median:.1f} | {median / base:.2f} |")
     command = " ".join(["python bench/flow_steps.py", *sys.argv[1:]])
-    body = ("\n".join(lines) + f"\n\nRegenerate: `{command}` ({args.rounds} interleaved rounds of "
-            f"{args.steps} steps, 1 thread of the shared 2-core "
-            f"`{platform.processor() or platform.machine()}` machine).")
+    body = (
+        "\n".join(lines) + f"\n\nRegenerate: `{command}` ({args.rounds} interleaved rounds of "
+        f"{args.steps} steps, 1 thread of the shared 2-core "
+        f"`{platform.processor() or platform.machine()}` machine)."
+    )
     print(body)
     write_section("flow-steps", body, Path(__file__).resolve().parent.parent / "docs" / "method.md")
 

@@ -44,8 +44,10 @@ from ivae.train import TrainConfig, TrainingError, train  # noqa: E402
 # layer); "square-independent" draws one per layer, a harder variant kept for comparison.
 VARIANTS = {
     "square": ("square, variance-modulated (dim 5)", {}),
-    "noisy": ("dim 20, noise 0.1, mean+variance-modulated",
-              {"data_dim": 20, "noise": 0.1, "modulate": "mean-variance"}),
+    "noisy": (
+        "dim 20, noise 0.1, mean+variance-modulated",
+        {"data_dim": 20, "noise": 0.1, "modulate": "mean-variance"},
+    ),
     "square-independent": ("square, one matrix per layer", {"mixing": "independent"}),
 }
 # Options given to every model: MLPs of width 64 (the reference iVAE code uses 50) instead of
@@ -81,28 +83,52 @@ def dataset(work: Path, variant: str, seed: int, per_segment: int) -> Path:
     return path
 
 
-def run_one(work: Path, variant: str, model: str, options: dict, seed: int, epochs: int,
-            lr: float, per_segment: int, tag: str) -> dict:
+def run_one(
+    work: Path,
+    variant: str,
+    model: str,
+    options: dict,
+    seed: int,
+    epochs: int,
+    lr: float,
+    per_segment: int,
+    tag: str,
+) -> dict:
     """Train one (variant, model, options, seed) unless an identical run is already done."""
     out = work / variant / tag / f"seed{seed}"
     # the model's whole configuration, defaults included: a changed default is a new run
     config = REGISTRY[model].Config.from_json(options).to_json()
-    key = {"model": model, "config": config, "epochs": epochs, "lr": lr,
-           "per_segment": per_segment, "data": VARIANTS[variant][1]}
+    key = {
+        "model": model,
+        "config": config,
+        "epochs": epochs,
+        "lr": lr,
+        "per_segment": per_segment,
+        "data": VARIANTS[variant][1],
+    }
     done = out / "bench.json"
     if done.exists() and json.loads(done.read_text())["key"] == key:
         return json.loads(done.read_text())["result"]
     shutil.rmtree(out, ignore_errors=True)
     data = load_dataset(dataset(work, variant, seed, per_segment))
     try:
-        metrics = train(data, out, model, dict(options),
-                        TrainConfig(epochs=epochs, lr=lr, seed=seed), progress=False)
+        metrics = train(
+            data,
+            out,
+            model,
+            dict(options),
+            TrainConfig(epochs=epochs, lr=lr, seed=seed),
+            progress=False,
+        )
     except TrainingError as exc:  # a diverging objective is a result, not a crash
         result = {"mcc": None, "seconds": None, "failed": str(exc).split(".")[0]}
         done.write_text(json.dumps({"key": key, "result": result}))
         return result
-    result = {"mcc": metrics["mcc"], "seconds": metrics["train_seconds"],
-              "r1": metrics["retrieval"]["x_to_y"]["r1"]}
+    result = {
+        "mcc": metrics["mcc"],
+        "seconds": metrics["train_seconds"],
+        "r1": metrics["retrieval"]["x_to_y"]["r1"],
+    }
     done.write_text(json.dumps({"key": key, "result": result}))
     return result
 
@@ -112,12 +138,20 @@ def sweep(args, configs: dict[str, tuple[str, dict]]) -> dict:
     results: dict = {}
     for variant in args.variants:
         for tag, (model, options) in configs.items():
-            if variant not in ("square", "square-independent") and set(options) & set(
-                    SQUARE_ONLY):
+            if variant not in ("square", "square-independent") and set(options) & set(SQUARE_ONLY):
                 continue  # an encoder of square data only: nothing to compare here
             for seed in range(args.seeds):
-                r = run_one(args.work, variant, model, options, seed, args.epochs, args.lr,
-                            args.per_segment, tag)
+                r = run_one(
+                    args.work,
+                    variant,
+                    model,
+                    options,
+                    seed,
+                    args.epochs,
+                    args.lr,
+                    args.per_segment,
+                    tag,
+                )
                 results.setdefault(variant, {}).setdefault(tag, []).append(r)
                 shown = r.get("failed") or f"MCC {r['mcc']:.3f} ({r['seconds']:.0f} s)"
                 print(f"{variant:7s} {tag:38s} seed {seed}: {shown}", flush=True)
@@ -168,12 +202,14 @@ def replace_section(path: Path, name: str, body: str) -> None:
 
 def provenance(args, seconds: float, command: str) -> str:
     threads = torch.get_num_threads()
-    return (f"Regenerate: `{command}`. Epochs {args.epochs}, Adam lr {args.lr} (cosine decay), "
-            f"batch 256, options {COMMON_OPTIONS} for every model; {args.per_segment} items per "
-            f"segment x 40 segments; seeds "
-            f"0..{args.seeds - 1} (each seed draws the data and the initialisation); "
-            f"CPU, {threads} thread(s) on 2 shared cores; {seconds / 60:.1f} min of training "
-            f"in all (plus evaluation).")
+    return (
+        f"Regenerate: `{command}`. Epochs {args.epochs}, Adam lr {args.lr} (cosine decay), "
+        f"batch 256, options {COMMON_OPTIONS} for every model; {args.per_segment} items per "
+        f"segment x 40 segments; seeds "
+        f"0..{args.seeds - 1} (each seed draws the data and the initialisation); "
+        f"CPU, {threads} thread(s) on 2 shared cores; {seconds / 60:.1f} min of training "
+        f"in all (plus evaluation)."
+    )
 
 
 # ---- the chart (Pillow: no plotting dependency) ----------------------------------------
@@ -207,8 +243,11 @@ def bar_chart(results: dict, labels: dict[str, str], tags: list[str], path: Path
             xa, xb = x0 + b * bar_w + 2, x0 + (b + 1) * bar_w - 2
             draw.rectangle([(xa, y_of(mean)), (xb, y_of(0))], fill=COLOURS[b % len(COLOURS)])
             xc = (xa + xb) / 2
-            draw.line([(xc, y_of(min(1, mean + sd))), (xc, y_of(max(0, mean - sd)))], fill="black",
-                      width=2)
+            draw.line(
+                [(xc, y_of(min(1, mean + sd))), (xc, y_of(max(0, mean - sd)))],
+                fill="black",
+                width=2,
+            )
             draw.text((xa, y_of(mean) - 18), f"{mean:.2f}", fill="black", font=font)
         label = textwrap.fill(labels[variant], width=int(group_w / 8))
         draw.multiline_text((x0, height - bottom + 4), label, fill="black", font=font)
@@ -230,16 +269,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per-segment", type=int, default=1000, help="items per segment (40 segments)")
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run; writes nothing")
     p.add_argument("--ablation", action="store_true", help="the implicit-ivae objective ablation")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: fastest on shared cores)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: fastest on shared cores)"
+    )
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     p.add_argument("--docs", type=Path, default=ROOT / "docs")
     args = p.parse_args(argv)
     args.models, args.variants = args.models.split(","), args.variants.split(",")
     unknown = sorted(set(args.models) - set(REGISTRY)) + sorted(set(args.variants) - set(VARIANTS))
     if unknown:
-        p.error(f"unknown model/variant {unknown}; models: {sorted(REGISTRY)}, "
-                f"variants: {list(VARIANTS)}")
+        p.error(
+            f"unknown model/variant {unknown}; models: {sorted(REGISTRY)}, "
+            f"variants: {list(VARIANTS)}"
+        )
     if args.quick:  # tiny data, one seed, two epochs, throwaway folder
         args.seeds, args.epochs, args.per_segment = 1, 2, 100
         args.work = args.work.parent / "bench-quick"
@@ -250,14 +292,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     torch.set_num_threads(args.threads)
     if args.ablation:
-        configs = {label: ("implicit-ivae", {**COMMON_OPTIONS, **opts})
-                   for label, opts in ABLATION.items()}
+        configs = {
+            label: ("implicit-ivae", {**COMMON_OPTIONS, **opts}) for label, opts in ABLATION.items()
+        }
     else:
         configs = {m: (m, {**COMMON_OPTIONS, **MODEL_OPTIONS.get(m, {})}) for m in args.models}
     results = sweep(args, configs)
     command = " ".join(["bench/identifiability.py", *(argv if argv is not None else sys.argv[1:])])
-    trained = sum(r["seconds"] or 0 for by_tag in results.values() for runs in by_tag.values()
-                  for r in runs)  # total train seconds, also when the runs were reused
+    trained = sum(
+        r["seconds"] or 0 for by_tag in results.values() for runs in by_tag.values() for r in runs
+    )  # total train seconds, also when the runs were reused
     note = provenance(args, trained, f".venv/bin/python {command}")
     lines = table(results, list(configs), "objective" if args.ablation else "model")
     print("\n".join(lines))
@@ -266,11 +310,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.ablation:
         replace_section(args.docs / "method.md", "ablation", "\n".join(lines) + "\n\n" + note)
         return
-    replace_section(args.docs / "results.md", "identifiability",
-                    "\n".join(lines) + "\n\n" + note
-                    + "\n\n![MCC per model and toy variant](img/identifiability.png)")
-    bar_chart(results, {v: VARIANTS[v][0] for v in results}, list(configs),
-              args.docs / "img" / "identifiability.png")
+    replace_section(
+        args.docs / "results.md",
+        "identifiability",
+        "\n".join(lines)
+        + "\n\n"
+        + note
+        + "\n\n![MCC per model and toy variant](img/identifiability.png)",
+    )
+    bar_chart(
+        results,
+        {v: VARIANTS[v][0] for v in results},
+        list(configs),
+        args.docs / "img" / "identifiability.png",
+    )
 
 
 if __name__ == "__main__":

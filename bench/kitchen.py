@@ -37,6 +37,7 @@ LR = TrainConfig.lr
 
 class Row(NamedTuple):
     """One row of the table: a model and how it was trained (the rest as OPTIONS)."""
+
     model: str
     epochs: int
     augment: str = "none"
@@ -46,24 +47,33 @@ class Row(NamedTuple):
     def label(self, main_epochs: int) -> str:
         if self == Row(self.model, main_epochs):
             return self.model
-        return (f"{self.model}, {self.epochs} epochs"
-                + (", flips and quarter turns" if self.augment != "none" else "")
-                + (f", batch {self.batch}" if self.batch != BATCH else "")
-                + (f", lr {self.lr:g}" if self.lr != LR else ""))
+        return (
+            f"{self.model}, {self.epochs} epochs"
+            + (", flips and quarter turns" if self.augment != "none" else "")
+            + (f", batch {self.batch}" if self.batch != BATCH else "")
+            + (f", lr {self.lr:g}" if self.lr != LR else "")
+        )
 
     def tag(self) -> str:
         """What the run directory's name adds for settings off the default."""
-        return (("" if self.augment == "none" else f"-{self.augment}")
-                + ("" if self.batch == BATCH else f"-b{self.batch}")
-                + ("" if self.lr == LR else f"-lr{self.lr:g}"))
+        return (
+            ("" if self.augment == "none" else f"-{self.augment}")
+            + ("" if self.batch == BATCH else f"-b{self.batch}")
+            + ("" if self.lr == LR else f"-lr{self.lr:g}")
+        )
 
 
 # Rows beyond the same-budget comparison, per data set: longer implicit-ivae runs on photos
 # under flips and quarter turns. SHIPPED is the shipped setting (Makefile, default-model;
 # docs/method.md, "The kitchen data").
 SHIPPED = Row("implicit-ivae", 30, "dihedral", lr=2e-3)
-EXTRA_ROWS = {"kitchen": [Row("implicit-ivae", 18, "dihedral"), SHIPPED,
-                          Row("implicit-ivae", 40, "dihedral", lr=2e-3)]}
+EXTRA_ROWS = {
+    "kitchen": [
+        Row("implicit-ivae", 18, "dihedral"),
+        SHIPPED,
+        Row("implicit-ivae", 40, "dihedral", lr=2e-3),
+    ]
+}
 
 
 def ensure_data(name: str, n: int, seed: int = 0) -> Path:
@@ -78,38 +88,57 @@ def ensure_data(name: str, n: int, seed: int = 0) -> Path:
 
 
 def run_dir(out: Path, data, data_name: str, row: Row, seed: int) -> Path:
-    return (out / f"{data_name}-n{len(data)}-{row.model}-k{GENERATORS[data_name]}-e{row.epochs}"
-            f"{row.tag()}-s{seed}")
+    return (
+        out / f"{data_name}-n{len(data)}-{row.model}-k{GENERATORS[data_name]}-e{row.epochs}"
+        f"{row.tag()}-s{seed}"
+    )
 
 
 def one_run(data, data_name: str, row: Row, seed: int, path: Path) -> dict:
     """Train into the run directory ``path`` unless it holds a finished run; its figures."""
     if not (path / "metrics.json").exists():
-        options = {"latent_dim": GENERATORS[data_name], **OPTIONS,
-                   **MODEL_OPTIONS.get(row.model, {})}
-        config = TrainConfig(epochs=row.epochs, seed=seed, batch_size=row.batch, lr=row.lr,
-                             augment=row.augment)
-        train(data, path, row.model, options, config, progress=False,
-              resume=(path / "last.pt").exists())  # an interrupted run goes on
+        options = {
+            "latent_dim": GENERATORS[data_name],
+            **OPTIONS,
+            **MODEL_OPTIONS.get(row.model, {}),
+        }
+        config = TrainConfig(
+            epochs=row.epochs, seed=seed, batch_size=row.batch, lr=row.lr, augment=row.augment
+        )
+        train(
+            data,
+            path,
+            row.model,
+            options,
+            config,
+            progress=False,
+            resume=(path / "last.pt").exists(),
+        )  # an interrupted run goes on
     metrics = json.loads((path / "metrics.json").read_text())
-    return {"mcc": metrics["mcc"],
-            "leak": max((metrics.get("nuisance_leakage") or {"-": 0.0}).values()),
-            "x_to_y_r10": metrics["retrieval"]["x_to_y"]["r10"],
-            "y_to_x_r10": metrics["retrieval"]["y_to_x"]["r10"],
-            "x_to_y_medr": metrics["retrieval"]["x_to_y"]["medr"],
-            "seconds": metrics["train_seconds"]}
+    return {
+        "mcc": metrics["mcc"],
+        "leak": max((metrics.get("nuisance_leakage") or {"-": 0.0}).values()),
+        "x_to_y_r10": metrics["retrieval"]["x_to_y"]["r10"],
+        "y_to_x_r10": metrics["retrieval"]["y_to_x"]["r10"],
+        "x_to_y_medr": metrics["retrieval"]["x_to_y"]["medr"],
+        "seconds": metrics["train_seconds"],
+    }
 
 
 def table(results: dict) -> str:
-    lines = ["| data | model | shared-factor MCC | max nuisance \\|corr\\| | R@10 image→recipe "
-             "| R@10 recipe→image | medR image→recipe | train s | seeds |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | model | shared-factor MCC | max nuisance \\|corr\\| | R@10 image→recipe "
+        "| R@10 recipe→image | medR image→recipe | train s | seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for (data_name, model), rows in results.items():
         col = {k: [r[k] for r in rows] for k in rows[0]}
-        lines.append(f"| {data_name} | {model} | {mean_sd(col['mcc'])} | {mean_sd(col['leak'])} | "
-                     f"{mean_sd(col['x_to_y_r10'])} | {mean_sd(col['y_to_x_r10'])} | "
-                     f"{mean_sd(col['x_to_y_medr'])} | {np.median(col['seconds']):.0f} | "
-                     f"{len(rows)} |")
+        lines.append(
+            f"| {data_name} | {model} | {mean_sd(col['mcc'])} | {mean_sd(col['leak'])} | "
+            f"{mean_sd(col['x_to_y_r10'])} | {mean_sd(col['y_to_x_r10'])} | "
+            f"{mean_sd(col['x_to_y_medr'])} | {np.median(col['seconds']):.0f} | "
+            f"{len(rows)} |"
+        )
     return "\n".join(lines)
 
 
@@ -123,16 +152,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-kitchen"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-extra", action="store_true",
-                        help="only the same-budget rows, not EXTRA_ROWS")
-    parser.add_argument("--report-only", action="store_true",
-                        help="tabulate the finished runs, train none (seeds column: how many)")
+    parser.add_argument(
+        "--no-extra", action="store_true", help="only the same-budget rows, not EXTRA_ROWS"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="tabulate the finished runs, train none (seeds column: how many)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {}
     for data_name in args.datasets:
-        data = load_dataset(ensure_data(data_name, args.shapes_n if data_name == "shapes"
-                                        else args.n))
+        data = load_dataset(
+            ensure_data(data_name, args.shapes_n if data_name == "shapes" else args.n)
+        )
         rows = [Row(model, args.epochs) for model in args.models]
         if not args.no_extra:
             rows += [row for row in EXTRA_ROWS.get(data_name, []) if row.model in args.models]
@@ -150,24 +184,31 @@ def main() -> None:
 
 def report(args, results: dict) -> None:
     seconds = sum(r["seconds"] for rows in results.values() for r in rows)
-    command = " ".join(["python bench/kitchen.py",
-                        *(a for a in sys.argv[1:] if a != "--report-only")])
-    body = (f"### Kitchen and shapes: every model, {args.seeds} seed(s)\n\n"
-            f"`{command}` — {args.n} kitchen and {args.shapes_n} shapes items, {args.epochs} "
-            "epochs, latent dim "
-            + ", ".join(f"{GENERATORS[d]} ({d})" for d in args.datasets) + ", "
-            f"batch {BATCH} and Adam lr {LR:g} (unless the row says otherwise), options {OPTIONS}, "
-            f"implicit-ivae {MODEL_OPTIONS['implicit-ivae']}, "
-            "test split; CPU "
-            f"`{platform.processor() or platform.machine()}`, {torch.get_num_threads()} "
-            f"thread(s) on 2 shared cores, {seconds / 60:.0f} min of training in all.\n"
-            "MCC is over the shared factors (kitchen: savoriness, wateriness, greenness, "
-            "spiciness; shapes: the captioned factors); nuisance |corr| is the largest "
-            "correlation of a factor-matched latent with any nuisance; retrieval is the "
-            "Recipe1M 1k protocol (10 subsets of 1000 test pairs)."
-            + (" Tabulated from the finished runs (`--report-only`); the command above trains "
-               "the missing seeds." if args.report_only else "")
-            + "\n\n" + table(results))
+    command = " ".join(
+        ["python bench/kitchen.py", *(a for a in sys.argv[1:] if a != "--report-only")]
+    )
+    body = (
+        f"### Kitchen and shapes: every model, {args.seeds} seed(s)\n\n"
+        f"`{command}` — {args.n} kitchen and {args.shapes_n} shapes items, {args.epochs} "
+        "epochs, latent dim " + ", ".join(f"{GENERATORS[d]} ({d})" for d in args.datasets) + ", "
+        f"batch {BATCH} and Adam lr {LR:g} (unless the row says otherwise), options {OPTIONS}, "
+        f"implicit-ivae {MODEL_OPTIONS['implicit-ivae']}, "
+        "test split; CPU "
+        f"`{platform.processor() or platform.machine()}`, {torch.get_num_threads()} "
+        f"thread(s) on 2 shared cores, {seconds / 60:.0f} min of training in all.\n"
+        "MCC is over the shared factors (kitchen: savoriness, wateriness, greenness, "
+        "spiciness; shapes: the captioned factors); nuisance |corr| is the largest "
+        "correlation of a factor-matched latent with any nuisance; retrieval is the "
+        "Recipe1M 1k protocol (10 subsets of 1000 test pairs)."
+        + (
+            " Tabulated from the finished runs (`--report-only`); the command above trains "
+            "the missing seeds."
+            if args.report_only
+            else ""
+        )
+        + "\n\n"
+        + table(results)
+    )
     print(write_section("kitchen", body))
 
 

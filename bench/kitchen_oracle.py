@@ -59,8 +59,8 @@ def mixing_cost(table: np.ndarray) -> tuple[float, float]:
     rho = (q^2 - 1) / (q^2 + 1) (docs/method.md, "The kitchen data")."""
     pairs = [(a, b) for a in range(table.shape[1]) for b in range(a + 1, table.shape[1])]
     q = np.array([max(row[a], row[b]) / min(row[a], row[b]) for row in table for a, b in pairs])
-    rho = (q ** 2 - 1) / (q ** 2 + 1)
-    return float(np.median(q)), float(np.mean(-0.5 * np.log(1 - rho ** 2)))
+    rho = (q**2 - 1) / (q**2 + 1)
+    return float(np.median(q)), float(np.mean(-0.5 * np.log(1 - rho**2)))
 
 
 def recipes(data: Dataset, table: np.ndarray, seed: int = 0) -> Dataset:
@@ -78,8 +78,9 @@ def oracle(data: Dataset, dish_visible: bool, seed: int) -> Dataset:
     if dish_visible:
         parts.append((dish[:, None] == np.unique(dish)[None]).astype(np.float32))
     features = np.concatenate(parts, 1)
-    rotation, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal(
-        (features.shape[1],) * 2))
+    rotation, _ = np.linalg.qr(
+        np.random.default_rng(seed).standard_normal((features.shape[1],) * 2)
+    )
     return replace(data, x=(features @ rotation).astype(np.float32), x_kind="vector")
 
 
@@ -114,28 +115,42 @@ def main() -> None:
         for seed in range(args.seeds):
             vectors = oracle(rewritten, dish_visible, seed)
             with tempfile.TemporaryDirectory() as out:
-                train(vectors, Path(out) / "run", "implicit-ivae", OPTIONS,
-                      TrainConfig(epochs=args.epochs, seed=seed, batch_size=128), progress=False)
+                train(
+                    vectors,
+                    Path(out) / "run",
+                    "implicit-ivae",
+                    OPTIONS,
+                    TrainConfig(epochs=args.epochs, seed=seed, batch_size=128),
+                    progress=False,
+                )
                 model = ivae.load_run(Path(out) / "run").model
                 part = vectors.part("test")
                 results.append(scores(part, encode(model, part)[0]))
             print(label, seed, results[-1], flush=True)
-        cells = " | ".join(f"{statistics.mean(r):.3f} ({', '.join(f'{v:.3f}' for v in r)})"
-                           for r in zip(*results))
+        cells = " | ".join(
+            f"{statistics.mean(r):.3f} ({', '.join(f'{v:.3f}' for v in r)})" for r in zip(*results)
+        )
         rows.append(f"| oracle: {label} | {cells} | {args.seeds} |")
-    costs = [f"generator {version}: median q {q:.2f}, {nats:.3f} nats, rms sd "
-             f"{np.sqrt(np.mean(table ** 2)):.3f}" for version, table in
-             (("1.0", V10_TABLE), ("1.1", dishes.READING_SD))
-             for q, nats in [mixing_cost(table)]]
-    body = "\n".join([
-        "Mixing two factors of a dish by 45 degrees, mean cost over the (dish, pair) cells of "
-        "the reading-noise table: " + "; ".join(costs) + ".", "",
-        "| image side | MCC, pooled | MCC within dish type | seeds |", "|---|---|---|---|",
-        *rows, "",
-        f"Regenerate: `.venv/bin/python bench/kitchen_oracle.py` (implicit-ivae, {OPTIONS}, "
-        f"{args.epochs} epochs, batch 128, test split of `{Path(args.data).name}`; the oracle "
-        "rotation and the initialisation are drawn from the seed; 1 CPU thread).",
-    ])
+    costs = [
+        f"generator {version}: median q {q:.2f}, {nats:.3f} nats, rms sd "
+        f"{np.sqrt(np.mean(table**2)):.3f}"
+        for version, table in (("1.0", V10_TABLE), ("1.1", dishes.READING_SD))
+        for q, nats in [mixing_cost(table)]
+    ]
+    body = "\n".join(
+        [
+            "Mixing two factors of a dish by 45 degrees, mean cost over the (dish, pair) cells of "
+            "the reading-noise table: " + "; ".join(costs) + ".",
+            "",
+            "| image side | MCC, pooled | MCC within dish type | seeds |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            f"Regenerate: `.venv/bin/python bench/kitchen_oracle.py` (implicit-ivae, {OPTIONS}, "
+            f"{args.epochs} epochs, batch 128, test split of `{Path(args.data).name}`; the oracle "
+            "rotation and the initialisation are drawn from the seed; 1 CPU thread).",
+        ]
+    )
     print(write_section("oracle", body, ROOT / "docs" / "method.md"))
 
 

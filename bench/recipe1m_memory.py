@@ -46,12 +46,29 @@ def recipe(i: int) -> dict:
     return {
         "id": f"{i:010x}",
         "title": f"Synthetic Stew Number {i}",
-        "ingredients": [{"text": f"{1 + k % 4} cups ingredient number {k} of recipe {i}, chopped"}
-                        for k in range(9)],
-        "instructions": [{"text": f"Step {k}: stir the pot gently for {k + 2} minutes, then "
-                                  "taste and season with salt and pepper."} for k in range(6)],
-        "partition": ("train", "train", "train", "train", "train", "train", "train", "train",
-                      "val", "test")[i % 10],
+        "ingredients": [
+            {"text": f"{1 + k % 4} cups ingredient number {k} of recipe {i}, chopped"}
+            for k in range(9)
+        ],
+        "instructions": [
+            {
+                "text": f"Step {k}: stir the pot gently for {k + 2} minutes, then "
+                "taste and season with salt and pepper."
+            }
+            for k in range(6)
+        ],
+        "partition": (
+            "train",
+            "train",
+            "train",
+            "train",
+            "train",
+            "train",
+            "train",
+            "train",
+            "val",
+            "test",
+        )[i % 10],
         "url": f"http://www.example.com/recipe/{i}",
     }
 
@@ -70,8 +87,13 @@ def make_inputs(work: Path, n: int) -> tuple[Path, Path, Path]:
     write_array(layer1, (recipe(i) for i in range(n)))
     with_photos = [i for i in range(0, n, 1000)]
     missing = [i for i in range(500, n, 5000)]
-    write_array(layer2, ({"id": f"{i:010x}", "images": [{"id": f"{i:010x}.jpg", "url": ""}]}
-                         for i in sorted(with_photos + missing)))
+    write_array(
+        layer2,
+        (
+            {"id": f"{i:010x}", "images": [{"id": f"{i:010x}.jpg", "url": ""}]}
+            for i in sorted(with_photos + missing)
+        ),
+    )
     for i in with_photos:
         name = f"{i:010x}.jpg"
         path = images / recipe(i)["partition"] / name[0] / name[1] / name[2] / name[3] / name
@@ -84,8 +106,17 @@ def measure(layer1: Path, layer2: Path, images: Path, out: Path) -> tuple[float,
     """(peak RSS in MB, wall seconds, the import report) from GNU time -v."""
     if not Path(GNU_TIME).exists():
         sys.exit(f"{GNU_TIME} not found: install GNU time (apt-get install -y time)")
-    command = [GNU_TIME, "-v", sys.executable, "-c", CHILD, str(layer1), str(layer2),
-               str(images), str(out)]
+    command = [
+        GNU_TIME,
+        "-v",
+        sys.executable,
+        "-c",
+        CHILD,
+        str(layer1),
+        str(layer2),
+        str(images),
+        str(out),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         sys.exit(f"the import failed:\n{result.stderr[-2000:]}")
@@ -105,17 +136,22 @@ def main() -> None:
         layer1, layer2, images = make_inputs(work, args.recipes)
         peak, seconds, report = measure(layer1, layer2, images, work / "out")
         size = layer1.stat().st_size / 2**20
-        body = "\n".join([
-            f"`.venv/bin/python bench/recipe1m_memory.py --recipes {args.recipes}` — a synthetic "
-            "`layer1.json` of Recipe1M's shape (~1 KB a recipe), one recipe in a thousand with a "
-            "photo and one in 5,000 pointing to a missing file, imported by `ivae.data.recipe1m` "
-            f"in a child process under GNU `time -v`; Python {platform.python_version()}, "
-            f"{os.cpu_count()} shared cores.", "",
-            "| recipes | layer1.json | peak RSS | target | met | wall time | rows imported |",
-            "|---:|---:|---:|---:|---|---:|---:|",
-            f"| {args.recipes:,} | {size:.0f} MB | {peak:.0f} MB | < {TARGET_MB} MB | "
-            f"{'yes' if peak < TARGET_MB else 'no'} | {seconds:.1f} s | {report['rows']:,} "
-            f"(missing files: {report['missing_image_files']}) |"])
+        body = "\n".join(
+            [
+                f"`.venv/bin/python bench/recipe1m_memory.py --recipes {args.recipes}` — "
+                "a synthetic `layer1.json` of Recipe1M's shape (~1 KB a recipe), one recipe in a "
+                "thousand with a photo and one in 5,000 pointing to a missing file, imported by "
+                "`ivae.data.recipe1m` "
+                f"in a child process under GNU `time -v`; Python {platform.python_version()}, "
+                f"{os.cpu_count()} shared cores.",
+                "",
+                "| recipes | layer1.json | peak RSS | target | met | wall time | rows imported |",
+                "|---:|---:|---:|---:|---|---:|---:|",
+                f"| {args.recipes:,} | {size:.0f} MB | {peak:.0f} MB | < {TARGET_MB} MB | "
+                f"{'yes' if peak < TARGET_MB else 'no'} | {seconds:.1f} s | {report['rows']:,} "
+                f"(missing files: {report['missing_image_files']}) |",
+            ]
+        )
         print(body)
         print(write_section("recipe1m", body))
     finally:

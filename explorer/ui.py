@@ -206,8 +206,10 @@ def _data_or_stop(run) -> Path:
     settings = analysis.generation_settings(run)
     title = f"First launch: generating the kitchen data into `{label(str(target))}`"
     if stale is not None:
-        title = (f"`{label(str(target))}` was made by kitchen generator {stale}: moving it to "
-                 f"`{target.name}-v{stale}` and generating the run's version")
+        title = (
+            f"`{label(str(target))}` was made by kitchen generator {stale}: moving it to "
+            f"`{target.name}-v{stale}` and generating the run's version"
+        )
     with st.status(title, expanded=True) as status:
         st.write(
             f"{settings['n']:,} dishes at {settings['image_size']}px, seed "

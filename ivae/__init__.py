@@ -1,9 +1,9 @@
 """Factor Explorer's backend: the implicit identifiable VAE and its baselines.
 
-    import ivae
-    run = ivae.load_run("assets/default-run")
-    z = run.encode_x(images)            # (N, k) factor values
-    mean, logvar = run.encode_y(texts)  # the conditional prior p(z | y)
+import ivae
+run = ivae.load_run("assets/default-run")
+z = run.encode_x(images)            # (N, k) factor values
+mean, logvar = run.encode_y(texts)  # the conditional prior p(z | y)
 """
 
 from __future__ import annotations

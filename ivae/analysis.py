@@ -157,8 +157,10 @@ def ensure_data(run, generate: Callable | None = None) -> Path:
     if old is not None:
         aside = target.with_name(f"{target.name}-v{old}")
         if aside.exists():
-            raise FileExistsError(f"{target} was made by kitchen generator {old}, not the run's; "
-                                  f"move it away ({aside} is taken) and reload to regenerate it")
+            raise FileExistsError(
+                f"{target} was made by kitchen generator {old}, not the run's; "
+                f"move it away ({aside} is taken) and reload to regenerate it"
+            )
         target.rename(aside)
     if (target / "items.parquet").is_file():
         return target
@@ -213,8 +215,11 @@ def slider_grid(low: float, high: float, steps: int = 200) -> tuple[float, float
     above ``high``; Streamlit then rejects the value and resets the slider to its minimum.
     """
     step = float(f"{(float(high) - float(low)) / steps:.1g}") or 0.01
-    return (round(math.floor(low / step) * step, 10), round(math.ceil(high / step) * step, 10),
-            step)
+    return (
+        round(math.floor(low / step) * step, 10),
+        round(math.ceil(high / step) * step, 10),
+        step,
+    )
 
 
 def factor_ranges(z: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:

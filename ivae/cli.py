@@ -22,6 +22,7 @@ def _bounded(kind, low, name_of_range: str):
         if not value >= low:
             raise argparse.ArgumentTypeError(f"{text} is out of range: must be {name_of_range}")
         return value
+
     return parse
 
 
@@ -52,9 +53,17 @@ def _parse_option(text: str) -> tuple[str, object]:
 def cmd_data_toy(args) -> None:
     from ivae.data.toy import write_toy
 
-    path = write_toy(args.out, sources=args.sources, data_dim=args.data_dim, segments=args.segments,
-                     per_segment=args.per_segment, modulate=args.modulate, noise=args.noise,
-                     seed=args.seed, mixing=args.mixing)
+    path = write_toy(
+        args.out,
+        sources=args.sources,
+        data_dim=args.data_dim,
+        segments=args.segments,
+        per_segment=args.per_segment,
+        modulate=args.modulate,
+        noise=args.noise,
+        seed=args.seed,
+        mixing=args.mixing,
+    )
     print(f"wrote {args.segments * args.per_segment} items to {path}")
 
 
@@ -75,8 +84,15 @@ def cmd_data_shapes(args) -> None:
 def cmd_data_recipe1m(args) -> None:
     from ivae.data.recipe1m import import_recipe1m
 
-    report = import_recipe1m(args.layer1, args.layer2, args.images, args.out,
-                             det_ingrs=args.det_ingrs, limit=args.limit, all_images=args.all_images)
+    report = import_recipe1m(
+        args.layer1,
+        args.layer2,
+        args.images,
+        args.out,
+        det_ingrs=args.det_ingrs,
+        limit=args.limit,
+        all_images=args.all_images,
+    )
     print(json.dumps(report, indent=2, default=str))
 
 
@@ -97,17 +113,24 @@ def cmd_train(args) -> None:
     if args.latent_dim is not None:
         options["latent_dim"] = args.latent_dim
     model_class(args.model).Config.from_json(options)  # unknown names fail before data loads
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, device=args.device,
-                         checkpoint_seconds=args.checkpoint_seconds, augment=args.augment)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        checkpoint_seconds=args.checkpoint_seconds,
+        augment=args.augment,
+    )
     vocab = None
     if args.resume and (Path(args.out) / "vocab.json").exists():
         from ivae.data.text import Vocab
 
         vocab = Vocab.from_json(json.loads((Path(args.out) / "vocab.json").read_text()))
     data = load_dataset(args.data, vocab=vocab)
-    metrics = train(data, args.out, args.model, options, config, resume=args.resume,
-                    progress=not args.quiet)
+    metrics = train(
+        data, args.out, args.model, options, config, resume=args.resume, progress=not args.quiet
+    )
     print(json.dumps({k: metrics[k] for k in ("model", "mcc", "train_seconds")}))
 
 
@@ -129,8 +152,10 @@ def cmd_evaluate(args) -> None:
             print(f"    {name:20s} {shown}")
     for direction in ("x_to_y", "y_to_x"):
         r = report["retrieval"][direction]
-        print(f"  {direction}: medR {r['medr']:.1f}  R@1 {r['r1']:.1f}  R@5 {r['r5']:.1f}  "
-              f"R@10 {r['r10']:.1f}")
+        print(
+            f"  {direction}: medR {r['medr']:.1f}  R@1 {r['r1']:.1f}  R@5 {r['r5']:.1f}  "
+            f"R@10 {r['r10']:.1f}"
+        )
 
 
 def cmd_name(args) -> None:
@@ -166,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="generate or import a dataset").add_subparsers(
-        dest="dataset", required=True)
+        dest="dataset", required=True
+    )
     toy = data.add_parser("toy", help="the iVAE synthetic protocol (.npz)")
     toy.add_argument("--out", required=True)
     toy.add_argument("--sources", type=positive_int, default=5)
@@ -175,13 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--per-segment", type=positive_int, default=1000)
     toy.add_argument("--modulate", choices=["variance", "mean-variance"], default="variance")
     toy.add_argument("--noise", type=non_negative_float, default=0.0)
-    toy.add_argument("--mixing", choices=["repeat", "independent"], default="repeat",
-                     help="repeat: the layers after the first reuse one matrix, as the iVAE "
-                          "authors' code does; independent: every layer draws its own")
+    toy.add_argument(
+        "--mixing",
+        choices=["repeat", "independent"],
+        default="repeat",
+        help="repeat: the layers after the first reuse one matrix, as the iVAE "
+        "authors' code does; independent: every layer draws its own",
+    )
     toy.add_argument("--seed", type=non_negative_int, default=0)
     toy.set_defaults(func=cmd_data_toy)
-    for name, n, size, func in (("kitchen", 20000, 128, cmd_data_kitchen),
-                                ("shapes", 10000, 64, cmd_data_shapes)):
+    for name, n, size, func in (
+        ("kitchen", 20000, 128, cmd_data_kitchen),
+        ("shapes", 10000, 64, cmd_data_shapes),
+    ):
         p = data.add_parser(name, help=f"the procedural {name} image/text set")
         p.add_argument("--out", required=True)
         p.add_argument("--n", type=positive_int, default=n)
@@ -208,13 +240,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=positive_float, default=1e-3)
     train.add_argument("--seed", type=non_negative_int, default=0)
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    train.add_argument("--augment", choices=["none", "dihedral"], default="none",
-                       help="dihedral: random flips and quarter turns of training images")
-    train.add_argument("--set", action="append", type=_parse_option, metavar="NAME=VALUE",
-                       help="any model option, e.g. --set ratio_weight=0.5")
+    train.add_argument(
+        "--augment",
+        choices=["none", "dihedral"],
+        default="none",
+        help="dihedral: random flips and quarter turns of training images",
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        type=_parse_option,
+        metavar="NAME=VALUE",
+        help="any model option, e.g. --set ratio_weight=0.5",
+    )
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    train.add_argument("--checkpoint-seconds", type=non_negative_float, default=30.0,
-                       help="save last.pt at least this often within an epoch")
+    train.add_argument(
+        "--checkpoint-seconds",
+        type=non_negative_float,
+        default=30.0,
+        help="save last.pt at least this often within an epoch",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
@@ -248,8 +293,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, RunError, TrainingError, UnknownModel, UsageError, FileNotFoundError,
-            ValueError) as exc:
+    except (
+        DataError,
+        RunError,
+        TrainingError,
+        UnknownModel,
+        UsageError,
+        FileNotFoundError,
+        ValueError,
+    ) as exc:
         print(f"ivae: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -12,8 +12,9 @@ from collections.abc import Callable
 import torch
 
 
-def encoder_jacobian(f: Callable[[torch.Tensor], torch.Tensor],
-                     x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def encoder_jacobian(
+    f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """z = f(x) (B, k) and J (B, k, D) with D = prod(x.shape[1:]).
 
     Uses k vector-Jacobian products with ``create_graph=True`` (so J can be trained through);
@@ -22,8 +23,10 @@ def encoder_jacobian(f: Callable[[torch.Tensor], torch.Tensor],
     """
     x = x.detach().float().requires_grad_(True)
     z = f(x)
-    rows = [torch.autograd.grad(z[:, j].sum(), x, create_graph=True)[0].flatten(1)
-            for j in range(z.shape[1])]
+    rows = [
+        torch.autograd.grad(z[:, j].sum(), x, create_graph=True)[0].flatten(1)
+        for j in range(z.shape[1])
+    ]
     return z, torch.stack(rows, dim=1)
 
 

@@ -43,8 +43,12 @@ def mcc(true: np.ndarray, learned: np.ndarray, method: str = "pearson") -> dict:
     matching = np.full(corr.shape[0], -1)
     per_factor[rows] = np.abs(corr[rows, cols])
     matching[rows] = cols
-    return {"mcc": float(np.abs(corr[rows, cols]).mean()), "per_factor": per_factor,
-            "matching": matching, "correlation": corr}
+    return {
+        "mcc": float(np.abs(corr[rows, cols]).mean()),
+        "per_factor": per_factor,
+        "matching": matching,
+        "correlation": corr,
+    }
 
 
 def ranks_of_true_pairs(scores: np.ndarray) -> np.ndarray:
@@ -55,12 +59,13 @@ def ranks_of_true_pairs(scores: np.ndarray) -> np.ndarray:
 
 
 def recall_summary(ranks: np.ndarray) -> dict:
-    return {"medr": float(np.median(ranks)),
-            **{f"r{k}": float(100.0 * np.mean(ranks <= k)) for k in (1, 5, 10)}}
+    return {
+        "medr": float(np.median(ranks)),
+        **{f"r{k}": float(100.0 * np.mean(ranks <= k)) for k in (1, 5, 10)},
+    }
 
 
-def retrieval(score_fn, n: int, subset_size: int = 1000, repeats: int = 10,
-              seed: int = 0) -> dict:
+def retrieval(score_fn, n: int, subset_size: int = 1000, repeats: int = 10, seed: int = 0) -> dict:
     """Recipe1M protocol. ``score_fn(index) -> (m, m)`` scores image i vs recipe j of the subset.
 
     Draws ``repeats`` subsets of ``subset_size`` (all n, once, if n is smaller), ranks the

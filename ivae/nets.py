@@ -58,12 +58,19 @@ class ConvEncoder(nn.Module):
         blocks, channels, size = [], 3, image_size
         while size > 4:
             out = min(width * 2 ** (len(blocks) // 3), 128)
-            blocks += [nn.Conv2d(channels, out, 4, stride=2, padding=1), nn.GroupNorm(8, out),
-                       nn.SiLU()]
+            blocks += [
+                nn.Conv2d(channels, out, 4, stride=2, padding=1),
+                nn.GroupNorm(8, out),
+                nn.SiLU(),
+            ]
             channels, size = out, size // 2
         self.features = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, hidden),
-                                  nn.SiLU(), nn.Linear(hidden, out_dim))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(channels * size * size, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, out_dim),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(_as_float_image(x)))
@@ -75,9 +82,10 @@ class ConvDecoder(nn.Module):
     def __init__(self, image_size: int, in_dim: int, width: int = 16, hidden: int = 256):
         super().__init__()
         steps = max(1, (image_size // 4).bit_length() - 1)  # 4 -> S by doubling
-        channels = [min(width * 2 ** i, 128) for i in reversed(range(steps))]
-        self.stem = nn.Sequential(nn.Linear(in_dim, hidden), nn.SiLU(),
-                                  nn.Linear(hidden, channels[0] * 16), nn.SiLU())
+        channels = [min(width * 2**i, 128) for i in reversed(range(steps))]
+        self.stem = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, channels[0] * 16), nn.SiLU()
+        )
         blocks = []
         for a, b in zip(channels, channels[1:] + [3]):
             blocks.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
@@ -99,8 +107,9 @@ class TextEncoder(nn.Module):
     One narrow layer keeps a 150-word recipe at ~3M multiply-adds, cheaper than the image.
     """
 
-    def __init__(self, vocab_size: int, out_dim: int, embed: int = 32, channels: int = 96,
-                 hidden: int = 256):
+    def __init__(
+        self, vocab_size: int, out_dim: int, embed: int = 32, channels: int = 96, hidden: int = 256
+    ):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed, padding_idx=0)
         self.conv = nn.Sequential(nn.Conv1d(embed, channels, 5, padding=2), nn.SiLU())
@@ -123,8 +132,9 @@ class VectorEncoder(nn.Module):
         return self.net(x)
 
 
-def build_encoder(modality: Modality, out_dim: int, hidden: int = 256, depth: int = 3,
-                  width: int = 16) -> nn.Module:
+def build_encoder(
+    modality: Modality, out_dim: int, hidden: int = 256, depth: int = 3, width: int = 16
+) -> nn.Module:
     if modality.kind == "vector":
         return VectorEncoder(modality.shape[0], out_dim, hidden, depth)
     if modality.kind == "image":
@@ -134,8 +144,9 @@ def build_encoder(modality: Modality, out_dim: int, hidden: int = 256, depth: in
     raise ValueError(f"no encoder for modality kind {modality.kind!r}; known: {KINDS}")
 
 
-def build_decoder(modality: Modality, in_dim: int, hidden: int = 256, depth: int = 3,
-                  width: int = 16) -> nn.Module:
+def build_decoder(
+    modality: Modality, in_dim: int, hidden: int = 256, depth: int = 3, width: int = 16
+) -> nn.Module:
     """Decoders exist only for the encoder-decoder baselines; the implicit model has none."""
     if modality.kind == "vector":
         return mlp([in_dim] + [hidden] * (depth - 1) + [modality.shape[0]])
@@ -223,8 +234,7 @@ class LeakyFlow(nn.Module):
         for linear in self.linears:
             nn.init.orthogonal_(linear.weight)
             nn.init.zeros_(linear.bias)
-        self.activations = nn.ModuleList(InvertibleLeakyReLU(dim, slope)
-                                         for _ in range(layers - 1))
+        self.activations = nn.ModuleList(InvertibleLeakyReLU(dim, slope) for _ in range(layers - 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_logdet(x)[0]

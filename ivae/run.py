@@ -68,10 +68,17 @@ class Run:
     def factor_notes(self) -> dict:
         notes = _read_json(self.path / "factors.json", {}) or {}
         by_index = {f["index"]: f for f in notes.get("factors", [])}
-        return {"factors": [{"index": i, "name": by_index.get(i, {}).get("name", f"factor {i + 1}"),
-                             "notes": by_index.get(i, {}).get("notes", ""),
-                             "sign": by_index.get(i, {}).get("sign", 1)}
-                            for i in range(self.latent_dim)]}
+        return {
+            "factors": [
+                {
+                    "index": i,
+                    "name": by_index.get(i, {}).get("name", f"factor {i + 1}"),
+                    "notes": by_index.get(i, {}).get("notes", ""),
+                    "sign": by_index.get(i, {}).get("sign", 1),
+                }
+                for i in range(self.latent_dim)
+            ]
+        }
 
     def save_factor_notes(self, notes: dict) -> None:
         write_json(self.path / "factors.json", notes)
@@ -84,8 +91,10 @@ class Run:
     def signs(self) -> np.ndarray:
         """(k,) +-1 per factor, from factors.json: the direction a researcher chose for each
         axis ("more wateriness" to the right). Scores are unchanged by it."""
-        return np.array([1.0 if f.get("sign", 1) >= 0 else -1.0
-                         for f in self.factor_notes()["factors"]], dtype=np.float32)
+        return np.array(
+            [1.0 if f.get("sign", 1) >= 0 else -1.0 for f in self.factor_notes()["factors"]],
+            dtype=np.float32,
+        )
 
     @property
     def data_path(self) -> Path:
@@ -98,8 +107,12 @@ class Run:
     def load_data(self, path: str | Path | None = None) -> Dataset:
         from ivae.data import load_dataset
 
-        return load_dataset(path or self.data_path, vocab=self.vocab,
-                            image_size=self.image_size or 64, max_len=self._max_len())
+        return load_dataset(
+            path or self.data_path,
+            vocab=self.vocab,
+            image_size=self.image_size or 64,
+            max_len=self._max_len(),
+        )
 
     def _max_len(self) -> int:
         y = self.config["data"]["y"]
@@ -131,8 +144,9 @@ class Run:
         """Images (uint8 (N,3,S,S) or (N,S,S,3), or a list of PIL images) or vectors ->
         (N, k) factor values."""
         t = self._x_tensor(x)
-        parts = [self.model.encode_x(t[i:i + batch_size]).numpy()
-                 for i in range(0, len(t), batch_size)]
+        parts = [
+            self.model.encode_x(t[i : i + batch_size]).numpy() for i in range(0, len(t), batch_size)
+        ]
         if not parts:
             return np.zeros((0, self.latent_dim), np.float32)
         return np.concatenate(parts) * self.signs
@@ -141,7 +155,7 @@ class Run:
     def encode_y(self, y, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Recipe texts (list of str), token ids or vectors -> mean, logvar (N, k) of p(z|y)."""
         t = self._y_tensor(y)
-        parts = [self.model.encode_y(t[i:i + batch_size]) for i in range(0, len(t), batch_size)]
+        parts = [self.model.encode_y(t[i : i + batch_size]) for i in range(0, len(t), batch_size)]
         mean = np.concatenate([m.numpy() for m, _ in parts]) * self.signs
         logvar = np.concatenate([lv.numpy() for _, lv in parts])
         return mean, logvar
@@ -173,7 +187,8 @@ def name_from_truth(run: Run, data: Dataset, split: str = "test") -> dict:
         entry["sign"] = int(entry.get("sign", 1) * (1 if corr >= 0 else -1))
         entry["notes"] = entry["notes"] or (
             f"Matched to the generator's {part.factor_names[row]} "
-            f"(|corr| {abs(corr):.2f} on the {split} split).")
+            f"(|corr| {abs(corr):.2f} on the {split} split)."
+        )
     matched = {int(c) for c in result["matching"] if c >= 0}
     for column, entry in enumerate(notes["factors"]):
         if column in matched or entry["notes"]:
@@ -182,7 +197,8 @@ def name_from_truth(run: Run, data: Dataset, split: str = "test") -> dict:
         entry["notes"] = (
             "Not matched to any of the generator's factors (a latent beyond them); its largest "
             f"|corr| with one is {abs(result['correlation'][strongest, column]):.2f} "
-            f"({part.factor_names[strongest]}, {split} split).")
+            f"({part.factor_names[strongest]}, {split} split)."
+        )
     run.save_factor_notes(notes)
     run.__dict__.pop("signs", None)  # the cached orientation changed
     return notes
@@ -192,12 +208,17 @@ def load_run(path: str | Path) -> Run:
     """Load a finished run (``model.pt``, read with ``weights_only=True``)."""
     path = Path(path)
     if not path.is_dir():
-        raise RunError(f"{path}: no such run directory; train one with "
-                       f"`ivae train --data DATA --model implicit-ivae --out {path}`")
+        raise RunError(
+            f"{path}: no such run directory; train one with "
+            f"`ivae train --data DATA --model implicit-ivae --out {path}`"
+        )
     checkpoint = path / "model.pt"
     if not checkpoint.exists():
-        hint = ("training was interrupted: continue it with `ivae train ... --resume`"
-                if (path / "last.pt").exists() else "it holds no trained model")
+        hint = (
+            "training was interrupted: continue it with `ivae train ... --resume`"
+            if (path / "last.pt").exists()
+            else "it holds no trained model"
+        )
         raise RunError(f"{path}: no model.pt — {hint}")
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -205,8 +226,10 @@ def load_run(path: str | Path) -> Run:
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
         raise RunError(f"{checkpoint}: unreadable checkpoint ({exc}); retrain the run") from exc
     if config.get("version") != CONFIG_VERSION:
-        raise RunError(f"{checkpoint}: made by an incompatible version "
-                       f"({config.get('version')} != {CONFIG_VERSION}); retrain the run")
+        raise RunError(
+            f"{checkpoint}: made by an incompatible version "
+            f"({config.get('version')} != {CONFIG_VERSION}); retrain the run"
+        )
     try:
         x, y = (Modality.from_json(config["data"][k]) for k in ("x", "y"))
         model = build_model(config["model"], config["model_config"], x, y)
@@ -214,7 +237,8 @@ def load_run(path: str | Path) -> Run:
     except (UnknownModel, KeyError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = first if len(first) <= 160 else first[:157] + "..."  # torch lists every tensor
-        raise RunError(f"{checkpoint}: does not match this version's models ({first}); "
-                       "retrain the run") from exc
+        raise RunError(
+            f"{checkpoint}: does not match this version's models ({first}); retrain the run"
+        ) from exc
     model.eval()
     return Run(path, config, model)

@@ -63,9 +63,13 @@ class TrainConfig:
     augment: str = "none"
 
     def __post_init__(self) -> None:
-        checks = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 2,
-                  "lr": 0 < self.lr < 10, "device": self.device in ("auto", "cpu", "cuda"),
-                  "augment": self.augment in AUGMENTATIONS}
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 2,
+            "lr": 0 < self.lr < 10,
+            "device": self.device in ("auto", "cpu", "cuda"),
+            "augment": self.augment in AUGMENTATIONS,
+        }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid training option(s) {bad}: {self}")
@@ -77,8 +81,9 @@ class TrainConfig:
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for but no CUDA device is available; "
-                            "use --device auto or cpu")
+        raise TrainingError(
+            "--device cuda was asked for but no CUDA device is available; use --device auto or cpu"
+        )
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -86,26 +91,37 @@ def resolve_device(name: str) -> torch.device:
 
 def modalities(data: Dataset) -> tuple[Modality, Modality]:
     vocab = len(data.vocab) if data.vocab is not None else 0
-    return (Modality(data.x_kind, tuple(data.x.shape[1:])),
-            Modality(data.y_kind, tuple(data.y.shape[1:]), vocab))
+    return (
+        Modality(data.x_kind, tuple(data.x.shape[1:])),
+        Modality(data.y_kind, tuple(data.y.shape[1:]), vocab),
+    )
 
 
 def run_config(data: Dataset, model: str, model_options: dict, train: TrainConfig) -> dict:
     """Everything needed to rebuild the model and reload its data (config.json)."""
     x, y = modalities(data)
     return {
-        "version": CONFIG_VERSION, "model": model, "model_config": model_options,
+        "version": CONFIG_VERSION,
+        "model": model,
+        "model_config": model_options,
         "train": asdict(train),
-        "data": {"path": data.source, "name": data.name, "x": x.to_json(), "y": y.to_json(),
-                 "factor_names": list(data.factor_names), "n_items": len(data)},
+        "data": {
+            "path": data.source,
+            "name": data.name,
+            "x": x.to_json(),
+            "y": y.to_json(),
+            "factor_names": list(data.factor_names),
+            "n_items": len(data),
+        },
     }
 
 
 def optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
     """Adam, fused: one kernel for all parameters instead of ~10 ops per tensor. On the
     toy's small flow encoder that was a quarter of a step (bench/flow_steps.py)."""
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            fused=True)
+    return torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+    )
 
 
 class Trainer:
@@ -131,10 +147,16 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------
     def state(self) -> dict:
-        return {"config": self.config, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "step": self.step,
-                "history": self.history, "elapsed": self.elapsed,
-                "rng": torch.get_rng_state()}
+        return {
+            "config": self.config,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "history": self.history,
+            "elapsed": self.elapsed,
+            "rng": torch.get_rng_state(),
+        }
 
     def restore(self, path: Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=True)
@@ -160,7 +182,7 @@ class Trainer:
         order = torch.randperm(len(self.x), generator=g).to(self.device)
         augment = self.train_cfg.augment == "dihedral" and self.x.dim() == 4
         for step in range(self.step, self.steps_per_epoch):
-            idx = order[step * self.batch:(step + 1) * self.batch]
+            idx = order[step * self.batch : (step + 1) * self.batch]
             x = self.x[idx]
             if augment:  # seeded by (seed, epoch, step): a resumed step replays it
                 x = dihedral(x, torch.Generator().manual_seed(g.initial_seed() * 7919 + step))
@@ -177,19 +199,26 @@ class Trainer:
                 f"non-finite loss at epoch {self.epoch + 1}, step {self.step + 1}: "
                 + ", ".join(f"{k} = {values[k]}" for k in bad)
                 + f". The last good checkpoint {self.out / 'last.pt'} is intact; "
-                "lower --lr and continue with --resume, or start a new --out")
+                "lower --lr and continue with --resume, or start a new --out"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.grad_clip,
-                                       foreach=True)
+        torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.train_cfg.grad_clip, foreach=True
+        )
         self.optimizer.step()
         return values
 
     def run_epoch(self) -> dict[str, float]:
         sums: dict[str, float] = {}
         last_save = time.monotonic()
-        bar = tqdm(total=self.steps_per_epoch, initial=self.step, disable=not self.progress,
-                   desc=f"epoch {self.epoch + 1}/{self.train_cfg.epochs}", leave=False)
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=self.step,
+            disable=not self.progress,
+            desc=f"epoch {self.epoch + 1}/{self.train_cfg.epochs}",
+            leave=False,
+        )
         for step, batch in self.batches(self.epoch):
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr_at(self.epoch, step)
@@ -213,11 +242,13 @@ class Trainer:
             return {}
         self.model.eval()
         n = min(len(self.val_data), 2048)
-        batch = {"x": torch.from_numpy(self.val_data.x[:n]).to(self.device),
-                 "y": torch.from_numpy(self.val_data.y[:n]).to(self.device)}
+        batch = {
+            "x": torch.from_numpy(self.val_data.x[:n]).to(self.device),
+            "y": torch.from_numpy(self.val_data.y[:n]).to(self.device),
+        }
         terms = {}
         for start in range(0, n, self.batch):
-            part = {k: v[start:start + self.batch] for k, v in batch.items()}
+            part = {k: v[start : start + self.batch] for k, v in batch.items()}
             if len(part["x"]) < 2:
                 continue
             for k, v in self.model.loss(part).items():
@@ -246,8 +277,9 @@ class Trainer:
 
     def finish(self, data: Dataset) -> dict:
         self.model.eval()
-        save_torch(self.out / "model.pt", {"config": self.config,
-                                           "state_dict": self.model.state_dict()})
+        save_torch(
+            self.out / "model.pt", {"config": self.config, "state_dict": self.model.state_dict()}
+        )
         split = "test" if (data.split == "test").any() else "all"
         metrics = evaluate(self.model, data, split=split, device=self.device)
         metrics["train_seconds"] = round(self.elapsed, 2)
@@ -257,8 +289,15 @@ class Trainer:
         return metrics
 
 
-def train(data: Dataset, out: str | Path, model: str, model_options: dict | None = None,
-          config: TrainConfig | None = None, resume: bool = False, progress: bool = True) -> dict:
+def train(
+    data: Dataset,
+    out: str | Path,
+    model: str,
+    model_options: dict | None = None,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
     """Train ``model`` on ``data`` into the run directory ``out``; returns the test metrics."""
     out = Path(out)
     last = out / "last.pt"
@@ -270,8 +309,10 @@ def train(data: Dataset, out: str | Path, model: str, model_options: dict | None
         trainer.restore(last)
     else:
         if last.exists() or (out / "model.pt").exists():
-            raise TrainingError(f"{out} already holds a run; continue it with --resume "
-                                "or choose another --out (nothing was changed)")
+            raise TrainingError(
+                f"{out} already holds a run; continue it with --resume "
+                "or choose another --out (nothing was changed)"
+            )
         cfg = run_config(data, model, model_options or {}, config or TrainConfig())
         trainer = Trainer(data, out, cfg, progress)
         out.mkdir(parents=True, exist_ok=True)

@@ -154,13 +154,15 @@ def test_ensure_data_generates_once(tmp_path, monkeypatch):
 
 
 def test_kitchen_data_of_another_generator_version_is_moved_aside_and_regenerated(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     monkeypatch.setattr(analysis, "REPO_ROOT", tmp_path)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "dataset.json").write_text(json.dumps({"version": "1.1", "seed": 0, "n": 4}))
-    run = SimpleNamespace(path=run_dir, config={"data": {"path": "data/kitchen",
-                                                         "name": "kitchen", "n_items": 4}})
+    run = SimpleNamespace(
+        path=run_dir, config={"data": {"path": "data/kitchen", "name": "kitchen", "n_items": 4}}
+    )
 
     def generate(out, n, image_size, seed, version="1.1"):
         Path(out).mkdir(parents=True)
@@ -215,8 +217,9 @@ def test_contact_sheet_and_card_export(tmp_path):
     assert json.loads(json.dumps(card))["image_recipe_agreement"] == 0.8123
 
 
-@pytest.mark.parametrize("low, high", [(-1.2345678, 0.999447226524353), (0.0, 1.0),
-                                       (-3.3, -3.2999), (5.0, 5.0)])
+@pytest.mark.parametrize(
+    "low, high", [(-1.2345678, 0.999447226524353), (0.0, 1.0), (-3.3, -3.2999), (5.0, 5.0)]
+)
 def test_slider_grid_puts_both_ends_on_a_round_step(low, high):
     from ivae.analysis import slider_grid
 

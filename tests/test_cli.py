@@ -23,8 +23,9 @@ FAST = ["--epochs", "2", "--batch-size", "64", "--quiet", "--set", "hidden=32"]
 
 
 def ivae_cli(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "ivae", *args], capture_output=True, text=True,
-                          **kw)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ivae", *args], capture_output=True, text=True, **kw
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -32,15 +33,55 @@ def ivae_cli(*args: str, check: bool = True, **kw) -> subprocess.CompletedProces
 
 def test_toy_train_evaluate_index_round_trip(tmp_path):
     data, run = tmp_path / "toy.npz", tmp_path / "run"
-    assert main(["data", "toy", "--out", str(data), "--sources", "3", "--segments", "6",
-                 "--per-segment", "50"]) == 0
-    assert main(["train", "--data", str(data), "--model", "implicit-ivae", "--out", str(run),
-                 "--latent-dim", "3", *FAST]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "toy",
+                "--out",
+                str(data),
+                "--sources",
+                "3",
+                "--segments",
+                "6",
+                "--per-segment",
+                "50",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--model",
+                "implicit-ivae",
+                "--out",
+                str(run),
+                "--latent-dim",
+                "3",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert {"config.json", "model.pt", "last.pt", "history.csv", "metrics.json"} <= {
-        p.name for p in run.iterdir()}
+        p.name for p in run.iterdir()
+    }
     report = json.loads(ivae_cli("evaluate", str(run), "--json").stdout)
-    assert set(report) == {"model", "latent_dim", "n_items", "split", "mcc", "mcc_spearman",
-                           "mcc_per_factor", "correlation_matrix", "retrieval"}
+    assert set(report) == {
+        "model",
+        "latent_dim",
+        "n_items",
+        "split",
+        "mcc",
+        "mcc_spearman",
+        "mcc_per_factor",
+        "correlation_matrix",
+        "retrieval",
+    }
     assert report["latent_dim"] == 3 and report["split"] == "test"
     assert set(report["mcc_per_factor"]) == {"source 1", "source 2", "source 3"}
     assert np.shape(report["correlation_matrix"]) == (3, 3)
@@ -49,8 +90,14 @@ def test_toy_train_evaluate_index_round_trip(tmp_path):
 
 def test_python_api_matches_the_saved_codes(tmp_path, toy_npz):
     run_dir = tmp_path / "run"
-    train(load_dataset(toy_npz), run_dir, "vae", {"latent_dim": 2, "hidden": 16},
-          TrainConfig(epochs=1, batch_size=32), progress=False)
+    train(
+        load_dataset(toy_npz),
+        run_dir,
+        "vae",
+        {"latent_dim": 2, "hidden": 16},
+        TrainConfig(epochs=1, batch_size=32),
+        progress=False,
+    )
     run = ivae.load_run(run_dir)
     data = run.load_data()
     z = run.encode_x(data.x[:5])
@@ -64,8 +111,16 @@ def test_evaluate_reports_null_mcc_without_ground_truth(tmp_path):
     x = np.random.default_rng(0).standard_normal((300, 4)).astype(np.float32)
     np.savez(tmp_path / "d.npz", x=x, u=np.arange(300) % 5)
     run = tmp_path / "run"
-    ivae_cli("train", "--data", str(tmp_path / "d.npz"), "--model", "contrastive", "--out",
-             str(run), *FAST)
+    ivae_cli(
+        "train",
+        "--data",
+        str(tmp_path / "d.npz"),
+        "--model",
+        "contrastive",
+        "--out",
+        str(run),
+        *FAST,
+    )
     report = json.loads(ivae_cli("evaluate", str(run), "--json").stdout)
     assert report["mcc"] is None and report["mcc_per_factor"] is None
     assert report["retrieval"]["subset_size"] == report["n_items"]
@@ -81,9 +136,27 @@ def _checkpoint_step(path: Path) -> tuple[int, int]:
 
 def test_kill_mid_epoch_then_resume_finishes(tmp_path, toy_npz):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ivae", "train", "--data", toy_npz, "--model", "vae",
-           "--out", str(run), "--epochs", "6", "--batch-size", "16", "--quiet",
-           "--checkpoint-seconds", "0", "--set", "hidden=16"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ivae",
+        "train",
+        "--data",
+        toy_npz,
+        "--model",
+        "vae",
+        "--out",
+        str(run),
+        "--epochs",
+        "6",
+        "--batch-size",
+        "16",
+        "--quiet",
+        "--checkpoint-seconds",
+        "0",
+        "--set",
+        "hidden=16",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait for a checkpoint in the middle of epoch >= 2
@@ -116,8 +189,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, toy_npz, 
 
     monkeypatch.setattr(ImplicitIVAE, "loss", poisoned)
     with pytest.raises(TrainingError, match=r"step \d+: log_volume = nan.*intact"):
-        train(load_dataset(toy_npz), tmp_path / "run", "implicit-ivae", {"hidden": 16},
-              TrainConfig(epochs=5, batch_size=32), progress=False)
+        train(
+            load_dataset(toy_npz),
+            tmp_path / "run",
+            "implicit-ivae",
+            {"hidden": 16},
+            TrainConfig(epochs=5, batch_size=32),
+            progress=False,
+        )
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert state["epoch"] >= 1
     assert all(torch.isfinite(v).all() for v in state["model"].values())
@@ -137,13 +216,21 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize("args, message", BAD_INPUT, ids=[" ".join(a[:2]) + f"-{i}"
-                                                          for i, (a, _) in enumerate(BAD_INPUT)])
+@pytest.mark.parametrize(
+    "args, message",
+    BAD_INPUT,
+    ids=[" ".join(a[:2]) + f"-{i}" for i, (a, _) in enumerate(BAD_INPUT)],
+)
 def test_bad_input_is_one_line_on_stderr(tmp_path, toy_npz, args, message):
     np.savez(tmp_path / "bad.npz", x=np.zeros(10), u=np.zeros(10, int))
     (tmp_path / "notzip.npz").write_text("hello")
-    subs = {"TOY": toy_npz, "BAD": str(tmp_path / "bad.npz"), "RUN": str(tmp_path / "run"),
-            "NOTZIP": str(tmp_path / "notzip.npz"), "X.npz": str(tmp_path / "x.npz")}
+    subs = {
+        "TOY": toy_npz,
+        "BAD": str(tmp_path / "bad.npz"),
+        "RUN": str(tmp_path / "run"),
+        "NOTZIP": str(tmp_path / "notzip.npz"),
+        "X.npz": str(tmp_path / "x.npz"),
+    }
     proc = ivae_cli(*[subs.get(a, a) for a in args], check=False, cwd=tmp_path)
     assert proc.returncode != 0
     assert message in proc.stderr
@@ -170,8 +257,14 @@ def test_name_orients_every_matched_factor_to_rise_with_its_truth(tmp_path, toy_
     from ivae.metrics import mcc
     from ivae.run import name_from_truth
 
-    train(load_dataset(toy_npz), tmp_path / "run", "implicit-ivae", {"latent_dim": 3,
-          "hidden": 16}, TrainConfig(epochs=2, batch_size=32), progress=False)
+    train(
+        load_dataset(toy_npz),
+        tmp_path / "run",
+        "implicit-ivae",
+        {"latent_dim": 3, "hidden": 16},
+        TrainConfig(epochs=2, batch_size=32),
+        progress=False,
+    )
     run = ivae.load_run(tmp_path / "run")
     data = run.load_data()
     notes = name_from_truth(run, data)
@@ -189,8 +282,14 @@ def test_name_orients_every_matched_factor_to_rise_with_its_truth(tmp_path, toy_
 def test_name_notes_the_latents_beyond_the_true_factors(tmp_path, toy_npz):
     from ivae.run import name_from_truth
 
-    train(load_dataset(toy_npz), tmp_path / "run", "implicit-ivae", {"latent_dim": 5,
-          "hidden": 16}, TrainConfig(epochs=1, batch_size=32), progress=False)
+    train(
+        load_dataset(toy_npz),
+        tmp_path / "run",
+        "implicit-ivae",
+        {"latent_dim": 5, "hidden": 16},
+        TrainConfig(epochs=1, batch_size=32),
+        progress=False,
+    )
     run = ivae.load_run(tmp_path / "run")
     notes = name_from_truth(run, run.load_data())["factors"]  # 3 sources, 5 latents
     extra = [f for f in notes if f["notes"].startswith("Not matched")]
@@ -202,8 +301,14 @@ def test_name_notes_the_latents_beyond_the_true_factors(tmp_path, toy_npz):
 def test_weights_from_another_network_give_one_short_line(tmp_path, toy_npz):
     from ivae.run import RunError
 
-    train(load_dataset(toy_npz), tmp_path / "run", "implicit-ivae", {"latent_dim": 3,
-          "hidden": 16}, TrainConfig(epochs=1, batch_size=32), progress=False)
+    train(
+        load_dataset(toy_npz),
+        tmp_path / "run",
+        "implicit-ivae",
+        {"latent_dim": 3, "hidden": 16},
+        TrainConfig(epochs=1, batch_size=32),
+        progress=False,
+    )
     checkpoint = tmp_path / "run" / "model.pt"
     state = torch.load(checkpoint, weights_only=True)
     state["state_dict"] = {k: torch.zeros(2, 2) for k in state["state_dict"]}  # wrong shapes

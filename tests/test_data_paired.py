@@ -21,9 +21,16 @@ def make_dataset(directory, n: int = 4) -> pd.DataFrame:
     rows = []
     for i in range(n):
         Image.new("RGB", (20, 20), COLOURS[i % 4]).save(directory / "images" / f"{i}.png")
-        rows.append({"id": f"item{i}", "image": f"images/{i}.png", "text": f"a red soup number {i}",
-                     "split": ["train", "train", "val", "test"][i % 4],
-                     "factor.redness": i / n, "nuisance.tilt": -float(i)})
+        rows.append(
+            {
+                "id": f"item{i}",
+                "image": f"images/{i}.png",
+                "text": f"a red soup number {i}",
+                "split": ["train", "train", "val", "test"][i % 4],
+                "factor.redness": i / n,
+                "nuisance.tilt": -float(i),
+            }
+        )
     items = pd.DataFrame(rows)
     items.loc[3, "text"] = "onlyintest soup"
     write_paired(directory, items, {"name": "tiny", "factor_names": ["redness"]})
@@ -74,6 +81,7 @@ def rewrite(change):
         items = pd.read_parquet(d / "items.parquet")
         items = change(items)
         items.to_parquet(d / "items.parquet", index=False)
+
     return edit
 
 
@@ -82,6 +90,7 @@ def set_cell(column, value):
         items[column] = items[column].astype(object)
         items.loc[2, column] = value
         return items
+
     return change
 
 
@@ -93,18 +102,21 @@ def broken_image(d):
     (d / "images" / "2.png").write_bytes(b"not a png")
 
 
-@pytest.mark.parametrize("damage, words", [
-    (remove_info, ["dataset.json", "missing"]),
-    (remove_items, ["items.parquet", "missing"]),
-    (rewrite(lambda items: items.drop(columns="text")), ["items.parquet", "'text'", "column"]),
-    (rewrite(set_cell("id", "item0")), ["duplicate id", "'item0'"]),
-    (rewrite(set_cell("split", "training")), ["row 2", "'item2'", "'training'", "train"]),
-    (rewrite(set_cell("image", "images/gone.png")), ["'item2'", "gone.png", "missing"]),
-    (broken_image, ["'item2'", "2.png", "unreadable"]),
-    (bad_info, ["factor.saltiness", "factor_names"]),
-    (rewrite(set_cell("factor.redness", np.nan)), ["row 2", "non-finite"]),
-    (rewrite(set_cell("text", None)), ["row 2", "'text'", "string"]),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (remove_info, ["dataset.json", "missing"]),
+        (remove_items, ["items.parquet", "missing"]),
+        (rewrite(lambda items: items.drop(columns="text")), ["items.parquet", "'text'", "column"]),
+        (rewrite(set_cell("id", "item0")), ["duplicate id", "'item0'"]),
+        (rewrite(set_cell("split", "training")), ["row 2", "'item2'", "'training'", "train"]),
+        (rewrite(set_cell("image", "images/gone.png")), ["'item2'", "gone.png", "missing"]),
+        (broken_image, ["'item2'", "2.png", "unreadable"]),
+        (bad_info, ["factor.saltiness", "factor_names"]),
+        (rewrite(set_cell("factor.redness", np.nan)), ["row 2", "non-finite"]),
+        (rewrite(set_cell("text", None)), ["row 2", "'text'", "string"]),
+    ],
+)
 def test_a_damaged_directory_fails_with_a_message_that_says_where(tmp_path, damage, words):
     make_dataset(tmp_path)
     damage(tmp_path)

@@ -10,13 +10,16 @@ import pytest
 from ivae.data.text import Vocab, tokenize
 
 
-@pytest.mark.parametrize("text, tokens", [
-    ("Add 1 1/2 cups Stock.", ["add", "1", "1/2", "cups", "stock"]),
-    ("Bird's-eye chillies, sliced", ["bird's-eye", "chillies", "sliced"]),
-    ("2.5 tbsp soy sauce", ["2.5", "tbsp", "soy", "sauce"]),
-    ("- 400 g beef\n1. Brown it", ["400", "g", "beef", "1", "brown", "it"]),
-    ("", []),
-])
+@pytest.mark.parametrize(
+    "text, tokens",
+    [
+        ("Add 1 1/2 cups Stock.", ["add", "1", "1/2", "cups", "stock"]),
+        ("Bird's-eye chillies, sliced", ["bird's-eye", "chillies", "sliced"]),
+        ("2.5 tbsp soy sauce", ["2.5", "tbsp", "soy", "sauce"]),
+        ("- 400 g beef\n1. Brown it", ["400", "g", "beef", "1", "brown", "it"]),
+        ("", []),
+    ],
+)
 def test_tokenize(text, tokens):
     assert tokenize(text) == tokens
 

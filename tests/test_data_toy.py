@@ -6,12 +6,15 @@ import pytest
 from ivae.data import toy
 
 
-@pytest.mark.parametrize(("data_dim", "mixing", "draws"), [
-    (5, "repeat", 1),  # square: the first matrix is reused by every later layer
-    (8, "repeat", 2),  # non-square: the first is (5, 8), one (8, 8) is shared after it
-    (5, "independent", 3),
-    (8, "independent", 3),
-])
+@pytest.mark.parametrize(
+    ("data_dim", "mixing", "draws"),
+    [
+        (5, "repeat", 1),  # square: the first matrix is reused by every later layer
+        (8, "repeat", 2),  # non-square: the first is (5, 8), one (8, 8) is shared after it
+        (5, "independent", 3),
+        (8, "independent", 3),
+    ],
+)
 def test_mixing_draws_the_expected_number_of_matrices(monkeypatch, data_dim, mixing, draws):
     calls = []
     original = toy._well_conditioned

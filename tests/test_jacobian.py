@@ -55,8 +55,9 @@ def test_half_logdet_of_an_isometry_is_zero_and_scales_with_k():
     q, _ = torch.linalg.qr(torch.randn(10, 3, dtype=torch.float64))
     jac = q.T[None]  # (1, 3, 10) with orthonormal rows
     torch.testing.assert_close(half_logdet_jjt(jac, eps=0.0), torch.zeros(1, dtype=torch.float64))
-    torch.testing.assert_close(half_logdet_jjt(2 * jac, eps=0.0),
-                               3 * torch.log(torch.tensor([2.0], dtype=torch.float64)))
+    torch.testing.assert_close(
+        half_logdet_jjt(2 * jac, eps=0.0), 3 * torch.log(torch.tensor([2.0], dtype=torch.float64))
+    )
 
 
 def test_conditioning_gap_is_zero_only_for_a_conformal_map():
@@ -99,8 +100,12 @@ def test_implicit_model_uses_the_flow_log_determinant_on_the_whole_batch():
     from ivae.nets import Modality
 
     torch.manual_seed(0)
-    model = build_model("implicit-ivae", {"latent_dim": 3, "hidden": 8, "jacobian_samples": 2},
-                        Modality("vector", (3,)), Modality("vector", (2,)))
+    model = build_model(
+        "implicit-ivae",
+        {"latent_dim": 3, "hidden": 8, "jacobian_samples": 2},
+        Modality("vector", (3,)),
+        Modality("vector", (2,)),
+    )
     batch = {"x": torch.randn(6, 3), "y": torch.randn(6, 2)}
     terms = model.loss(batch)
     _, logdet = model.encoder.forward_with_logdet(batch["x"])
@@ -111,9 +116,11 @@ def test_square_vector_data_gets_an_invertible_encoder():
     from ivae.models import build_model
     from ivae.nets import CouplingFlow, Modality
 
-    square = build_model("implicit-ivae", {"latent_dim": 4}, Modality("vector", (4,)),
-                         Modality("vector", (3,)))
-    wide = build_model("implicit-ivae", {"latent_dim": 4}, Modality("vector", (9,)),
-                       Modality("vector", (3,)))
+    square = build_model(
+        "implicit-ivae", {"latent_dim": 4}, Modality("vector", (4,)), Modality("vector", (3,))
+    )
+    wide = build_model(
+        "implicit-ivae", {"latent_dim": 4}, Modality("vector", (9,)), Modality("vector", (3,))
+    )
     assert isinstance(square.encoder, CouplingFlow)
     assert not isinstance(wide.encoder, CouplingFlow)

@@ -12,9 +12,19 @@ from ivae.data import kitchen
 from ivae.data.paired import load_paired
 from ivae.data.text import Vocab
 
-NEUTRAL = {"plate_hue": 0.6, "plate_saturation": 0.0, "table_hue": 0.08, "table_value": 0.5,
-           "brightness": 1.0, "warmth": 0.0, "zoom": 1.0, "offset_x": 0.0, "offset_y": 0.0,
-           "rotation": 0.0, "noise": 0.0}
+NEUTRAL = {
+    "plate_hue": 0.6,
+    "plate_saturation": 0.0,
+    "table_hue": 0.08,
+    "table_value": 0.5,
+    "brightness": 1.0,
+    "warmth": 0.0,
+    "zoom": 1.0,
+    "offset_x": 0.0,
+    "offset_y": 0.0,
+    "rotation": 0.0,
+    "noise": 0.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +35,16 @@ def recipes() -> pd.DataFrame:
 def photos(factor: str, value: float, dish: str, size: int = 48) -> np.ndarray:
     """(4, size, size, 3) float photos with one factor set, the others at 0.4."""
     factors = dict.fromkeys(kitchen.FACTORS, 0.4) | {factor: value}
-    return np.stack([np.asarray(kitchen.render_dish(factors, NEUTRAL, size,
-                                                    np.random.default_rng(seed), dish),
-                                np.float32) / 255 for seed in range(4)])
+    return np.stack(
+        [
+            np.asarray(
+                kitchen.render_dish(factors, NEUTRAL, size, np.random.default_rng(seed), dish),
+                np.float32,
+            )
+            / 255
+            for seed in range(4)
+        ]
+    )
 
 
 def in_bowl(x: np.ndarray) -> np.ndarray:
@@ -58,22 +75,27 @@ def wet_share(x):
 
 
 @pytest.mark.parametrize("dish", ["stew", "soup", "dessert"])
-@pytest.mark.parametrize("factor, measure", [
-    ("greenness", green_share),
-    ("spiciness", red_share),
-    ("savoriness", dark_share),
-    ("wateriness", wet_share),
-])
+@pytest.mark.parametrize(
+    "factor, measure",
+    [
+        ("greenness", green_share),
+        ("spiciness", red_share),
+        ("savoriness", dark_share),
+        ("wateriness", wet_share),
+    ],
+)
 def test_a_factor_change_shows_in_the_photo(factor, measure, dish):
     low, high = measure(photos(factor, 0.1, dish)), measure(photos(factor, 0.9, dish))
     assert high > low + 0.1, (low, high)
 
 
 def test_same_seed_same_bytes_with_any_worker_count(tmp_path):
-    one = kitchen.generate_kitchen(tmp_path / "a", n=12, image_size=32, seed=5, progress=False,
-                                   workers=1)
-    two = kitchen.generate_kitchen(tmp_path / "b", n=12, image_size=32, seed=5, progress=False,
-                                   workers=2)
+    one = kitchen.generate_kitchen(
+        tmp_path / "a", n=12, image_size=32, seed=5, progress=False, workers=1
+    )
+    two = kitchen.generate_kitchen(
+        tmp_path / "b", n=12, image_size=32, seed=5, progress=False, workers=2
+    )
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
     assert len(files) == 12 + 2
     for name in files:
@@ -87,8 +109,7 @@ def test_another_seed_changes_the_data():
 
 
 def test_the_directory_loads_with_every_column(tmp_path):
-    out = kitchen.generate_kitchen(tmp_path, n=20, image_size=32, seed=0, progress=False,
-                                   workers=1)
+    out = kitchen.generate_kitchen(tmp_path, n=20, image_size=32, seed=0, progress=False, workers=1)
     info = json.loads((out / "dataset.json").read_text())
     assert info["name"] == "kitchen" and info["generator"] == "ivae data kitchen"
     assert info["factor_names"] == list(kitchen.FACTORS) and info["seed"] == 0
@@ -129,12 +150,15 @@ def test_nuisances_do_not_depend_on_the_dish(recipes):
         assert means.max() - means.min() < 0.2 * (high - low), name
 
 
-@pytest.mark.parametrize("factor, words", [
-    ("greenness", {"spinach", "peas", "kale", "basil", "parsley", "beans", "pak", "mint"}),
-    ("spiciness", {"chillies", "jalapenos", "paprika", "cayenne", "fiery", "spicy"}),
-    ("savoriness", {"beef", "chicken", "pork", "lamb", "bacon", "mushrooms", "chocolate"}),
-    ("wateriness", {"stock", "brothy", "dashi", "milk"}),
-])
+@pytest.mark.parametrize(
+    "factor, words",
+    [
+        ("greenness", {"spinach", "peas", "kale", "basil", "parsley", "beans", "pak", "mint"}),
+        ("spiciness", {"chillies", "jalapenos", "paprika", "cayenne", "fiery", "spicy"}),
+        ("savoriness", {"beef", "chicken", "pork", "lamb", "bacon", "mushrooms", "chocolate"}),
+        ("wateriness", {"stock", "brothy", "dashi", "milk"}),
+    ],
+)
 def test_the_recipe_names_what_a_high_factor_puts_in_the_dish(recipes, factor, words):
     high = recipes[recipes[f"factor.{factor}"] > 0.8]
     low = recipes[recipes[f"factor.{factor}"] < 0.1]
@@ -147,8 +171,23 @@ def test_the_recipe_names_what_a_high_factor_puts_in_the_dish(recipes, factor, w
 
 
 def test_recipes_never_describe_the_nuisances(recipes):
-    banned = {"plate", "table", "camera", "zoom", "rotation", "rotated", "noise", "lighting",
-              "blue", "purple", "pink", "wooden", "photo", "warmth", "brightness"}
+    banned = {
+        "plate",
+        "table",
+        "camera",
+        "zoom",
+        "rotation",
+        "rotated",
+        "noise",
+        "lighting",
+        "blue",
+        "purple",
+        "pink",
+        "wooden",
+        "photo",
+        "warmth",
+        "brightness",
+    }
     vocab = Vocab.build(recipes["text"], min_count=1)
     assert not banned & set(vocab.tokens)
 
@@ -176,7 +215,8 @@ def test_the_text_carries_the_factors_and_not_the_nuisances(recipes):
     assert ridge_r2(words, nuisances).max() < 0.1
 
 
-@pytest.mark.parametrize("x, text", [(0.25, "1/4"), (1.5, "1 1/2"), (0.74, "3/4"), (3.0, "3"),
-                                     (0.01, "1/4")])
+@pytest.mark.parametrize(
+    "x, text", [(0.25, "1/4"), (1.5, "1 1/2"), (0.74, "3/4"), (3.0, "3"), (0.01, "1/4")]
+)
 def test_amounts_read_like_a_cook_wrote_them(x, text):
     assert kitchen.amount(x) == text

@@ -98,8 +98,12 @@ def test_pairwise_log_prob_is_the_elementwise_gaussian_log_density():
     z = 3 * torch.randn(7, 4, generator=g, dtype=torch.float64)
     mean = torch.randn(5, 4, generator=g, dtype=torch.float64)
     logvar = torch.empty(5, 4, dtype=torch.float64).uniform_(-6, 4, generator=g)
-    expected = torch.stack([torch.stack([gaussian_log_prob(z[i], mean[j], logvar[j])
-                                         for j in range(5)]) for i in range(7)])
+    expected = torch.stack(
+        [
+            torch.stack([gaussian_log_prob(z[i], mean[j], logvar[j]) for j in range(5)])
+            for i in range(7)
+        ]
+    )
     torch.testing.assert_close(pairwise_log_prob(z, mean, logvar), expected)
     single = pairwise_log_prob(z.float(), mean.float(), logvar.float()).double()
     torch.testing.assert_close(single, expected, rtol=1e-5, atol=1e-2)

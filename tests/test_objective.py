@@ -15,8 +15,15 @@ from ivae.train import TrainConfig, Trainer, run_config, train
 
 # 2 sources in 6 dimensions with 0.1 observation noise: a 2-d manifold in a 6-d space, the
 # setting in which the pointwise log-volume term can grow along the 4 normal directions.
-TOY = {"sources": 2, "data_dim": 6, "segments": 10, "per_segment": 200, "noise": 0.1,
-       "modulate": "mean-variance", "seed": 0}
+TOY = {
+    "sources": 2,
+    "data_dim": 6,
+    "segments": 10,
+    "per_segment": 200,
+    "noise": 0.1,
+    "modulate": "mean-variance",
+    "seed": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +34,12 @@ def toy(tmp_path_factory):
 def fit(data, tmp_path, options: dict, epochs: int = 12):
     """~300 Adam steps (1 600 training items, batch 64); returns the model and val codes."""
     torch.manual_seed(0)
-    config = run_config(data, "implicit-ivae", {"hidden": 32, "latent_dim": 2, **options},
-                        TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, device="cpu"))
+    config = run_config(
+        data,
+        "implicit-ivae",
+        {"hidden": 32, "latent_dim": 2, **options},
+        TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, device="cpu"),
+    )
     tmp_path.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(data, tmp_path, config, progress=False)
     trainer.fit()
@@ -65,6 +76,12 @@ def test_likelihood_without_its_jacobian_term_collapses(toy, tmp_path):
 
 def test_train_function_accepts_the_default_options(toy, tmp_path):
     """A smoke run through the public ``train`` entry point (one epoch)."""
-    metrics = train(toy, tmp_path / "run", "implicit-ivae", {"hidden": 16, "latent_dim": 2},
-                    TrainConfig(epochs=1, batch_size=64, device="cpu"), progress=False)
+    metrics = train(
+        toy,
+        tmp_path / "run",
+        "implicit-ivae",
+        {"hidden": 16, "latent_dim": 2},
+        TrainConfig(epochs=1, batch_size=64, device="cpu"),
+        progress=False,
+    )
     assert metrics["mcc"] is not None and np.isfinite(metrics["mcc"])

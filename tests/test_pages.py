@@ -138,8 +138,12 @@ def test_factor_card_notes_are_saved(tiny_run, tmp_path):
     at.button[0].click().run()  # the form's submit button
     assert_ok(at)
     saved = json.loads((run_copy / "factors.json").read_text())
-    assert saved["factors"][0] == {"index": 0, "name": "redness", "notes": "tomato and chilli",
-                                   "sign": 1}  # the orientation is kept
+    assert saved["factors"][0] == {
+        "index": 0,
+        "name": "redness",
+        "notes": "tomato and chilli",
+        "sign": 1,
+    }  # the orientation is kept
 
 
 @pytest.mark.parametrize("page", [None, *PAGES])

@@ -16,9 +16,14 @@ FIXTURE = Path(__file__).parent / "fixtures" / "recipe1m"
 
 
 def run(out, **kwargs) -> dict:
-    args = {"layer1": FIXTURE / "layer1.json", "layer2": FIXTURE / "layer2.json",
-            "images_dir": FIXTURE / "images", "out_dir": out, "image_size": 16,
-            "progress": False} | kwargs
+    args = {
+        "layer1": FIXTURE / "layer1.json",
+        "layer2": FIXTURE / "layer2.json",
+        "images_dir": FIXTURE / "images",
+        "out_dir": out,
+        "image_size": 16,
+        "progress": False,
+    } | kwargs
     return recipe1m.import_recipe1m(**args)
 
 
@@ -84,14 +89,27 @@ def test_a_malformed_element_names_the_file_the_element_and_the_byte(tmp_path):
     assert f"byte {byte}" in message
 
 
-@pytest.mark.parametrize("record, words", [
-    ({"id": "a", "title": "T", "ingredients": [], "instructions": [], "partition": "dev"},
-     ["'dev'", "partition", "element 0"]),
-    ({"id": "a", "ingredients": [], "instructions": [], "partition": "train"}, ["'title'"]),
-    ({"id": "a", "title": "T", "ingredients": ["salt"], "instructions": [], "partition": "train"},
-     ["'ingredients'", '{"text": str}']),
-    (["not", "an", "object"], ["element 0", "expected an object"]),
-])
+@pytest.mark.parametrize(
+    "record, words",
+    [
+        (
+            {"id": "a", "title": "T", "ingredients": [], "instructions": [], "partition": "dev"},
+            ["'dev'", "partition", "element 0"],
+        ),
+        ({"id": "a", "ingredients": [], "instructions": [], "partition": "train"}, ["'title'"]),
+        (
+            {
+                "id": "a",
+                "title": "T",
+                "ingredients": ["salt"],
+                "instructions": [],
+                "partition": "train",
+            },
+            ["'ingredients'", '{"text": str}'],
+        ),
+        (["not", "an", "object"], ["element 0", "expected an object"]),
+    ],
+)
 def test_a_bad_record_is_named(tmp_path, record, words):
     layer1 = tmp_path / "layer1.json"
     layer1.write_text(json.dumps([record]))
@@ -112,16 +130,20 @@ def test_streaming_reads_what_json_load_reads(tmp_path, monkeypatch, chunk, inde
     assert list(recipe1m.iter_json_array(path)) == ELEMENTS
 
 
-@pytest.mark.parametrize("text, element, byte", [
-    ('[{"a": "é"}, {"b": 1 "c": 2}]', 1, len('[{"a": "é"}, {"b": 1 '.encode())),
-    ('[{"a": 1}, {"b": 2}', 2, len(b'[{"a": 1}, {"b": 2}')),  # truncated
-    ('[{"a": 1} {"b": 2}]', 1, len(b'[{"a": 1} ')),
-    ('{"a": 1}', 0, 0),
-    ('[{"a": 1}, {"b": "unterminated}]', 1, len(b'[{"a": 1}, {"b": ')),
-])
+@pytest.mark.parametrize(
+    "text, element, byte",
+    [
+        ('[{"a": "é"}, {"b": 1 "c": 2}]', 1, len('[{"a": "é"}, {"b": 1 '.encode())),
+        ('[{"a": 1}, {"b": 2}', 2, len(b'[{"a": 1}, {"b": 2}')),  # truncated
+        ('[{"a": 1} {"b": 2}]', 1, len(b'[{"a": 1} ')),
+        ('{"a": 1}', 0, 0),
+        ('[{"a": 1}, {"b": "unterminated}]', 1, len(b'[{"a": 1}, {"b": ')),
+    ],
+)
 @pytest.mark.parametrize("chunk", [3, 1 << 20])
-def test_malformed_json_names_the_element_and_byte(tmp_path, monkeypatch, text, element, byte,
-                                                    chunk):
+def test_malformed_json_names_the_element_and_byte(
+    tmp_path, monkeypatch, text, element, byte, chunk
+):
     monkeypatch.setattr(recipe1m, "CHUNK_CHARS", chunk)
     path = tmp_path / "bad.json"
     path.write_text(text, encoding="utf-8")

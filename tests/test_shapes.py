@@ -17,11 +17,14 @@ def mask(img) -> np.ndarray:
     return np.asarray(img, np.float32).max(-1) > 80
 
 
-@pytest.mark.parametrize("factor, low, high, measure", [
-    ("x", 0.1, 0.9, lambda m: np.nonzero(m)[1].mean()),
-    ("y", 0.1, 0.9, lambda m: np.nonzero(m)[0].mean()),
-    ("size", 0.0, 1.0, lambda m: m.sum()),
-])
+@pytest.mark.parametrize(
+    "factor, low, high, measure",
+    [
+        ("x", 0.1, 0.9, lambda m: np.nonzero(m)[1].mean()),
+        ("y", 0.1, 0.9, lambda m: np.nonzero(m)[0].mean()),
+        ("size", 0.0, 1.0, lambda m: m.sum()),
+    ],
+)
 def test_each_factor_moves_the_shape(factor, low, high, measure):
     base = {"hue": 0.3, "size": 0.5, "x": 0.5, "y": 0.5}
     small = measure(mask(shapes.render_shape("square", **(base | {factor: low}), rotation=10)))
@@ -46,12 +49,15 @@ def test_rotation_changes_the_image_but_not_the_caption():
     assert not words & {"rotated", "rotation", "degrees", "tilted", "turned", "upright"}
 
 
-@pytest.mark.parametrize("args, text", [
-    (("square", 0.0, 0.7, 0.1, 0.1), "a large red square near the top left"),
-    (("star", 0.66, 0.1, 0.5, 0.5), "a tiny blue star in the centre"),
-    (("circle", 0.98, 0.5, 0.9, 0.5), "a medium red circle on the right"),
-    (("triangle", 0.17, 0.99, 0.5, 0.9), "a huge yellow triangle near the bottom"),
-])
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        (("square", 0.0, 0.7, 0.1, 0.1), "a large red square near the top left"),
+        (("star", 0.66, 0.1, 0.5, 0.5), "a tiny blue star in the centre"),
+        (("circle", 0.98, 0.5, 0.9, 0.5), "a medium red circle on the right"),
+        (("triangle", 0.17, 0.99, 0.5, 0.9), "a huge yellow triangle near the bottom"),
+    ],
+)
 def test_captions(args, text):
     assert shapes.caption(*args) == text
 

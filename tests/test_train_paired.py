@@ -29,8 +29,14 @@ def test_every_model_trains_on_image_text_data(paired, model, tmp_path):
     name, data = paired
     assert data.x.shape[1:] == (3, 32, 32) and data.x.dtype == np.uint8
     assert data.y_kind == "text" and data.factors is not None
-    metrics = train(data, tmp_path / "run", model, {"latent_dim": 3, "hidden": 32},
-                    TrainConfig(epochs=1, batch_size=16), progress=False)
+    metrics = train(
+        data,
+        tmp_path / "run",
+        model,
+        {"latent_dim": 3, "hidden": 32},
+        TrainConfig(epochs=1, batch_size=16),
+        progress=False,
+    )
     assert metrics["model"] == model and metrics["latent_dim"] == 3
     assert np.isfinite(metrics["mcc"]) and metrics["retrieval"]["subset_size"] > 0
     run = ivae.load_run(tmp_path / "run")
@@ -47,9 +53,13 @@ def test_dihedral_augmentation_applies_the_eight_symmetries_of_the_square():
     image = torch.arange(16, dtype=torch.uint8).reshape(1, 1, 4, 4)
     batch = image.repeat(256, 1, 1, 1)
     out = dihedral(batch, torch.Generator().manual_seed(0))
-    symmetries = {torch.rot90(image, k, (2, 3)).flip(3).numpy().tobytes() if flip
-                  else torch.rot90(image, k, (2, 3)).numpy().tobytes()
-                  for k in range(4) for flip in (False, True)}
+    symmetries = {
+        torch.rot90(image, k, (2, 3)).flip(3).numpy().tobytes()
+        if flip
+        else torch.rot90(image, k, (2, 3)).numpy().tobytes()
+        for k in range(4)
+        for flip in (False, True)
+    }
     seen = {img.numpy().tobytes() for img in out.unsqueeze(1)}
     assert len(symmetries) == 8 and seen == symmetries  # every symmetry, nothing else
     assert torch.equal(out, dihedral(batch, torch.Generator().manual_seed(0)))  # seeded
@@ -58,8 +68,14 @@ def test_dihedral_augmentation_applies_the_eight_symmetries_of_the_square():
 
 def test_augmented_training_and_a_wider_image_encoder(paired, tmp_path):
     _, data = paired
-    train(data, tmp_path / "run", "implicit-ivae", {"latent_dim": 3, "hidden": 32, "width": 8},
-          TrainConfig(epochs=1, batch_size=16, augment="dihedral"), progress=False)
+    train(
+        data,
+        tmp_path / "run",
+        "implicit-ivae",
+        {"latent_dim": 3, "hidden": 32, "width": 8},
+        TrainConfig(epochs=1, batch_size=16, augment="dihedral"),
+        progress=False,
+    )
     run = ivae.load_run(tmp_path / "run")
     assert run.config["train"]["augment"] == "dihedral"
     assert run.model.encoder.features[0].out_channels == 8

@@ -50,8 +50,10 @@ def write_paired(directory: str | Path, items: pd.DataFrame, info: dict) -> None
 def read_info(directory: Path) -> dict:
     path = directory / INFO
     if not path.is_file():
-        raise DataError(f"{path}: missing; a paired dataset directory needs {INFO} and {ITEMS} "
-                        f"(create one with `ivae data kitchen --out DIR`)")
+        raise DataError(
+            f"{path}: missing; a paired dataset directory needs {INFO} and {ITEMS} "
+            f"(create one with `ivae data kitchen --out DIR`)"
+        )
     try:
         info = json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -80,24 +82,31 @@ def validate_items(items: pd.DataFrame, path: Path) -> None:
     """Every DESIGN.md requirement on the rows, each failure naming the row and the fix."""
     missing = [c for c in REQUIRED_COLUMNS if c not in items.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; expected at least "
-                        f"{list(REQUIRED_COLUMNS)}, found {list(items.columns)}")
+        raise DataError(
+            f"{path}: missing column(s) {missing}; expected at least "
+            f"{list(REQUIRED_COLUMNS)}, found {list(items.columns)}"
+        )
     for column in REQUIRED_COLUMNS:
         bad = items[column].map(lambda v: not isinstance(v, str))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{path}: row {row}: column '{column}' must be a string, "
-                            f"got {items[column].iloc[row]!r}")
+            raise DataError(
+                f"{path}: row {row}: column '{column}' must be a string, "
+                f"got {items[column].iloc[row]!r}"
+            )
     duplicated = items["id"].duplicated()
     if duplicated.any():
         dup = items["id"][duplicated].iloc[0]
-        raise DataError(f"{path}: duplicate id {dup!r} ({int(duplicated.sum())} duplicates); "
-                        "ids must be unique")
+        raise DataError(
+            f"{path}: duplicate id {dup!r} ({int(duplicated.sum())} duplicates); ids must be unique"
+        )
     bad_split = ~items["split"].isin(SPLITS)
     if bad_split.any():
         row = int(np.flatnonzero(bad_split)[0])
-        raise DataError(f"{path}: row {row} (id {items['id'].iloc[row]!r}): split "
-                        f"{items['split'].iloc[row]!r} is not one of {list(SPLITS)}")
+        raise DataError(
+            f"{path}: row {row} (id {items['id'].iloc[row]!r}): split "
+            f"{items['split'].iloc[row]!r} is not one of {list(SPLITS)}"
+        )
 
 
 def ground_truth(items: pd.DataFrame, prefix: str, names: list[str], path: Path):
@@ -107,13 +116,17 @@ def ground_truth(items: pd.DataFrame, prefix: str, names: list[str], path: Path)
     columns = [f"{prefix}.{name}" for name in names]
     missing = [c for c in columns if c not in items.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing} for the names listed in "
-                        f"{INFO}; add them or fix 'factor_names'")
+        raise DataError(
+            f"{path}: missing column(s) {missing} for the names listed in "
+            f"{INFO}; add them or fix 'factor_names'"
+        )
     values = items[columns].to_numpy(dtype=np.float32)
     if not np.isfinite(values).all():
         row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
-        raise DataError(f"{path}: row {row} (id {items['id'].iloc[row]!r}): non-finite {prefix} "
-                        "value; ground truth must be finite numbers")
+        raise DataError(
+            f"{path}: row {row} (id {items['id'].iloc[row]!r}): non-finite {prefix} "
+            "value; ground truth must be finite numbers"
+        )
     return values
 
 
@@ -123,11 +136,15 @@ def decode_image(directory: Path, item_id: str, relative: str, size: int) -> np.
         with Image.open(path) as img:
             return image_to_array(img, size)
     except FileNotFoundError as error:
-        raise DataError(f"{directory / ITEMS}: row id {item_id!r}: image file {path} is missing; "
-                        "restore it or drop the row") from error
+        raise DataError(
+            f"{directory / ITEMS}: row id {item_id!r}: image file {path} is missing; "
+            "restore it or drop the row"
+        ) from error
     except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"{directory / ITEMS}: row id {item_id!r}: image file {path} is "
-                        f"unreadable ({error}); replace it or drop the row") from error
+        raise DataError(
+            f"{directory / ITEMS}: row id {item_id!r}: image file {path} is "
+            f"unreadable ({error}); replace it or drop the row"
+        ) from error
 
 
 def decode_images(directory: Path, items: pd.DataFrame, size: int, progress: bool) -> np.ndarray:
@@ -165,8 +182,11 @@ def cached_images(directory: Path, items: pd.DataFrame, size: int, progress: boo
         atomic_write(cache, lambda f: np.save(f, array))
         atomic_write(stamp, lambda f: f.write(json.dumps({"items_sha1": digest}).encode()))
     except OSError as error:
-        warnings.warn(f"{cache}: could not write the image cache ({error}); the next load "
-                      "will decode the images again", stacklevel=2)
+        warnings.warn(
+            f"{cache}: could not write the image cache ({error}); the next load "
+            "will decode the images again",
+            stacklevel=2,
+        )
     return array
 
 
@@ -184,8 +204,10 @@ def load_paired(
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise DataError(f"{directory}: not a directory; expected a paired dataset directory "
-                        f"with {INFO} and {ITEMS}")
+        raise DataError(
+            f"{directory}: not a directory; expected a paired dataset directory "
+            f"with {INFO} and {ITEMS}"
+        )
     info = read_info(directory)
     items = read_items(directory)
     path = directory / ITEMS

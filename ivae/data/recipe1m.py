@@ -51,7 +51,7 @@ class ArrayReader:
             return False
         if self.pos > CHUNK_CHARS:
             self.bytes_before += len(self.buf[: self.pos].encode("utf-8"))
-            self.buf, self.pos = self.buf[self.pos:], 0
+            self.buf, self.pos = self.buf[self.pos :], 0
         chunk = self.file.read(CHUNK_CHARS)
         self.eof = not chunk
         self.buf += chunk
@@ -63,16 +63,18 @@ class ArrayReader:
             while self.pos < len(self.buf) and self.buf[self.pos] in WHITESPACE:
                 self.pos += 1
             if self.pos < len(self.buf) or not self.more():
-                return self.buf[self.pos: self.pos + 1]
+                return self.buf[self.pos : self.pos + 1]
 
     def byte_offset(self, pos: int | None = None) -> int:
         pos = self.pos if pos is None else pos
         return self.bytes_before + len(self.buf[:pos].encode("utf-8"))
 
     def fail(self, index: int, what: str, pos: int | None = None) -> DataError:
-        return DataError(f"{self.path}: malformed JSON at byte {self.byte_offset(pos)} (array "
-                         f"element {index}): {what}; the file may be truncated or corrupted, "
-                         "download it again")
+        return DataError(
+            f"{self.path}: malformed JSON at byte {self.byte_offset(pos)} (array "
+            f"element {index}): {what}; the file may be truncated or corrupted, "
+            "download it again"
+        )
 
 
 def decode_element(reader: ArrayReader, decoder: json.JSONDecoder, index: int):
@@ -110,8 +112,9 @@ def iter_json_array(path: str | Path) -> Iterator[object]:
             if token == "]":
                 return
             if token != ",":
-                raise reader.fail(index, f"expected ',' or ']' after an element, got {token!r}",
-                                  reader.pos - 1)
+                raise reader.fail(
+                    index, f"expected ',' or ']' after an element, got {token!r}", reader.pos - 1
+                )
             reader.skip_space()
     finally:
         reader.file.close()
@@ -123,12 +126,13 @@ def iter_json_array(path: str | Path) -> Iterator[object]:
 def need(record, key: str, kind: type, path: Path, index: int):
     """record[key], checked: a missing or mistyped key names the file, element and key."""
     if not isinstance(record, dict):
-        raise DataError(f"{path}: element {index} is a {type(record).__name__}, expected an "
-                        "object")
+        raise DataError(f"{path}: element {index} is a {type(record).__name__}, expected an object")
     value = record.get(key)
     if not isinstance(value, kind):
-        raise DataError(f"{path}: element {index} (id {record.get('id')!r}): key {key!r} should "
-                        f"be a {kind.__name__}, got {value!r:.60}")
+        raise DataError(
+            f"{path}: element {index} (id {record.get('id')!r}): key {key!r} should "
+            f"be a {kind.__name__}, got {value!r:.60}"
+        )
     return value
 
 
@@ -136,8 +140,10 @@ def texts(record, key: str, path: Path, index: int) -> list[str]:
     """The 'text' fields of a list of {"text": ...} objects."""
     items = need(record, key, list, path, index)
     if not all(isinstance(x, dict) and isinstance(x.get("text"), str) for x in items):
-        raise DataError(f"{path}: element {index} (id {record.get('id')!r}): {key!r} should be "
-                        'a list of {"text": str} objects')
+        raise DataError(
+            f"{path}: element {index} (id {record.get('id')!r}): {key!r} should be "
+            'a list of {"text": str} objects'
+        )
     return [x["text"] for x in items]
 
 
@@ -161,15 +167,26 @@ def detected(det_ingrs: Path | None) -> Iterator[tuple[str, list[str]] | None]:
         names = texts(record, "ingredients", det_ingrs, i)
         valid = need(record, "valid", list, det_ingrs, i)
         if len(valid) != len(names):
-            raise DataError(f"{det_ingrs}: element {i}: 'valid' has {len(valid)} flags for "
-                            f"{len(names)} ingredients")
+            raise DataError(
+                f"{det_ingrs}: element {i}: 'valid' has {len(valid)} flags for "
+                f"{len(names)} ingredients"
+            )
         kept = [name for name, ok in zip(names, valid, strict=True) if ok]
         yield need(record, "id", str, det_ingrs, i), kept
 
 
 def recipe_text(title: str, ingredients: list[str], instructions: list[str]) -> str:
-    return "\n".join([title, "", "Ingredients:", *(f"- {x}" for x in ingredients), "",
-                      "Instructions:", *(f"{i}. {x}" for i, x in enumerate(instructions, 1))])
+    return "\n".join(
+        [
+            title,
+            "",
+            "Ingredients:",
+            *(f"- {x}" for x in ingredients),
+            "",
+            "Instructions:",
+            *(f"{i}. {x}" for i, x in enumerate(instructions, 1)),
+        ]
+    )
 
 
 def with_bar(iterable, progress: bool, desc: str):
@@ -190,10 +207,17 @@ class ItemsWriter:
         self.path, self.tmp = out / ITEMS, out / f".{ITEMS}.partial"
         self.rows: list[dict] = []
         self.writer = None
-        self.schema = pa.schema([("id", pa.string()), ("image", pa.string()),
-                                 ("text", pa.string()), ("split", pa.string()),
-                                 ("title", pa.string()), ("ingredients", pa.list_(pa.string())),
-                                 ("recipe_id", pa.string())])
+        self.schema = pa.schema(
+            [
+                ("id", pa.string()),
+                ("image", pa.string()),
+                ("text", pa.string()),
+                ("split", pa.string()),
+                ("title", pa.string()),
+                ("ingredients", pa.list_(pa.string())),
+                ("recipe_id", pa.string()),
+            ]
+        )
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
@@ -220,18 +244,24 @@ def save_image(source: Path, target: Path, image_size: int) -> bool:
     except (UnidentifiedImageError, OSError):
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(array.transpose(1, 2, 0))).save(target, "JPEG",
-                                                                        quality=92)
+    Image.fromarray(np.ascontiguousarray(array.transpose(1, 2, 0))).save(target, "JPEG", quality=92)
     return True
 
 
 # --------------------------------------------------------------------------- the import
 
 
-def import_recipe1m(layer1: str | Path, layer2: str | Path, images_dir: str | Path,
-                    out_dir: str | Path, det_ingrs: str | Path | None = None,
-                    limit: int | None = None, all_images: bool = False, image_size: int = 128,
-                    progress: bool = True) -> dict:
+def import_recipe1m(
+    layer1: str | Path,
+    layer2: str | Path,
+    images_dir: str | Path,
+    out_dir: str | Path,
+    det_ingrs: str | Path | None = None,
+    limit: int | None = None,
+    all_images: bool = False,
+    image_size: int = 128,
+    progress: bool = True,
+) -> dict:
     """Convert Recipe1M into a paired directory; returns counts of what was kept and skipped.
 
     One row per recipe with its first existing image (``all_images``: one row per image).
@@ -241,13 +271,22 @@ def import_recipe1m(layer1: str | Path, layer2: str | Path, images_dir: str | Pa
     started = time.perf_counter()
     layer1, layer2, images_dir, out = Path(layer1), Path(layer2), Path(images_dir), Path(out_dir)
     if not images_dir.is_dir():
-        raise DataError(f"{images_dir}: not a directory; expected the Recipe1M images folder "
-                        "holding train/, val/ and test/")
+        raise DataError(
+            f"{images_dir}: not a directory; expected the Recipe1M images folder "
+            "holding train/, val/ and test/"
+        )
     out.mkdir(parents=True, exist_ok=True)
     images = image_index(layer2, all_images, progress)
-    report = {"recipes_read": 0, "recipes_imported": 0, "rows": 0, "recipes_without_images": 0,
-              "recipes_without_existing_images": 0, "missing_image_files": 0,
-              "unreadable_image_files": 0, "counts": dict.fromkeys(SPLITS, 0)}
+    report = {
+        "recipes_read": 0,
+        "recipes_imported": 0,
+        "rows": 0,
+        "recipes_without_images": 0,
+        "recipes_without_existing_images": 0,
+        "missing_image_files": 0,
+        "unreadable_image_files": 0,
+        "counts": dict.fromkeys(SPLITS, 0),
+    }
     writer = ItemsWriter(out)
     det = detected(None if det_ingrs is None else Path(det_ingrs))
     for index, record in enumerate(with_bar(iter_json_array(layer1), progress, "layer1")):
@@ -255,11 +294,24 @@ def import_recipe1m(layer1: str | Path, layer2: str | Path, images_dir: str | Pa
             break
         names = next(det, False)
         if names is False:
-            raise DataError(f"{det_ingrs}: ends at element {index} but {layer1} goes on; the "
-                            "two files must list the same recipes in the same order")
+            raise DataError(
+                f"{det_ingrs}: ends at element {index} but {layer1} goes on; the "
+                "two files must list the same recipes in the same order"
+            )
         report["recipes_read"] += 1
-        import_recipe(record, index, names, images, images_dir, out, image_size, all_images,
-                      layer1, writer, report)
+        import_recipe(
+            record,
+            index,
+            names,
+            images,
+            images_dir,
+            out,
+            image_size,
+            all_images,
+            layer1,
+            writer,
+            report,
+        )
     writer.close()
     write_info(out, report, det_ingrs is not None)
     report["seconds"] = round(time.perf_counter() - started, 2)
@@ -267,20 +319,34 @@ def import_recipe1m(layer1: str | Path, layer2: str | Path, images_dir: str | Pa
     return report
 
 
-def import_recipe(record, index: int, names, images: dict, images_dir: Path, out: Path,
-                  image_size: int, all_images: bool, layer1: Path, writer: ItemsWriter,
-                  report: dict) -> None:
+def import_recipe(
+    record,
+    index: int,
+    names,
+    images: dict,
+    images_dir: Path,
+    out: Path,
+    image_size: int,
+    all_images: bool,
+    layer1: Path,
+    writer: ItemsWriter,
+    report: dict,
+) -> None:
     recipe_id = need(record, "id", str, layer1, index)
     title = need(record, "title", str, layer1, index)
     split = need(record, "partition", str, layer1, index)
     if split not in SPLITS:
-        raise DataError(f"{layer1}: element {index} (id {recipe_id!r}): partition {split!r} is "
-                        f"not one of {list(SPLITS)}")
+        raise DataError(
+            f"{layer1}: element {index} (id {recipe_id!r}): partition {split!r} is "
+            f"not one of {list(SPLITS)}"
+        )
     lines = texts(record, "ingredients", layer1, index)
     text = recipe_text(title, lines, texts(record, "instructions", layer1, index))
     if names is not None and names[0] != recipe_id:
-        raise DataError(f"det_ingrs.json element {index} has id {names[0]!r} but {layer1} "
-                        f"element {index} has {recipe_id!r}; the files must be in the same order")
+        raise DataError(
+            f"det_ingrs.json element {index} has id {names[0]!r} but {layer1} "
+            f"element {index} has {recipe_id!r}; the files must be in the same order"
+        )
     image_ids = images.get(recipe_id, [])
     if not image_ids:
         report["recipes_without_images"] += 1
@@ -296,9 +362,17 @@ def import_recipe(record, index: int, names, images: dict, images_dir: Path, out
             report["unreadable_image_files"] += 1
             continue
         row_id = recipe_id if not all_images else f"{recipe_id}/{Path(image_id).stem}"
-        writer.add({"id": row_id, "image": relative, "text": text, "split": split,
-                    "title": title, "ingredients": names[1] if names else lines,
-                    "recipe_id": recipe_id})
+        writer.add(
+            {
+                "id": row_id,
+                "image": relative,
+                "text": text,
+                "split": split,
+                "title": title,
+                "ingredients": names[1] if names else lines,
+                "recipe_id": recipe_id,
+            }
+        )
         report["rows"] += 1
         report["counts"][split] += 1
         kept += 1
@@ -310,15 +384,23 @@ def import_recipe(record, index: int, names, images: dict, images_dir: Path, out
 
 def write_info(out: Path, report: dict, detected_ingredients: bool) -> None:
     info = {
-        "name": "recipe1m", "version": "1.0",
+        "name": "recipe1m",
+        "version": "1.0",
         "description": "Recipe1M (Salvador et al. 2017) recipes paired with their photos; no "
-                       "ground-truth factors.",
-        "factor_names": [], "generator": "ivae data recipe1m",
+        "ground-truth factors.",
+        "factor_names": [],
+        "generator": "ivae data recipe1m",
         "ingredients": "det_ingrs (valid)" if detected_ingredients else "layer1 lines",
         "counts": report["counts"],
-        "skipped": {k: report[k] for k in ("recipes_without_images",
-                                          "recipes_without_existing_images",
-                                          "missing_image_files", "unreadable_image_files")},
+        "skipped": {
+            k: report[k]
+            for k in (
+                "recipes_without_images",
+                "recipes_without_existing_images",
+                "missing_image_files",
+                "unreadable_image_files",
+            )
+        },
     }
     text = json.dumps(info, indent=2) + "\n"
     atomic_write(out / INFO, lambda f: f.write(text.encode()))

@@ -26,8 +26,20 @@ from ivae.data.paired import write_paired
 
 FACTORS = ("hue", "size", "x", "y")
 SHAPES = ("circle", "square", "triangle", "pentagon", "star")
-HUES = ("red", "orange", "yellow", "lime", "green", "teal", "cyan", "azure", "blue", "violet",
-        "magenta", "pink")
+HUES = (
+    "red",
+    "orange",
+    "yellow",
+    "lime",
+    "green",
+    "teal",
+    "cyan",
+    "azure",
+    "blue",
+    "violet",
+    "magenta",
+    "pink",
+)
 SIZES = ("tiny", "small", "medium", "large", "huge")
 ROWS, COLUMNS = ("top", "middle", "bottom"), ("left", "centre", "right")
 SUPERSAMPLE = 4  # draw at 4x and downsample: smooth edges without per-pixel maths
@@ -70,8 +82,9 @@ def outline(shape: str, cx: float, cy: float, radius: float, rotation: float) ->
     return list(zip(cx + radii * np.cos(angles), cy + radii * np.sin(angles), strict=True))
 
 
-def render_shape(shape: str, hue: float, size: float, x: float, y: float, rotation: float,
-                 image_size: int = 64) -> Image.Image:
+def render_shape(
+    shape: str, hue: float, size: float, x: float, y: float, rotation: float, image_size: int = 64
+) -> Image.Image:
     """One image; size, x, y in [0, 1] map to a radius of 8-20% and a centre in 22-78%."""
     side = image_size * SUPERSAMPLE
     img = Image.new("RGB", (side, side), (28, 30, 34))
@@ -89,21 +102,24 @@ def sample_shapes(n: int, seed: int = 0) -> pd.DataFrame:
     factors = rng.random((n, len(FACTORS)))
     rotation = rng.random(n) * 360
     ids = [f"{i:06d}" for i in range(n)]
-    items = pd.DataFrame({
-        "id": ids,
-        "image": [f"images/{i[:3]}/{i}.png" for i in ids],
-        "text": [caption(SHAPES[s], *f) for s, f in zip(shapes, factors, strict=True)],
-        "split": assign_splits(n, rng),
-        "shape": [SHAPES[s] for s in shapes],
-    })
+    items = pd.DataFrame(
+        {
+            "id": ids,
+            "image": [f"images/{i[:3]}/{i}.png" for i in ids],
+            "text": [caption(SHAPES[s], *f) for s, f in zip(shapes, factors, strict=True)],
+            "split": assign_splits(n, rng),
+            "shape": [SHAPES[s] for s in shapes],
+        }
+    )
     for j, name in enumerate(FACTORS):
         items[f"factor.{name}"] = factors[:, j]
     items["nuisance.rotation"] = rotation
     return items
 
 
-def generate_shapes(out_dir: str | Path, n: int = 10000, image_size: int = 64, seed: int = 0,
-                    progress: bool = True) -> Path:
+def generate_shapes(
+    out_dir: str | Path, n: int = 10000, image_size: int = 64, seed: int = 0, progress: bool = True
+) -> Path:
     """Write the shapes dataset (images, items.parquet, dataset.json) to ``out_dir``."""
     out = Path(out_dir)
     items = sample_shapes(n, seed)
@@ -117,11 +133,20 @@ def generate_shapes(out_dir: str | Path, n: int = 10000, image_size: int = 64, s
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         render_shape(shape, hue, size, x, y, rotation, image_size).save(path, "PNG")
-    write_paired(out, items, {
-        "name": "shapes", "version": VERSION,
-        "description": "One shape per image; captions name shape, colour, size and position "
-                       "(binned) but never the rotation.",
-        "factor_names": list(FACTORS), "nuisance_names": ["rotation"],
-        "generator": "ivae data shapes", "seed": seed, "n": n, "image_size": image_size,
-    })
+    write_paired(
+        out,
+        items,
+        {
+            "name": "shapes",
+            "version": VERSION,
+            "description": "One shape per image; captions name shape, colour, size and position "
+            "(binned) but never the rotation.",
+            "factor_names": list(FACTORS),
+            "nuisance_names": ["rotation"],
+            "generator": "ivae data shapes",
+            "seed": seed,
+            "n": n,
+            "image_size": image_size,
+        },
+    )
     return out

@@ -16,10 +16,12 @@ MODULATIONS = ("variance", "mean-variance")
 MIXINGS = ("repeat", "independent")  # one matrix reused after the first layer, or one per layer
 
 
-def _well_conditioned(rng: np.random.Generator, rows: int, cols: int,
-                      tries: int = 1000) -> np.ndarray:
+def _well_conditioned(
+    rng: np.random.Generator, rows: int, cols: int, tries: int = 1000
+) -> np.ndarray:
     """A uniform(-1, 1) matrix with unit-norm columns whose condition number is in the best
     quarter of random draws, so the mixing neither collapses nor explodes any direction."""
+
     def draw() -> np.ndarray:
         a = rng.uniform(-1.0, 1.0, (rows, cols))
         return a / np.linalg.norm(a, axis=0, keepdims=True)
@@ -35,8 +37,14 @@ def _leaky_relu(v: np.ndarray, slope: float) -> np.ndarray:
     return np.where(v > 0, v, slope * v)
 
 
-def mix(sources: np.ndarray, data_dim: int, rng: np.random.Generator, layers: int = 3,
-        slope: float = 0.1, repeat: bool = True) -> np.ndarray:
+def mix(
+    sources: np.ndarray,
+    data_dim: int,
+    rng: np.random.Generator,
+    layers: int = 3,
+    slope: float = 0.1,
+    repeat: bool = True,
+) -> np.ndarray:
     """(N, n) sources -> (N, data_dim) observations through a `layers`-deep leaky-ReLU MLP.
 
     ``repeat``: the layers after the first share one (data_dim, data_dim) matrix -- the first
@@ -52,17 +60,25 @@ def mix(sources: np.ndarray, data_dim: int, rng: np.random.Generator, layers: in
     return x
 
 
-def generate_toy(sources: int = 5, data_dim: int = 5, segments: int = 40, per_segment: int = 1000,
-                 modulate: str = "variance", noise: float = 0.0, seed: int = 0,
-                 mixing: str = "repeat") -> dict:
+def generate_toy(
+    sources: int = 5,
+    data_dim: int = 5,
+    segments: int = 40,
+    per_segment: int = 1000,
+    modulate: str = "variance",
+    noise: float = 0.0,
+    seed: int = 0,
+    mixing: str = "repeat",
+) -> dict:
     """Arrays in the DESIGN.md vector format: x, u, factors, factor_names, split."""
     if mixing not in MIXINGS:
         raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
     if modulate not in MODULATIONS:
         raise ValueError(f"modulate must be one of {MODULATIONS}, got {modulate!r}")
     if data_dim < sources:
-        raise ValueError(f"data_dim ({data_dim}) must be at least sources ({sources}) "
-                         "for an injective mixing")
+        raise ValueError(
+            f"data_dim ({data_dim}) must be at least sources ({sources}) for an injective mixing"
+        )
     rng = np.random.default_rng(seed)
     std = rng.uniform(0.5, 3.0, (segments, sources))
     mean = np.zeros_like(std)

@@ -73,10 +73,16 @@ def load_npz(path: str | Path) -> Dataset:
     if not np.isfinite(x).all() or not np.isfinite(y).all():
         raise DataError(f"{path}: 'x' or 'y' holds NaN or infinite values")
     return Dataset(
-        name=path.stem, x=x.astype(np.float32), y=y, x_kind="vector", y_kind="vector",
-        split=_split(arrays, n, path), ids=np.array([str(i) for i in range(n)]),
+        name=path.stem,
+        x=x.astype(np.float32),
+        y=y,
+        x_kind="vector",
+        y_kind="vector",
+        split=_split(arrays, n, path),
+        ids=np.array([str(i) for i in range(n)]),
         factors=None if factors is None else factors.astype(np.float32),
-        factor_names=names if factors is not None else [], source=str(path),
+        factor_names=names if factors is not None else [],
+        source=str(path),
     )
 
 

@@ -72,8 +72,14 @@ class ConditionalPrior(nn.Module):
     near a bound saturates there and freezes the variances: docs/method.md, "Optimisation").
     """
 
-    def __init__(self, modality: Modality, latent_dim: int, hidden: int, depth: int = 3,
-                 logvar_range: tuple[float, float] = (-6.0, 4.0)):
+    def __init__(
+        self,
+        modality: Modality,
+        latent_dim: int,
+        hidden: int,
+        depth: int = 3,
+        logvar_range: tuple[float, float] = (-6.0, 4.0),
+    ):
         super().__init__()
         self.net = build_encoder(modality, 2 * latent_dim, hidden, depth)
         self.low, self.high = logvar_range

@@ -31,8 +31,9 @@ class Contrastive(Model):
 
     def __init__(self, config: ContrastiveConfig, x: Modality, y: Modality):
         super().__init__(config, x, y)
-        self.image_encoder = build_encoder(x, config.latent_dim, config.hidden, config.depth,
-                                           config.width)
+        self.image_encoder = build_encoder(
+            x, config.latent_dim, config.hidden, config.depth, config.width
+        )
         self.query_encoder = build_encoder(y, config.latent_dim, config.hidden, config.depth)
         self.log_scale = nn.Parameter(torch.tensor(-math.log(config.initial_temperature)))
 

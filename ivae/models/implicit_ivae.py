@@ -94,10 +94,10 @@ class ImplicitIVAE(Model):
         elif flow == "leaky-flow":
             self.encoder = LeakyFlow(k, config.flow_layers)
         else:
-            self.encoder = build_encoder(x, outputs, config.hidden, config.depth,
-                                         config.width)
-        self.prior = ConditionalPrior(y, k, config.hidden, config.depth,
-                                      (config.prior_logvar_min, config.prior_logvar_max))
+            self.encoder = build_encoder(x, outputs, config.hidden, config.depth, config.width)
+        self.prior = ConditionalPrior(
+            y, k, config.hidden, config.depth, (config.prior_logvar_min, config.prior_logvar_max)
+        )
         # counts training steps for the warm-up; not saved, so old checkpoints load unchanged
         self.register_buffer("steps", torch.zeros((), dtype=torch.long), persistent=False)
 
@@ -106,9 +106,11 @@ class ImplicitIVAE(Model):
         """The invertible encoder to build ("flow" or "leaky-flow"), or None for a network."""
         square = x.kind == "vector" and x.shape == (config.latent_dim,)
         if config.encoder in ("flow", "leaky-flow") and not square:
-            raise ValueError(f"encoder={config.encoder!r} needs vector data with as many "
-                             f"dimensions as latent_dim ({config.latent_dim}); "
-                             f"got {x.kind} {x.shape}")
+            raise ValueError(
+                f"encoder={config.encoder!r} needs vector data with as many "
+                f"dimensions as latent_dim ({config.latent_dim}); "
+                f"got {x.kind} {x.shape}"
+            )
         if config.posterior != "deterministic" or config.encoder == "network":
             return None
         if config.encoder == "auto":
@@ -118,7 +120,7 @@ class ImplicitIVAE(Model):
     # ---- the two encoders ----------------------------------------------------------------
     def code(self, x: torch.Tensor) -> torch.Tensor:
         """(B, ...) -> (B, k): e(x), the posterior mean of a stochastic encoder."""
-        return self.encoder(x)[:, :self.config.latent_dim]
+        return self.encoder(x)[:, : self.config.latent_dim]
 
     def encode_x(self, x: torch.Tensor) -> torch.Tensor:
         return self.code(x)
@@ -142,8 +144,12 @@ class ImplicitIVAE(Model):
         """An invertible encoder gives log |det J| in closed form on the whole batch; the
         Frobenius and conditioning penalties still need J itself."""
         c = self.config
-        return (hasattr(self.encoder, "forward_with_logdet") and self._needs_jacobian()
-                and c.frobenius_weight == 0 and c.conditioning_weight == 0)
+        return (
+            hasattr(self.encoder, "forward_with_logdet")
+            and self._needs_jacobian()
+            and c.frobenius_weight == 0
+            and c.conditioning_weight == 0
+        )
 
     def _codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """z = e(x) (B, k) and J (m, k, D) on the first m points (the batch is shuffled)."""
@@ -189,25 +195,34 @@ class ImplicitIVAE(Model):
         return {"loss": loss, **terms}
 
     def _jacobian_terms(self, jac: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"log_volume": half_logdet_jjt(jac).mean(),
-                "jacobian_frobenius": frobenius_sq(jac).mean(),
-                "jacobian_conditioning": conditioning_gap(jac).mean()}
+        return {
+            "log_volume": half_logdet_jjt(jac).mean(),
+            "jacobian_frobenius": frobenius_sq(jac).mean(),
+            "jacobian_conditioning": conditioning_gap(jac).mean(),
+        }
 
-    def _flow_terms(self, positive: torch.Tensor, jac: torch.Tensor | None,
-                    log_volume: torch.Tensor | None = None) -> dict:
+    def _flow_terms(
+        self,
+        positive: torch.Tensor,
+        jac: torch.Tensor | None,
+        log_volume: torch.Tensor | None = None,
+    ) -> dict:
         """Eq. 1: log p(e(x)|y) + 1/2 log det(J J^T), on the whole batch when the encoder is
         invertible (``log_volume`` (B,) given), else on the Jacobian subset."""
         if log_volume is not None:
-            return {"log_volume": log_volume.mean(),
-                    "likelihood": positive.mean() + log_volume.mean()}
+            return {
+                "log_volume": log_volume.mean(),
+                "likelihood": positive.mean() + log_volume.mean(),
+            }
         if jac is None:
             return {"likelihood": positive.mean()}
         terms = self._jacobian_terms(jac)
-        terms["likelihood"] = positive[:len(jac)].mean() + terms["log_volume"]
+        terms["likelihood"] = positive[: len(jac)].mean() + terms["log_volume"]
         return terms
 
-    def _elbo_terms(self, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
-                    jac: torch.Tensor | None) -> dict:
+    def _elbo_terms(
+        self, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, jac: torch.Tensor | None
+    ) -> dict:
         """Eq. 5: a stochastic encoder q(z|x) = N(e(x), diag sigma^2(x)) decoded to first order,
         x' = x + J^+ (z - e(x)), so E_q log p(x|z) = -tr(Sigma (J J^T)^-1) / (2 s^2) + const."""
         k = self.config.latent_dim
@@ -222,7 +237,7 @@ class ImplicitIVAE(Model):
         gram = jac @ jac.transpose(1, 2)  # (m, k, k)
         eye = torch.eye(k, device=gram.device, dtype=gram.dtype)
         inv_diag = torch.linalg.inv(gram + 1e-6 * eye).diagonal(dim1=1, dim2=2)  # (m, k)
-        recon = -(q_logvar[:len(jac)].exp() * inv_diag).sum(1) / (2 * self.config.decoder_std ** 2)
+        recon = -(q_logvar[: len(jac)].exp() * inv_diag).sum(1) / (2 * self.config.decoder_std**2)
         terms["reconstruction"] = recon.mean()
-        terms["elbo"] = recon.mean() - kl[:len(jac)].mean()
+        terms["elbo"] = recon.mean() - kl[: len(jac)].mean()
         return terms

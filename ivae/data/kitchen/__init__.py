@@ -46,7 +46,21 @@ from ivae.data.kitchen.recipes import amount, write_recipe
 from ivae.data.kitchen.render import render_dish
 
 __all__ = [
-    "DISHES", "FACTORS", "NUISANCES", "READING_SD", "VERSION", "Dish", "amount",
-    "assign_splits", "contact_sheet", "generate_kitchen", "item_rng", "read_factors",
-    "render_dish", "sample_factors", "sample_items", "sample_nuisances", "write_recipe",
+    "DISHES",
+    "FACTORS",
+    "NUISANCES",
+    "READING_SD",
+    "VERSION",
+    "Dish",
+    "amount",
+    "assign_splits",
+    "contact_sheet",
+    "generate_kitchen",
+    "item_rng",
+    "read_factors",
+    "render_dish",
+    "sample_factors",
+    "sample_items",
+    "sample_nuisances",
+    "write_recipe",
 ]

@@ -26,8 +26,9 @@ from ivae.data.kitchen.render import render_dish
 from ivae.data.paired import write_paired
 
 
-def sample_items(n: int, seed: int = 0, image_ext: str = "jpg",
-                 reading_sd: np.ndarray = READING_SD) -> pd.DataFrame:
+def sample_items(
+    n: int, seed: int = 0, image_ext: str = "jpg", reading_sd: np.ndarray = READING_SD
+) -> pd.DataFrame:
     """The item table without the images: ids, dish, factors, nuisances, split and recipe
     (written from readings with noise ``reading_sd`` per (dish, factor))."""
     rng = np.random.default_rng(seed)
@@ -40,11 +41,20 @@ def sample_items(n: int, seed: int = 0, image_ext: str = "jpg",
     rows = []
     for i in range(n):
         dish = DISHES[dish_index[i]].name
-        title, ingredients, text = write_recipe(dish, dict(zip(FACTORS, readings[i], strict=True)),
-                                                item_rng(seed, i, 1))
-        rows.append({"id": ids[i], "image": f"images/{ids[i][:3]}/{ids[i]}.{image_ext}",
-                     "text": text, "split": split[i], "title": title,
-                     "ingredients": ingredients, "dish": dish})
+        title, ingredients, text = write_recipe(
+            dish, dict(zip(FACTORS, readings[i], strict=True)), item_rng(seed, i, 1)
+        )
+        rows.append(
+            {
+                "id": ids[i],
+                "image": f"images/{ids[i][:3]}/{ids[i]}.{image_ext}",
+                "text": text,
+                "split": split[i],
+                "title": title,
+                "ingredients": ingredients,
+                "dish": dish,
+            }
+        )
     items = pd.DataFrame(rows)
     for j, name in enumerate(FACTORS):
         items[f"factor.{name}"] = factors[:, j]
@@ -67,8 +77,15 @@ def render_row(job: tuple) -> None:
         img.save(path, "JPEG", quality=92, subsampling=0)
 
 
-def generate_kitchen(out_dir: str | Path, n: int = 20000, image_size: int = 128, seed: int = 0,
-                     progress: bool = True, workers: int = 2, image_format: str = "jpg") -> Path:
+def generate_kitchen(
+    out_dir: str | Path,
+    n: int = 20000,
+    image_size: int = 128,
+    seed: int = 0,
+    progress: bool = True,
+    workers: int = 2,
+    image_format: str = "jpg",
+) -> Path:
     """Write the kitchen dataset (images, items.parquet, dataset.json) to ``out_dir``."""
     if image_format not in ("jpg", "png"):
         raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
@@ -76,11 +93,27 @@ def generate_kitchen(out_dir: str | Path, n: int = 20000, image_size: int = 128,
     items = sample_items(n, seed, image_format)
     factor_cols = [f"factor.{name}" for name in FACTORS]
     nuisance_cols = [f"nuisance.{name}" for name in NUISANCES]
-    jobs = [(i, seed, image_size, str(out / rel), dish, dict(zip(FACTORS, f, strict=True)),
-             dict(zip(NUISANCES, z, strict=True)), image_format)
-            for i, (rel, dish, f, z) in enumerate(zip(
-                items["image"], items["dish"], items[factor_cols].to_numpy().tolist(),
-                items[nuisance_cols].to_numpy().tolist(), strict=True))]
+    jobs = [
+        (
+            i,
+            seed,
+            image_size,
+            str(out / rel),
+            dish,
+            dict(zip(FACTORS, f, strict=True)),
+            dict(zip(NUISANCES, z, strict=True)),
+            image_format,
+        )
+        for i, (rel, dish, f, z) in enumerate(
+            zip(
+                items["image"],
+                items["dish"],
+                items[factor_cols].to_numpy().tolist(),
+                items[nuisance_cols].to_numpy().tolist(),
+                strict=True,
+            )
+        )
+    ]
     run_jobs(jobs, workers, progress)
     write_paired(out, items, dataset_info(n, image_size, seed))
     return out
@@ -110,10 +143,12 @@ def dataset_info(n: int, image_size: int, seed: int) -> dict:
     return {
         "name": "kitchen",
         "version": VERSION,
-        "description": ("Procedural top-down photos of dishes paired with their recipes. Shared "
-                        "factors in [0, 1] (Beta-distributed with a dish-dependent mean and "
-                        "concentration) drive both the photo and the recipe; nuisances (plate, "
-                        "table, lighting, camera, noise) only the photo."),
+        "description": (
+            "Procedural top-down photos of dishes paired with their recipes. Shared "
+            "factors in [0, 1] (Beta-distributed with a dish-dependent mean and "
+            "concentration) drive both the photo and the recipe; nuisances (plate, "
+            "table, lighting, camera, noise) only the photo."
+        ),
         "factor_names": list(FACTORS),
         "nuisance_names": list(NUISANCES),
         "dishes": [dish.name for dish in DISHES],
@@ -124,8 +159,9 @@ def dataset_info(n: int, image_size: int, seed: int) -> dict:
     }
 
 
-def contact_sheet(path: str | Path, seed: int = 0, image_size: int = 128, columns: int = 8,
-                  rows: int = 8) -> Path:
+def contact_sheet(
+    path: str | Path, seed: int = 0, image_size: int = 128, columns: int = 8, rows: int = 8
+) -> Path:
     """A grid of the first items of a kitchen dataset with their dish and factor values."""
     from PIL import ImageFont
 

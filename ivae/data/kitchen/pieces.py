@@ -117,9 +117,17 @@ def shape_drop(u, v, r, colour, piece, tex):
     return rho - r, colour * rim[..., None]
 
 
-SHAPES = {"blob": shape_blob, "box": shape_box, "leaf": shape_leaf, "ring": shape_ring,
-          "strand": shape_strand, "egg": shape_egg, "mushroom": shape_mushroom,
-          "dollop": shape_dollop, "drop": shape_drop}
+SHAPES = {
+    "blob": shape_blob,
+    "box": shape_box,
+    "leaf": shape_leaf,
+    "ring": shape_ring,
+    "strand": shape_strand,
+    "egg": shape_egg,
+    "mushroom": shape_mushroom,
+    "dollop": shape_dollop,
+    "drop": shape_drop,
+}
 
 
 @lru_cache(maxsize=4096)
@@ -129,11 +137,11 @@ def sprite(kind: str, size_bin: int, angle_bin: int, image_size: int):
     piece = PIECES[kind]
     r = image_size * (piece.size[0] + (piece.size[1] - piece.size[0]) * size_bin / (SIZE_BINS - 1))
     reach = int(1.3 * r) + 3
-    yy, xx = np.mgrid[-reach:reach + 1, -reach:reach + 1].astype(np.float32)
+    yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1].astype(np.float32)
     angle = 2 * np.pi * angle_bin / ANGLE_BINS
     u = np.cos(angle) * xx + np.sin(angle) * yy
     v = -np.sin(angle) * xx + np.cos(angle) * yy
-    tex = textures(image_size)["noise"][: 2 * reach + 1, angle_bin:angle_bin + 2 * reach + 1]
+    tex = textures(image_size)["noise"][: 2 * reach + 1, angle_bin : angle_bin + 2 * reach + 1]
     sdf, albedo = SHAPES[piece.shape](u, v, r, np.array(piece.colour, np.float32), piece, tex)
     height = piece.dome * r * (1 - (1 - np.clip(-sdf / (0.6 * r), 0, 1)) ** 2)
     gy, gx = np.gradient(height)
@@ -162,6 +170,6 @@ def paste(canvas, rgb, alpha, shadow, x: float, y: float) -> None:
         crop = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
         rgb, alpha, shadow = rgb[crop], alpha[crop], shadow[crop]
         x0, y0, width, height = cx0, cy0, cx1 - cx0, cy1 - cy0
-    patch = canvas[y0:y0 + height, x0:x0 + width]
+    patch = canvas[y0 : y0 + height, x0 : x0 + width]
     patch *= shadow * (1 - alpha)
     patch += rgb * alpha

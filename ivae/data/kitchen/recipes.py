@@ -6,25 +6,43 @@ import numpy as np
 
 from ivae.data.kitchen.dishes import DISH_BY_NAME, FACTORS, Dish
 
-MEATS = ("beef chuck, cubed", "chicken thighs, diced", "pork shoulder, diced",
-         "lamb shoulder, cubed", "smoked bacon, chopped")
+MEATS = (
+    "beef chuck, cubed",
+    "chicken thighs, diced",
+    "pork shoulder, diced",
+    "lamb shoulder, cubed",
+    "smoked bacon, chopped",
+)
 MUSHROOMS = ("chestnut mushrooms, sliced", "shiitake mushrooms, sliced", "button mushrooms")
 UMAMI = ("soy sauce", "miso paste", "worcestershire sauce", "fish sauce")
 STOCKS = ("chicken stock", "vegetable stock", "beef stock", "dashi")
 # (unit, name, amount at greenness 1); the first word of the name is what a title uses.
-GREENS = (("handfuls", "spinach"), ("cups", "peas"), ("handfuls", "kale, shredded"),
-          ("bunches", "basil leaves"), ("bunches", "parsley, chopped"),
-          ("cups", "green beans, trimmed"), ("heads", "pak choi, quartered"))
+GREENS = (
+    ("handfuls", "spinach"),
+    ("cups", "peas"),
+    ("handfuls", "kale, shredded"),
+    ("bunches", "basil leaves"),
+    ("bunches", "parsley, chopped"),
+    ("cups", "green beans, trimmed"),
+    ("heads", "pak choi, quartered"),
+)
 CHILLIES = ("red chillies, sliced", "bird's eye chillies, sliced", "jalapenos, sliced")
 SPICES = ("smoked paprika", "chilli flakes", "cayenne pepper")
-DESSERT = {"savoriness": ("dark chocolate, chopped", "espresso"),
-           "wateriness": ("milk",), "greenness": (("handfuls", "mint leaves"),
-                                                  ("handfuls", "pistachios, chopped")),
-           "spiciness": ("raspberries", "strawberries, halved")}
+DESSERT = {
+    "savoriness": ("dark chocolate, chopped", "espresso"),
+    "wateriness": ("milk",),
+    "greenness": (("handfuls", "mint leaves"), ("handfuls", "pistachios, chopped")),
+    "spiciness": ("raspberries", "strawberries, halved"),
+}
 WORDS = {  # (upper bound, word): the descriptive words that also carry the factor value
     "savoriness": ((0.25, "light"), (0.5, "savoury"), (0.75, "rich"), (1.01, "deeply savoury")),
-    "wateriness": ((0.2, "dry"), (0.4, "thick"), (0.6, "saucy"), (0.8, "brothy"),
-                   (1.01, "thin, brothy")),
+    "wateriness": (
+        (0.2, "dry"),
+        (0.4, "thick"),
+        (0.6, "saucy"),
+        (0.8, "brothy"),
+        (1.01, "thin, brothy"),
+    ),
     "greenness": ((0.25, "plain"), (0.5, "fresh"), (0.75, "green"), (1.01, "herb-packed")),
     "spiciness": ((0.2, "mild"), (0.45, "gently warming"), (0.7, "spicy"), (1.01, "fiery")),
 }
@@ -91,8 +109,23 @@ def spicy_lines(value: float, dessert: bool, rng: np.random.Generator) -> list[s
 def short_name(line: str) -> str:
     """'450 g beef chuck, cubed' -> 'Beef'; '2 handfuls spinach' -> 'Spinach'."""
     words = [w for w in line.split(",")[0].split() if not w[0].isdigit()]
-    units = {"g", "tbsp", "tsp", "cups", "handfuls", "bunches", "heads", "red", "bird's",
-             "eye", "smoked", "chopped", "dark", "chestnut", "button"}
+    units = {
+        "g",
+        "tbsp",
+        "tsp",
+        "cups",
+        "handfuls",
+        "bunches",
+        "heads",
+        "red",
+        "bird's",
+        "eye",
+        "smoked",
+        "chopped",
+        "dark",
+        "chestnut",
+        "button",
+    }
     keep = [w for w in words if w not in units] or words
     return keep[0].capitalize()
 
@@ -101,8 +134,9 @@ def title_for(dish: Dish, factors: dict, lines: dict) -> str:
     """Adjective from the most extreme factor, then the two most prominent ingredients."""
     extreme = max(FACTORS, key=lambda f: abs(factors[f] - 0.5))
     adjective = describe(extreme, factors[extreme]).split(", ")[-1].title()
-    ranked = sorted((f for f in FACTORS if lines[f] and f != "wateriness"),
-                    key=lambda f: -factors[f])
+    ranked = sorted(
+        (f for f in FACTORS if lines[f] and f != "wateriness"), key=lambda f: -factors[f]
+    )
     names = list(dict.fromkeys(short_name(lines[f][0]) for f in ranked[:2]))
     noun = NOUNS.get(dish.name, dish.name).title()
     return " ".join([adjective, " and ".join(names), noun] if names else [adjective, noun])
@@ -115,12 +149,15 @@ def instructions(dish: Dish, factors: dict, lines: dict) -> list[str]:
         depth = "until deeply browned and caramelised" if s > 0.6 else "lightly"
         steps.append(f"Brown the {short_name(lines['savoriness'][0]).lower()} {depth}.")
     if lines["spiciness"]:
-        steps.append(f"Stir in the {short_name(lines['spiciness'][0]).lower()} and cook for "
-                     f"{1 + round(4 * p)} minutes; the {describe('spiciness', p)} heat builds.")
+        steps.append(
+            f"Stir in the {short_name(lines['spiciness'][0]).lower()} and cook for "
+            f"{1 + round(4 * p)} minutes; the {describe('spiciness', p)} heat builds."
+        )
     if w > 0.12:
         finish = "keeping it thin and brothy" if w > 0.7 else "until the sauce thickens"
-        steps.append(f"Pour in the liquid and simmer for {10 + 5 * round(8 * w)} minutes, "
-                     f"{finish}.")
+        steps.append(
+            f"Pour in the liquid and simmer for {10 + 5 * round(8 * w)} minutes, {finish}."
+        )
     else:
         steps.append("Cook without liquid until the edges are dry and crisp.")
     if lines["greenness"]:
@@ -135,13 +172,32 @@ def write_recipe(dish_name: str, factors: dict, rng: np.random.Generator):
     """(title, ingredient lines, full text) generated from the factor values alone."""
     dish = DISH_BY_NAME[dish_name]
     dessert = dish.name == "dessert"
-    makers = {"savoriness": savoury_lines, "wateriness": watery_lines,
-              "greenness": green_lines, "spiciness": spicy_lines}
+    makers = {
+        "savoriness": savoury_lines,
+        "wateriness": watery_lines,
+        "greenness": green_lines,
+        "spiciness": spicy_lines,
+    }
     lines = {f: makers[f](float(factors[f]), dessert, rng) for f in FACTORS}
-    ingredients = [*lines["savoriness"], *lines["spiciness"], *lines["wateriness"],
-                   *lines["greenness"], *dish.base, "salt and pepper"]
+    ingredients = [
+        *lines["savoriness"],
+        *lines["spiciness"],
+        *lines["wateriness"],
+        *lines["greenness"],
+        *dish.base,
+        "salt and pepper",
+    ]
     title = title_for(dish, factors, lines)
     steps = instructions(dish, factors, lines)
-    text = "\n".join([title, "", "Ingredients:", *(f"- {x}" for x in ingredients), "",
-                      "Instructions:", *(f"{i}. {s}" for i, s in enumerate(steps, 1))])
+    text = "\n".join(
+        [
+            title,
+            "",
+            "Ingredients:",
+            *(f"- {x}" for x in ingredients),
+            "",
+            "Instructions:",
+            *(f"{i}. {s}" for i, s in enumerate(steps, 1)),
+        ]
+    )
     return title, ingredients, text

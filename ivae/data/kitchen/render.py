@@ -175,8 +175,9 @@ def photograph(canvas, nuisances: dict, rng) -> Image.Image:
     matrix = camera_matrix(nuisances, size)
     cover = bowl_maps(size)["cover"]
     dish = np.concatenate([canvas * bowl_maps(size)["alpha"], cover], axis=-1)
-    dish = Image.frombytes("RGBa", (size, size), (np.clip(dish, 0, 1) * 255 + 0.5)
-                           .astype(np.uint8).tobytes())
+    dish = Image.frombytes(
+        "RGBa", (size, size), (np.clip(dish, 0, 1) * 255 + 0.5).astype(np.uint8).tobytes()
+    )
     dish = through_camera(dish, size, matrix)
     wood = through_camera(textures(size)["wood"], size, matrix, tuple(size * (0.5 + rng.random(2))))
     table = hsv(nuisances["table_hue"], 0.45, nuisances["table_value"]) * wood[..., None]
@@ -185,12 +186,17 @@ def photograph(canvas, nuisances: dict, rng) -> Image.Image:
     balance = np.array((1 + 0.10 * warmth, 1 + 0.02 * warmth, 1 - 0.12 * warmth), np.float32)
     photo = photo * (balance * (255 * nuisances["brightness"])) * vignette(size)
     oy, ox = rng.integers(0, size, size=2)
-    photo += nuisances["noise"] * textures(size)["sensor"][oy:oy + size, ox:ox + size]
+    photo += nuisances["noise"] * textures(size)["sensor"][oy : oy + size, ox : ox + size]
     return Image.fromarray(np.clip(photo + 0.5, 0, 255).astype(np.uint8))
 
 
-def render_dish(factors: dict, nuisances: dict, image_size: int = 128,
-                rng: np.random.Generator | None = None, dish: str = "stew") -> Image.Image:
+def render_dish(
+    factors: dict,
+    nuisances: dict,
+    image_size: int = 128,
+    rng: np.random.Generator | None = None,
+    dish: str = "stew",
+) -> Image.Image:
     """One top-down photo of ``dish`` with the given factor and nuisance values.
 
     ``factors`` maps FACTORS to [0, 1]; ``nuisances`` maps the NUISANCES names to values in
@@ -203,12 +209,12 @@ def render_dish(factors: dict, nuisances: dict, image_size: int = 128,
     bowl = Bowl(image_size)
     maps, tex = bowl_maps(image_size), textures(image_size)
     oy, ox = rng.integers(0, image_size, size=2)
-    noise = tex["noise"][oy:oy + image_size, ox:ox + image_size]
+    noise = tex["noise"][oy : oy + image_size, ox : ox + image_size]
     plate = hsv(nuisances["plate_hue"], nuisances["plate_saturation"], 0.93)
     canvas = plate * maps["shade"] + maps["glaze"]
     pool = draw_sauce(canvas, bowl, factors, noise)
     if dish in ("curry", "risotto"):
-        rice = tex["rice"][ox:ox + image_size, oy:oy + image_size]
+        rice = tex["rice"][ox : ox + image_size, oy : oy + image_size]
         draw_rice(canvas, bowl, dish, factors, rice, rng)
     draw_gloss(canvas, bowl, factors["wateriness"], pool, noise)
     draw_pieces(canvas, bowl, DISH_BY_NAME[dish], factors, rng)

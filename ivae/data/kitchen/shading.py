@@ -50,8 +50,10 @@ def specular(nx, ny, nz, power: float) -> np.ndarray:
 def sauce_colour(factors: dict) -> np.ndarray:
     """Golden broth, browned by savoriness, reddened by spiciness, tinted by greenness."""
     s, p, g = factors["savoriness"], factors["spiciness"], factors["greenness"]
-    colours = np.array([(0.93, 0.70, 0.27), (0.33, 0.17, 0.08), (0.74, 0.14, 0.06),
-                        (0.35, 0.55, 0.18)], dtype=np.float32)
+    colours = np.array(
+        [(0.93, 0.70, 0.27), (0.33, 0.17, 0.08), (0.74, 0.14, 0.06), (0.35, 0.55, 0.18)],
+        dtype=np.float32,
+    )
     weights = np.array([1.0, 3 * s**1.5, 3 * p**1.5, 0.5 * g**2], dtype=np.float32)
     return weights @ colours / weights.sum()
 
@@ -107,12 +109,21 @@ def bowl_maps(size: int) -> dict[str, np.ndarray]:
     rim_shadow = smooth(bowl.well - 2, bowl.well + 3, reach) * np.clip(bowl.well - r + 0.5, 0, 1)
     alpha = np.clip(bowl.outer - r + 0.5, 0, 1)
     # the drop shadow on the table is black paint with partial cover around the bowl
-    cast = 1 - smooth(bowl.outer - 0.03 * size, bowl.outer + 0.06 * size,
-                      np.hypot(dx - 0.035 * size, dy - 0.045 * size))
-    return {"dx": dx, "dy": dy, "r": r, "shade": (lambert(nx, ny, nz) * occlusion)[..., None],
-            "glaze": (0.55 * specular(nx, ny, nz, 70))[..., None], "alpha": alpha[..., None],
-            "cover": (alpha + (1 - alpha) * 0.5 * cast)[..., None],
-            "rim_shadow": (1 - 0.3 * rim_shadow)[..., None]}
+    cast = 1 - smooth(
+        bowl.outer - 0.03 * size,
+        bowl.outer + 0.06 * size,
+        np.hypot(dx - 0.035 * size, dy - 0.045 * size),
+    )
+    return {
+        "dx": dx,
+        "dy": dy,
+        "r": r,
+        "shade": (lambert(nx, ny, nz) * occlusion)[..., None],
+        "glaze": (0.55 * specular(nx, ny, nz, 70))[..., None],
+        "alpha": alpha[..., None],
+        "cover": (alpha + (1 - alpha) * 0.5 * cast)[..., None],
+        "rim_shadow": (1 - 0.3 * rim_shadow)[..., None],
+    }
 
 
 @lru_cache(maxsize=8)
@@ -124,11 +135,19 @@ def textures(size: int) -> dict[str, np.ndarray]:
     """
     rng = np.random.default_rng(12345)
     side = 2 * size
-    layers = [Image.fromarray((rng.random((side // k, side // k)) * 255).astype(np.uint8))
-              .resize((side, side), Image.Resampling.BICUBIC) for k in (3, 10)]
+    layers = [
+        Image.fromarray((rng.random((side // k, side // k)) * 255).astype(np.uint8)).resize(
+            (side, side), Image.Resampling.BICUBIC
+        )
+        for k in (3, 10)
+    ]
     noise = (0.6 * np.asarray(layers[0], np.float32) + 0.4 * np.asarray(layers[1])) / 255
-    return {"noise": noise, "rice": rice_texture(side, size, rng), "wood": wood_texture(size),
-            "sensor": rng.standard_normal((side, side, 3), np.float32)}
+    return {
+        "noise": noise,
+        "rice": rice_texture(side, size, rng),
+        "wood": wood_texture(size),
+        "sensor": rng.standard_normal((side, side, 3), np.float32),
+    }
 
 
 def rice_texture(side: int, size: int, rng) -> np.ndarray:
@@ -138,8 +157,11 @@ def rice_texture(side: int, size: int, rng) -> np.ndarray:
     for _ in range(int(side * side / max(3.0, (size / 22) ** 2))):
         x, y, angle, tone = rng.random(4)
         dx, dy = length * np.cos(np.pi * angle), length * np.sin(np.pi * angle)
-        draw.line((x * side - dx, y * side - dy, x * side + dx, y * side + dy),
-                  fill=int(170 + 85 * tone), width=width)
+        draw.line(
+            (x * side - dx, y * side - dy, x * side + dx, y * side + dy),
+            fill=int(170 + 85 * tone),
+            width=width,
+        )
     return np.asarray(rice.filter(ImageFilter.GaussianBlur(size / 250)), np.float32) / 255
 
 
