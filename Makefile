@@ -50,7 +50,7 @@ default-model: setup
 	cp data/kitchen/dataset.json assets/default-run/dataset.json
 
 bench: setup
-	$(PY) bench/identifiability.py
+	$(PY) -m bench.identifiability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

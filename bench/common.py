@@ -1,12 +1,23 @@
-"""Helpers shared by the benchmarks: timing-honest training runs and results.md sections."""
+"""Helpers shared by the benchmarks: where they write, the command that regenerates a
+figure, and the one writer of a marked section of docs/results.md or docs/experiments.md."""
 
 from __future__ import annotations
 
 import re
 import statistics
+import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results.md"
+EXPERIMENTS = ROOT / "docs" / "experiments.md"
+
+
+def command(module: str, argv: list[str] | None = None) -> str:
+    """The shell command that reruns benchmark ``module`` (``"bench.kitchen"``) with
+    ``argv`` (default: this process's arguments), as written next to its figures."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join([".venv/bin/python -m", module, *args])
 
 
 def mean_sd(values: list[float]) -> str:
@@ -24,16 +35,17 @@ def load_average() -> float:
 
 
 def write_section(name: str, body: str, path: Path = RESULTS) -> Path:
-    """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->``; other
-    benchmarks own the other sections, so nothing outside the markers changes."""
+    """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in ``path``
+    (appended at the end when the markers are not there yet); other benchmarks own the other
+    sections, so nothing outside the markers changes."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.exists() else "# Results\n"
+    text = path.read_text() if path.exists() else ""
     block = f"{begin}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
+        text = pattern.sub(lambda _: block, text, count=1)
     else:
-        text = f"{text.rstrip()}\n\n{block}\n"
+        text = (f"{text.rstrip()}\n\n" if text.strip() else "") + f"{block}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path

@@ -1,9 +1,7 @@
-"""Driving the dashboard from outside: a Streamlit server on a loopback port, the system
-Chromium through Playwright, and waits that mean "the page has finished rendering".
-
-Shared by the browser tests (tests/browser/) and the latency benchmark (bench/latency.py).
-Playwright's own browser download is not used: Chromium comes from the system
-(``/usr/bin/chromium`` or ``$CHROMIUM``).
+"""The dashboard's measurements in a real browser, for ``python -m bench.latency``: slider
+latency, launch time, memory after every page, concurrent sessions, and a fresh clone run
+as the README says. The server and browser come from the browser tests' driver
+(``tests/browser/driver.py``), so the benchmark and the tests wait for the same things.
 """
 
 from __future__ import annotations
@@ -12,207 +10,28 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-HOME = REPO / "explorer" / "Home.py"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-VIEWPORT = {"width": 1400, "height": 1000}
-# url path -> the page's title (its h1); "" is the home page
-PAGES = {
-    "": "Factor Explorer",
-    "studio": "Factor studio",
-    "photo_reader": "Photo reader",
-    "recipe_search": "Recipe search",
-    "atlas": "Factor atlas",
-    "factor_cards": "Factor cards",
-    "model_report": "Model report",
-}
-# The studio's nearest-dish captions end in " · d=<distance>"; the first is the nearest.
-RESULT_CAPTIONS = '[data-testid="stImageCaption"]:has-text("· d=")'
-
-# True when the app is idle: no script running, no element left stale from the last run, no
-# placeholder still waiting for its widget's code.
-IDLE_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
-    && !document.querySelector('[data-stale="true"]')
-    && !document.querySelector('[data-testid="stSkeleton"]')
-    && !document.querySelector('[data-testid="stSpinner"]')
-    && !!document.querySelector('[data-testid="stMain"] h1')"""
-# Idle without a break for ``quietMs`` (window.__busySince: the last time it was not).
-QUIET_JS = (
-    "(quietMs) => { const now = performance.now(); const idle = (" + IDLE_JS + ")();"
-    " if (!idle) { window.__busySince = now; return false; }"
-    " return now - window.__busySince >= quietMs; }"
+from tests.browser.driver import (
+    IDLE_JS,
+    PAGES,
+    REPO,
+    RESULT_CAPTIONS,
+    RESULT_CHANGED_JS,
+    VIEWPORT,
+    Server,
+    exception_texts,
+    expect_title,
+    free_port,
+    launch_browser,
+    move_slider,
+    start_server,
+    wait_healthy,
+    wait_idle,
+    wait_rendered,
 )
-# Every image has loaded and every Plotly chart has drawn its SVG.
-RENDERED_JS = """() => Array.from(document.images).every(i => i.complete)
-    && Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'))
-        .every(c => c.querySelector('svg.main-svg'))"""
-# The first nearest-dish caption differs from ``old`` and its image has loaded.
-RESULT_CHANGED_JS = """(old) => {
-    const caps = Array.from(document.querySelectorAll('[data-testid="stImageCaption"]'))
-        .filter(c => c.innerText.includes('· d='));
-    if (!caps.length || caps[0].innerText === old) return false;
-    const img = caps[0].closest('[data-testid="stImage"]')?.querySelector('img')
-        ?? caps[0].parentElement.querySelector('img');
-    return !!img && img.complete && img.naturalWidth > 0;
-}"""
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (asked of the kernel, so parallel runs do not collide)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class Server:
-    """A running ``streamlit run explorer/Home.py`` on 127.0.0.1."""
-
-    process: subprocess.Popen
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def page_url(self, page: str = "", run: str | Path | None = None) -> str:
-        query = f"?run={run}" if run else ""
-        return f"{self.url}/{page}{query}"
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-    def stop(self) -> None:
-        """Terminate the server (and wait for it); kill it when it does not stop in 10 s."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-
-def start_server(
-    log: Path, port: int | None = None, python: str = sys.executable, timeout: float = 120.0
-) -> Server:
-    """Start the dashboard on a free loopback port and wait for ``/_stcore/health``."""
-    port = port or free_port()
-    command = [
-        python, "-m", "streamlit", "run", str(HOME),
-        "--server.headless", "true",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    log = Path(log)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(process, port, log)
-    try:
-        wait_healthy(server, timeout)
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
-def wait_healthy(server: Server, timeout: float = 120.0) -> float:
-    """Seconds until the server answers ``/_stcore/health`` with ``ok``."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if server.process.poll() is not None:
-            raise RuntimeError(
-                f"streamlit exited with {server.process.returncode}:\n" + server.log_tail()
-            )
-        try:
-            with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=2) as reply:
-                if reply.read().strip() == b"ok":
-                    return time.perf_counter() - start
-        except OSError:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise TimeoutError(f"streamlit was not healthy after {timeout:.0f} s:\n" + server.log_tail())
-
-
-def launch_browser(playwright, **options):
-    """Headless system Chromium."""
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, **options
-    )
-
-
-def wait_idle(page, timeout_ms: float = 120_000, quiet_ms: int = 1000) -> None:
-    """Wait until the app has been idle for ``quiet_ms`` without a break: Streamlit shows its
-    running indicator only a moment after a run starts, so one idle glance is not enough."""
-    page.evaluate("() => { window.__busySince = performance.now(); }")
-    page.wait_for_function(QUIET_JS, arg=quiet_ms, timeout=timeout_ms, polling=100)
-
-
-def wait_rendered(page, timeout_ms: float = 120_000) -> None:
-    """Idle, every image loaded and every chart drawn: what a screenshot should wait for."""
-    wait_idle(page, timeout_ms)
-    page.wait_for_function(RENDERED_JS, timeout=timeout_ms)
-
-
-def exception_texts(page) -> list[str]:
-    """The text of every exception box Streamlit shows (``stException``)."""
-    return page.locator('[data-testid="stException"]').all_inner_texts()
-
-
-def first_result(page) -> str:
-    """The caption of the studio's nearest dish (``"<title> · d=<distance>"``)."""
-    return page.locator(RESULT_CAPTIONS).first.inner_text()
-
-
-def slider_input(page, key: str):
-    """The keyboard-operable range input of the slider with widget key ``key``."""
-    return page.locator(f".st-key-{key} input[type='range']")
-
-
-def step_toward_farther_end(page, key: str) -> str:
-    """``PageUp`` or ``PageDown``: a tenth of the slider's range toward its farther end, so
-    the point always moves and never hits an end."""
-    value, low, high = slider_input(page, key).evaluate("e => [+e.value, +e.min, +e.max]")
-    return "PageUp" if high - value >= value - low else "PageDown"
-
-
-def move_slider(page, key: str, press: str | None = None, timeout_ms: float = 60_000) -> float:
-    """Press a key on a studio slider (default: a tenth of its range toward the farther end)
-    and return the seconds until the nearest-dish result has changed and its image loaded."""
-    old = first_result(page)
-    thumb = slider_input(page, key)
-    press = press or step_toward_farther_end(page, key)
-    thumb.focus()
-    start = time.perf_counter()
-    page.keyboard.press(press)
-    page.wait_for_function(RESULT_CHANGED_JS, arg=old, timeout=timeout_ms, polling="raf")
-    return time.perf_counter() - start
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -223,9 +42,6 @@ def memory_kb(pid: int) -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             values[name] = int(rest.split()[0])
     return values
-
-
-# --------------------------------------------------------------------------- measurements
 
 
 def slider_latency(page, server, run: Path, moves: int) -> list[float]:
@@ -257,7 +73,7 @@ def exercise_every_page(page, server, run: Path, photo: Path) -> list[str]:
     problems = []
     for name, title in PAGES.items():
         page.goto(server.page_url(name, run))
-        page.locator('[data-testid="stMain"] h1', has_text=title).wait_for(timeout=180_000)
+        expect_title(page, title, 180_000)
         wait_rendered(page, 180_000)
         if name == "photo_reader":
             page.locator(".st-key-reader_upload input[type='file']").set_input_files(str(photo))
@@ -325,7 +141,7 @@ async def _concurrent(url: str, sessions: int, seconds: float) -> dict:
     stats = {"latencies": [], "errors": []}
     start = asyncio.Barrier(sessions)
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await launch_browser(playwright)  # the async API: a coroutine
         users = [_session(browser, url, start, seconds, stats) for _ in range(sessions)]
         await asyncio.wait_for(asyncio.gather(*users), timeout=seconds + 400)
         await browser.close()

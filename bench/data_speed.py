@@ -2,7 +2,7 @@
 kitchen: under 3 minutes on 2 cores), each in a fresh process, as a user runs them; written
 into docs/results.md between the ``data-speed`` markers.
 
-    .venv/bin/python bench/data_speed.py [--n 20000] [--repeats 1]
+    .venv/bin/python -m bench.data_speed [--n 20000] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_average, write_section  # noqa: E402
+from bench.common import ROOT, command, load_average, write_section
 
-ROOT = Path(__file__).resolve().parent.parent
 IVAE = Path(sys.executable).with_name("ivae")
 TARGETS = {"kitchen": 180.0}  # seconds for 20,000 items (issue: data with known factors)
 
@@ -62,10 +60,11 @@ def main() -> None:
             f"{runs[0][2] / 2**20:.0f} MB | {max(r[1] for r in runs):.1f} |"
         )
         print(rows[-1], flush=True)
+    rerun = command("bench.data_speed", ["--n", str(args.n), "--repeats", str(args.repeats)])
     body = "\n".join(
         [
-            f"`.venv/bin/python bench/data_speed.py --n {args.n} --repeats {args.repeats}` — each "
-            f"generator in a fresh process, median of {args.repeats}; {os.cpu_count()} cores "
+            f"`{rerun}` — each generator in a fresh process, median of {args.repeats}; "
+            f"{os.cpu_count()} cores "
             f"(`{platform.processor() or platform.machine()}`), shared: the 1-minute load average "
             "before each run is given (above 2, work queues for the CPU).",
             "",

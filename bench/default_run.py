@@ -1,23 +1,18 @@
 """The shipped default run on the kitchen test split: MCC per factor, nuisance leakage and
 retrieval, written into docs/results.md between the `default-run` markers.
 
-    python bench/default_run.py            # evaluates assets/default-run (make default-model)
+    .venv/bin/python -m bench.default_run   # evaluates assets/default-run (make default-model)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_section  # noqa: E402
-
-import ivae  # noqa: E402
-from ivae.evaluate import encode, evaluate, leakage  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
+import ivae
+from bench.common import ROOT, command, write_section
+from ivae.evaluate import encode, evaluate, leakage
 
 
 def main() -> None:
@@ -41,7 +36,7 @@ def main() -> None:
         [
             f"### The shipped default run (`{Path(args.run).relative_to(ROOT)}`)",
             "",
-            f"`python bench/default_run.py` — {report['model']}, k = {report['latent_dim']}, "
+            f"`{command('bench.default_run')}` — {report['model']}, k = {report['latent_dim']}, "
             f"{report['n_items']} test items of `{data.source}`; trained by `make default-model` "
             f"in {train_seconds:.0f} s of CPU training (2 shared cores).",
             "",

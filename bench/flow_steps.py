@@ -3,12 +3,12 @@
 One training step (loss, backward, gradient clip, Adam) on a square-toy-sized batch (256
 points, 5 dimensions, 40 segment labels), the configurations interleaved so that the shared
 machine's load falls on all of them alike; prints the median ms per step and the ratio to
-the first row, and writes them into docs/method.md between the `flow-steps` markers. The
+the first row, and writes them into docs/experiments.md between the `flow-steps` markers. The
 trainer's fused Adam is measured against a plain (per-tensor) Adam with a per-tensor clip,
 the trainer's optimizer before it was fused.
 
-    python bench/flow_steps.py                 # couplings 10, 12, 16
-    python bench/flow_steps.py --layers 10 20  # any others
+    .venv/bin/python -m bench.flow_steps                 # couplings 10, 12, 16
+    .venv/bin/python -m bench.flow_steps --layers 10 20  # any others
 """
 
 from __future__ import annotations
@@ -16,19 +16,14 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import write_section  # noqa: E402
-
-from ivae.models import build_model  # noqa: E402
-from ivae.nets import Modality  # noqa: E402
-from ivae.train import TrainConfig, optimizer  # noqa: E402
+from bench.common import EXPERIMENTS, command, write_section
+from ivae.models import build_model
+from ivae.nets import Modality
+from ivae.train import TrainConfig, optimizer
 
 
 def main() -> None:
@@ -73,14 +68,14 @@ def main() -> None:
         median = statistics.median(values)
         adam = "fused Adam" if fused else "plain Adam"
         lines.append(f"| {layers} couplings | {adam} | {median:.1f} | {median / base:.2f} |")
-    command = " ".join(["python bench/flow_steps.py", *sys.argv[1:]])
     body = (
-        "\n".join(lines) + f"\n\nRegenerate: `{command}` ({args.rounds} interleaved rounds of "
+        "\n".join(lines)
+        + f"\n\nRegenerate: `{command('bench.flow_steps')}` ({args.rounds} interleaved rounds of "
         f"{args.steps} steps, 1 thread of the shared 2-core "
         f"`{platform.processor() or platform.machine()}` machine)."
     )
     print(body)
-    write_section("flow-steps", body, Path(__file__).resolve().parent.parent / "docs" / "method.md")
+    write_section("flow-steps", body, EXPERIMENTS)
 
 
 if __name__ == "__main__":

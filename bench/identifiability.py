@@ -7,16 +7,16 @@ and the learned codes. This script trains every model (through the project's own
 - a table (MCC mean +- sd, train seconds) into docs/results.md between
   ``<!-- identifiability:begin -->`` and ``<!-- identifiability:end -->``;
 - a bar chart, docs/img/identifiability.png (drawn with Pillow: no plotting dependency);
-- with ``--ablation``: the implicit-ivae objective ablation into docs/method.md between
+- with ``--ablation``: the implicit-ivae objective ablation into docs/experiments.md between
   ``<!-- ablation:begin -->`` and ``<!-- ablation:end -->``.
 
 Seed s generates the toy data with seed s *and* initialises the model with seed s, so the
 spread covers both. Finished runs are kept under ``--work`` and reused when rerun with the
 same settings, so an interrupted benchmark continues where it stopped.
 
-    .venv/bin/python bench/identifiability.py              # the full benchmark
-    .venv/bin/python bench/identifiability.py --quick      # a one-minute smoke run
-    .venv/bin/python bench/identifiability.py --ablation   # the objective ablation
+    .venv/bin/python -m bench.identifiability              # the full benchmark
+    .venv/bin/python -m bench.identifiability --quick      # a one-minute smoke run
+    .venv/bin/python -m bench.identifiability --ablation   # the objective ablation
 """
 
 from __future__ import annotations
@@ -25,19 +25,16 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import textwrap
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from ivae.data import load_dataset  # noqa: E402
-from ivae.data.toy import write_toy  # noqa: E402
-from ivae.models import REGISTRY  # noqa: E402
-from ivae.train import TrainConfig, TrainingError, train  # noqa: E402
+from bench.common import ROOT, command, write_section
+from ivae.data import load_dataset
+from ivae.data.toy import write_toy
+from ivae.models import REGISTRY
+from ivae.train import TrainConfig, TrainingError, train
 
 # name -> (label, ivae data toy options)
 # The toy's defaults follow the authors' iVAE code (a mixing matrix reused after the first
@@ -55,7 +52,7 @@ VARIANTS = {
 COMMON_OPTIONS = {"hidden": 64}
 # Per-model options on top of those, with the reason (none: each model runs with its defaults).
 MODEL_OPTIONS: dict[str, dict] = {}
-# The objective ablation of docs/method.md: label -> implicit-ivae options.
+# The objective ablation of docs/experiments.md: label -> implicit-ivae options.
 ABLATION = {
     "ratio + 0.1 flow (default)": {"likelihood_weight": 0.1},
     "ratio only (eq. 3)": {"likelihood_weight": 0.0},
@@ -70,7 +67,6 @@ ABLATION = {
     "default, invertible leaky-ReLU MLP encoder": {"encoder": "leaky-flow", "flow_layers": 3},
 }
 SQUARE_ONLY = ("encoder", "flow_layers", "flow_mixing")  # rows that vary the square encoder
-BEGIN, END = "<!-- {name}:begin -->", "<!-- {name}:end -->"
 
 
 # ---- running -------------------------------------------------------------------------
@@ -186,24 +182,10 @@ def table(results: dict, tags: list[str], first_column: str) -> list[str]:
     return lines
 
 
-def replace_section(path: Path, name: str, body: str) -> None:
-    """Write ``body`` between the section's markers; everything outside them is kept."""
-    begin, end = BEGIN.format(name=name), END.format(name=name)
-    text = path.read_text() if path.exists() else ""
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    if begin in text and end in text:
-        before, rest = text.split(begin, 1)
-        text = before + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + ("\n\n" if text.strip() else "") + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def provenance(args, seconds: float, command: str) -> str:
+def provenance(args, seconds: float, rerun: str) -> str:
     threads = torch.get_num_threads()
     return (
-        f"Regenerate: `{command}`. Epochs {args.epochs}, Adam lr {args.lr} (cosine decay), "
+        f"Regenerate: `{rerun}`. Epochs {args.epochs}, Adam lr {args.lr} (cosine decay), "
         f"batch 256, options {COMMON_OPTIONS} for every model; {args.per_segment} items per "
         f"segment x 40 segments; seeds "
         f"0..{args.seeds - 1} (each seed draws the data and the initialisation); "
@@ -298,25 +280,24 @@ def main(argv: list[str] | None = None) -> None:
     else:
         configs = {m: (m, {**COMMON_OPTIONS, **MODEL_OPTIONS.get(m, {})}) for m in args.models}
     results = sweep(args, configs)
-    command = " ".join(["bench/identifiability.py", *(argv if argv is not None else sys.argv[1:])])
     trained = sum(
         r["seconds"] or 0 for by_tag in results.values() for runs in by_tag.values() for r in runs
     )  # total train seconds, also when the runs were reused
-    note = provenance(args, trained, f".venv/bin/python {command}")
+    note = provenance(args, trained, command("bench.identifiability", argv))
     lines = table(results, list(configs), "objective" if args.ablation else "model")
     print("\n".join(lines))
     if args.quick:
         return
     if args.ablation:
-        replace_section(args.docs / "method.md", "ablation", "\n".join(lines) + "\n\n" + note)
+        write_section("ablation", "\n".join(lines) + "\n\n" + note, args.docs / "experiments.md")
         return
-    replace_section(
-        args.docs / "results.md",
+    write_section(
         "identifiability",
         "\n".join(lines)
         + "\n\n"
         + note
         + "\n\n![MCC per model and toy variant](img/identifiability.png)",
+        args.docs / "results.md",
     )
     bar_chart(
         results,

@@ -2,8 +2,8 @@
 leakage, retrieval (Recipe1M 1k protocol, both directions) and train time, written into
 docs/results.md between the `kitchen` markers.
 
-    python bench/kitchen.py                       # the full table (long: see --help)
-    python bench/kitchen.py --n 4000 --epochs 5   # a smaller, quicker version
+    .venv/bin/python -m bench.kitchen                       # the full table (long: see --help)
+    .venv/bin/python -m bench.kitchen --n 4000 --epochs 5   # a smaller, quicker version
 """
 
 from __future__ import annotations
@@ -18,16 +18,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import mean_sd, write_section  # noqa: E402
+from bench.common import ROOT, command, mean_sd, write_section
+from ivae.data import load_dataset
+from ivae.models import REGISTRY
+from ivae.train import TrainConfig, train
 
-from ivae.data import load_dataset  # noqa: E402
-from ivae.models import REGISTRY  # noqa: E402
-from ivae.train import TrainConfig, train  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 # data set -> latent dimension. Kitchen: its 4 factors plus room for what else photo and
-# recipe share (the dish type), as the shipped run (docs/method.md, "The kitchen data").
+# recipe share (the dish type), as the shipped run (docs/experiments.md, "How many latents").
 GENERATORS = {"kitchen": 8, "shapes": 4}
 OPTIONS = {"hidden": 128}  # the shipped default run's settings (Makefile, default-model)
 MODEL_OPTIONS = {"implicit-ivae": {"likelihood_weight": 0.0}}  # its objective, likewise
@@ -65,7 +62,7 @@ class Row(NamedTuple):
 
 # Rows beyond the same-budget comparison, per data set: longer implicit-ivae runs on photos
 # under flips and quarter turns. SHIPPED is the shipped setting (Makefile, default-model;
-# docs/method.md, "The kitchen data").
+# docs/experiments.md, "How long, how fast, on which images").
 SHIPPED = Row("implicit-ivae", 30, "dihedral", lr=2e-3)
 EXTRA_ROWS = {
     "kitchen": [
@@ -184,12 +181,10 @@ def main() -> None:
 
 def report(args, results: dict) -> None:
     seconds = sum(r["seconds"] for rows in results.values() for r in rows)
-    command = " ".join(
-        ["python bench/kitchen.py", *(a for a in sys.argv[1:] if a != "--report-only")]
-    )
+    rerun = command("bench.kitchen", [a for a in sys.argv[1:] if a != "--report-only"])
     body = (
         f"### Kitchen and shapes: every model, {args.seeds} seed(s)\n\n"
-        f"`{command}` — {args.n} kitchen and {args.shapes_n} shapes items, {args.epochs} "
+        f"`{rerun}` — {args.n} kitchen and {args.shapes_n} shapes items, {args.epochs} "
         "epochs, latent dim " + ", ".join(f"{GENERATORS[d]} ({d})" for d in args.datasets) + ", "
         f"batch {BATCH} and Adam lr {LR:g} (unless the row says otherwise), options {OPTIONS}, "
         f"implicit-ivae {MODEL_OPTIONS['implicit-ivae']}, "

@@ -13,17 +13,16 @@ each table of reading noise:
 
 plus the current recipes with the factors alone (dish type hidden). It reports the MCC over
 the four factors, pooled over the test split and within each dish type (factors and codes
-centred per dish), next to the shipped run's, into docs/method.md between the ``oracle``
+centred per dish), next to the shipped run's, into docs/experiments.md between the ``oracle``
 markers.
 
-    python bench/kitchen_oracle.py              # 3 inputs x 2 seeds, ~10 min on 1 core
+    .venv/bin/python -m bench.kitchen_oracle   # 3 inputs x 2 seeds, ~10 min on 1 core
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -31,18 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_section  # noqa: E402
+import ivae
+from bench.common import EXPERIMENTS, ROOT, command, write_section
+from ivae.data import Dataset, load_dataset
+from ivae.data.kitchen import dishes, generate
+from ivae.data.text import Vocab
+from ivae.evaluate import encode
+from ivae.metrics import mcc
+from ivae.train import TrainConfig, train
 
-import ivae  # noqa: E402
-from ivae.data import Dataset, load_dataset  # noqa: E402
-from ivae.data.kitchen import dishes, generate  # noqa: E402
-from ivae.data.text import Vocab  # noqa: E402
-from ivae.evaluate import encode  # noqa: E402
-from ivae.metrics import mcc  # noqa: E402
-from ivae.train import TrainConfig, train  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 OPTIONS = {"latent_dim": 8, "hidden": 128, "likelihood_weight": 0.0}  # the shipped run's
 # label -> (reading-noise table, dish type visible)
 V10_TABLE = np.random.default_rng(2012_00682).uniform(0.04, 0.16, dishes.READING_SD.shape)
@@ -56,7 +52,7 @@ INPUTS = {
 def mixing_cost(table: np.ndarray) -> tuple[float, float]:
     """(median sd ratio q, mean nats) over every pair of factors of every dish: what a factorial
     critic loses when the two are mixed by 45 degrees, -1/2 log(1 - rho^2) with
-    rho = (q^2 - 1) / (q^2 + 1) (docs/method.md, "The kitchen data")."""
+    rho = (q^2 - 1) / (q^2 + 1) (docs/experiments.md, "Are the kitchen factors identifiable")."""
     pairs = [(a, b) for a in range(table.shape[1]) for b in range(a + 1, table.shape[1])]
     q = np.array([max(row[a], row[b]) / min(row[a], row[b]) for row in table for a, b in pairs])
     rho = (q**2 - 1) / (q**2 + 1)
@@ -146,12 +142,12 @@ def main() -> None:
             "|---|---|---|---|",
             *rows,
             "",
-            f"Regenerate: `.venv/bin/python bench/kitchen_oracle.py` (implicit-ivae, {OPTIONS}, "
+            f"Regenerate: `{command('bench.kitchen_oracle')}` (implicit-ivae, {OPTIONS}, "
             f"{args.epochs} epochs, batch 128, test split of `{Path(args.data).name}`; the oracle "
             "rotation and the initialisation are drawn from the seed; 1 CPU thread).",
         ]
     )
-    print(write_section("oracle", body, ROOT / "docs" / "method.md"))
+    print(write_section("oracle", body, EXPERIMENTS))
 
 
 if __name__ == "__main__":

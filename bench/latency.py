@@ -14,10 +14,10 @@ The table goes into docs/results.md between ``<!-- latency:begin -->`` and
 end. The machine's load average is recorded with each figure: on a shared machine the
 medians move with it.
 
-    .venv/bin/python bench/latency.py                       # (a)-(f) on assets/default-run
-    .venv/bin/python bench/latency.py --run runs/kitchen    # on another run
-    .venv/bin/python bench/latency.py --fresh-clone         # and (g): several minutes
-    .venv/bin/python bench/latency.py --quick               # smoke run; results.md untouched
+    .venv/bin/python -m bench.latency                       # (a)-(f) on assets/default-run
+    .venv/bin/python -m bench.latency --run runs/kitchen    # on another run
+    .venv/bin/python -m bench.latency --fresh-clone         # and (g): several minutes
+    .venv/bin/python -m bench.latency --quick               # smoke run; results.md untouched
 """
 
 from __future__ import annotations
@@ -34,13 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dashboard  # noqa: E402
-from common import load_average, write_section  # noqa: E402
+from bench import dashboard
+from bench.common import ROOT, command, load_average, write_section
+from tests.browser.driver import HOME, VIEWPORT, launch_browser, start_server
 
-REPO = dashboard.REPO
-sys.path.insert(0, str(REPO))
-DEFAULT_RUN = REPO / "assets" / "default-run"
+DEFAULT_RUN = ROOT / "assets" / "default-run"
 PARTS = ("nn", "photo", "slider", "launch", "memory", "concurrent")
 
 
@@ -190,7 +188,7 @@ def script_rerun_ms(run: Path, moves: int) -> list[float]:
     browser, no network), to split (c) into server and browser time."""
     from streamlit.testing.v1 import AppTest
 
-    app = AppTest.from_file(str(dashboard.HOME), default_timeout=300)
+    app = AppTest.from_file(str(HOME), default_timeout=300)
     app.session_state["run_path"] = str(run)
     app.switch_page("../pages/studio.py").run()
     slider = app.slider(key="studio_z0")
@@ -332,7 +330,7 @@ def detail_tables(r: dict) -> list[str]:
 
 def render(r: dict) -> str:
     lines = [
-        f"Measured {r['date']} by `bench/latency.py` on {r['machine']}; run `{r['run']}` "
+        f"Measured {r['date']} by `{r['command']}` on {r['machine']}; run `{r['run']}` "
         f"({r['run_info']}). The machine is shared: its 1-minute load average was "
         f"{r['load_start']:.1f} at the start and is given with each figure (2 cores: above 2, "
         "work queues for the CPU, and every latency here grows with it).",
@@ -383,7 +381,7 @@ def browser_parts(r: dict, run: Path, parts: set, quick: bool, work: Path) -> No
     server = None
     try:
         with sync_playwright() as playwright:
-            browser = dashboard.launch_browser(playwright)
+            browser = launch_browser(playwright)
             if "launch" in parts:
                 r["launch"] = [
                     dashboard.launch_time(browser, run, work / f"launch{i}.log")
@@ -391,8 +389,8 @@ def browser_parts(r: dict, run: Path, parts: set, quick: bool, work: Path) -> No
                     for i in range(1 if quick else 3)
                 ]
             if parts & {"slider", "memory", "concurrent"}:
-                server = dashboard.start_server(work / "server.log", timeout=180)
-                page = browser.new_context(viewport=dashboard.VIEWPORT).new_page()
+                server = start_server(work / "server.log", timeout=180)
+                page = browser.new_context(viewport=VIEWPORT).new_page()
             if "slider" in parts:
                 seconds = dashboard.slider_latency(page, server, run, 5 if quick else 20)
                 r["slider"] = spread(seconds) | {"seconds": seconds, "load": load_average()}
@@ -446,6 +444,7 @@ def main(argv: list[str] | None = None) -> dict:
     r = {
         "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "run": label(run),
         "run_info": run_info(run), "load_start": load_average(),
+        "command": command("bench.latency", argv),
     }  # fmt: skip
     if "nn" in parts:
         sizes = [10_000, 100_000] if args.quick else [100_000, 1_000_000]
@@ -465,7 +464,7 @@ def main(argv: list[str] | None = None) -> dict:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as playwright:
-            browser = dashboard.launch_browser(playwright)
+            browser = launch_browser(playwright)
             r["fresh_clone"] = dashboard.fresh_clone(browser, Path(args.clone_dir))
             r["fresh_clone"]["load"] = load_average()
             browser.close()
@@ -479,7 +478,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def label(run: Path) -> str:
     try:
-        return str(run.relative_to(REPO))
+        return str(run.relative_to(ROOT))
     except ValueError:
         return str(run)
 

@@ -6,7 +6,7 @@ shape in a child process under GNU time (``/usr/bin/time -v``; on Debian/Ubuntu
 ``apt-get install -y time``). One recipe in a thousand has a photo (a tiny JPEG), a few more
 point to missing files, so the import also resizes and writes images.
 
-    .venv/bin/python bench/recipe1m_memory.py [--recipes 100000]
+    .venv/bin/python -m bench.recipe1m_memory [--recipes 100000]
 
 Writes a table (recipes, layer1 size, peak RSS, wall time, rows imported) into
 docs/results.md between the ``recipe1m`` markers.
@@ -27,10 +27,8 @@ from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_section  # noqa: E402
+from bench.common import ROOT, command, write_section
 
-ROOT = Path(__file__).resolve().parents[1]
 GNU_TIME = "/usr/bin/time"
 TARGET_MB = 500
 CHILD = """
@@ -138,7 +136,7 @@ def main() -> None:
         size = layer1.stat().st_size / 2**20
         body = "\n".join(
             [
-                f"`.venv/bin/python bench/recipe1m_memory.py --recipes {args.recipes}` — "
+                f"`{command('bench.recipe1m_memory', ['--recipes', str(args.recipes)])}` — "
                 "a synthetic `layer1.json` of Recipe1M's shape (~1 KB a recipe), one recipe in a "
                 "thousand with a photo and one in 5,000 pointing to a missing file, imported by "
                 "`ivae.data.recipe1m` "

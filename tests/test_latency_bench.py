@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import latency  # noqa: E402
+from bench import latency
 
 
 @pytest.mark.parametrize("weighted", [True, False])

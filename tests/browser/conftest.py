@@ -10,17 +10,14 @@ are saved under ``test-artifacts/screenshots/``.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "bench"))
-import dashboard  # noqa: E402
+from tests.browser import driver
+from tests.browser.driver import SCREENSHOTS, expect_title
 
-SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
-DEFAULT_RUN = REPO / "assets" / "default-run"
+DEFAULT_RUN = driver.REPO / "assets" / "default-run"
 
 
 def _usable(run: Path) -> bool:
@@ -43,12 +40,12 @@ def run_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def server(run_path, tmp_path_factory):
     """``streamlit run explorer/Home.py`` on a free loopback port, stopped at the end."""
-    if not Path(dashboard.CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {dashboard.CHROMIUM} (install it with `make browser-deps`)")
+    if not Path(driver.CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {driver.CHROMIUM} (install it with `make browser-deps`)")
     for old in SCREENSHOTS.glob("FAILED-*.png"):  # from an earlier session: would mislead
         old.unlink()
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    started = dashboard.start_server(log, timeout=180)
+    started = driver.start_server(log, timeout=180)
     yield started
     started.stop()
     if started.process.returncode not in (0, -15):
@@ -62,8 +59,8 @@ def browser(server, run_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = dashboard.launch_browser(playwright)
-        context = chromium.new_context(viewport=dashboard.VIEWPORT)
+        chromium = driver.launch_browser(playwright)
+        context = chromium.new_context(viewport=driver.VIEWPORT)
         warm = context.new_page()
         warm.goto(server.page_url("", run_path))
         warm.get_by_text("Dishes indexed").wait_for(timeout=900_000)
@@ -75,7 +72,7 @@ def browser(server, run_path):
 @pytest.fixture
 def page(browser, server):
     """A fresh browser context (a new Streamlit session) per test."""
-    context = browser.new_context(viewport=dashboard.VIEWPORT)
+    context = browser.new_context(viewport=driver.VIEWPORT)
     context.set_default_timeout(120_000)
     tab = context.new_page()
     yield tab
@@ -88,39 +85,11 @@ def open_page(page, server, run_path):
 
     def load(name: str = ""):
         page.goto(server.page_url(name, run_path))
-        expect_title(page, dashboard.PAGES[name])
-        dashboard.wait_idle(page)
+        expect_title(page, driver.PAGES[name])
+        driver.wait_idle(page)
         return page
 
     return load
-
-
-def expect_title(page, title: str, timeout_ms: float = 180_000) -> None:
-    """Wait until the page's h1 reads ``title`` (the first launch may generate data)."""
-    page.locator('[data-testid="stMain"] h1', has_text=title).first.wait_for(timeout=timeout_ms)
-
-
-def screenshot(page, name: str, max_height: int = 4000) -> Path:
-    """Save the whole page as test-artifacts/screenshots/<name>.png.
-
-    Streamlit scrolls inside its main container, so the viewport is stretched to the
-    content's height for the shot (up to ``max_height`` pixels) and restored after.
-    """
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    viewport = page.viewport_size
-    height = page.evaluate(
-        "() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight ?? 0"
-    )
-    page.set_viewport_size(
-        {"width": viewport["width"], "height": min(max(height, viewport["height"]), max_height)}
-    )
-    try:
-        page.wait_for_timeout(300)  # images re-laid out at the new size
-        page.screenshot(path=str(path))
-    finally:
-        page.set_viewport_size(viewport)
-    return path
 
 
 @pytest.hookimpl(hookwrapper=True)

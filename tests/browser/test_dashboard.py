@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-import dashboard
 import numpy as np
 import pytest
-from conftest import expect_title, screenshot
 from PIL import Image
+
+from tests.browser import driver
+from tests.browser.driver import expect_title, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -40,12 +41,12 @@ def food_photo(path, hue: tuple[int, int, int], size=(640, 480)):
 
 
 def assert_no_exception(page) -> None:
-    shown = dashboard.exception_texts(page)
+    shown = driver.exception_texts(page)
     assert not shown, f"the page shows an exception: {shown}"
 
 
 def result_captions(page) -> list[str]:
-    return page.locator(dashboard.RESULT_CAPTIONS).all_inner_texts()
+    return page.locator(driver.RESULT_CAPTIONS).all_inner_texts()
 
 
 def query_param(page, name: str) -> str:
@@ -59,7 +60,7 @@ def upload(page, path) -> None:
 def read_percentiles(page, photo_name: str) -> list[int]:
     """Upload-and-read: wait for the photo's caption and every factor's percentile."""
     page.get_by_text(re.compile(re.escape(photo_name) + r" \(\d+x\d+\)")).wait_for()
-    dashboard.wait_idle(page)
+    driver.wait_idle(page)
     labels = page.locator('[data-testid="stExpander"] summary').all_inner_texts()
     return [int(m.group(1)) for m in map(PERCENTILE.search, labels) if m]
 
@@ -69,7 +70,7 @@ def test_home_page_loads(open_page):
     assert page.get_by_text("Shared factors").is_visible()
     assert page.get_by_text("Dishes indexed").is_visible()
     links = page.locator('[data-testid="stMain"] [data-testid="stPageLink"]')
-    assert links.count() == len(dashboard.PAGES) - 1, "a link to every page"
+    assert links.count() == len(driver.PAGES) - 1, "a link to every page"
     assert_no_exception(page)
     assert page.locator(ERROR).count() == 0, page.locator(ERROR).all_inner_texts()
     screenshot(page, "home")
@@ -77,13 +78,13 @@ def test_home_page_loads(open_page):
 
 def test_slider_changes_the_nearest_dishes(open_page):
     page = open_page("studio")
-    page.locator(dashboard.RESULT_CAPTIONS).nth(7).wait_for()
+    page.locator(driver.RESULT_CAPTIONS).nth(7).wait_for()
     before = result_captions(page)
     assert len(before) == 8, before
     z_before = query_param(page, "z")
 
-    seconds = dashboard.move_slider(page, "studio_z0")  # a tenth of its range
-    dashboard.wait_idle(page)
+    seconds = driver.move_slider(page, "studio_z0")  # a tenth of its range
+    driver.wait_idle(page)
     after = result_captions(page)
     assert after != before, "moving a factor slider must change the nearest dishes"
     assert len(after) == 8
@@ -92,8 +93,8 @@ def test_slider_changes_the_nearest_dishes(open_page):
     assert_no_exception(page)
     screenshot(page, "studio-moved")
 
-    dashboard.move_slider(page, "studio_z0")  # and a tenth further
-    dashboard.wait_idle(page)
+    driver.move_slider(page, "studio_z0")  # and a tenth further
+    driver.wait_idle(page)
     assert result_captions(page) != after
     assert_no_exception(page)
     assert seconds < 60
@@ -105,13 +106,13 @@ def test_every_slider_reaches_both_ends(open_page):
     page = open_page("studio")
     k = page.locator("[data-testid='stSlider'] input[type='range']").count() - 1  # - "Steps"
     for j in range(k):
-        thumb = dashboard.slider_input(page, f"studio_z{j}")
+        thumb = driver.slider_input(page, f"studio_z{j}")
         low, high = thumb.evaluate("e => [+e.min, +e.max]")
         for press, end in (("End", high), ("Home", low)):
             thumb.focus()
             page.keyboard.press(press)
             page.wait_for_timeout(500)  # the rerun starts
-            dashboard.wait_idle(page)
+            driver.wait_idle(page)
             point = [float(v) for v in query_param(page, "z").split(",")]
             assert point[j] == pytest.approx(end, rel=1e-3, abs=1e-3), (
                 f"factor {j + 1}: {press} shows {thumb.evaluate('e => e.value')} but the "
@@ -150,7 +151,7 @@ def test_bad_upload_gives_a_message_and_the_app_keeps_working(open_page, tmp_pat
     message.wait_for()
     assert "not an image" in message.inner_text()
     assert "holiday.jpg" in message.inner_text()
-    dashboard.wait_idle(page)
+    driver.wait_idle(page)
     assert_no_exception(page)
     screenshot(page, "photo_reader-bad-upload")
 
@@ -159,17 +160,17 @@ def test_bad_upload_gives_a_message_and_the_app_keeps_working(open_page, tmp_pat
     assert page.locator(ERROR).count() == 0
     page.locator(SIDEBAR_LINK.format("studio")).click()
     expect_title(page, "Factor studio")
-    dashboard.wait_idle(page)
+    driver.wait_idle(page)
     assert len(result_captions(page)) == 8
     assert_no_exception(page)
 
 
 def test_every_page_switches_without_an_exception(open_page):
     page = open_page("")
-    for name, title in [*list(dashboard.PAGES.items())[1:], ("", "Factor Explorer")]:
+    for name, title in [*list(driver.PAGES.items())[1:], ("", "Factor Explorer")]:
         page.locator(SIDEBAR_LINK.format(name)).click()
         expect_title(page, title)
-        dashboard.wait_rendered(page)
+        driver.wait_rendered(page)
         assert_no_exception(page)
         errors = page.locator(ERROR).all_inner_texts()
         assert not errors, f"{title}: {errors}"
