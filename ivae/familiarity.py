@@ -1,0 +1,252 @@
+"""How unlike the training photos a photo is: deep nearest neighbours.
+
+Sun, Ming, Zhu & Li, "Out-of-distribution detection with deep nearest neighbors" (ICML 2022):
+a photo's unfamiliarity is the Euclidean distance from its L2-normalised backbone feature to
+the k-th nearest L2-normalised feature among the training photos. Nothing is trained and no
+density is assumed: a photo whose k-th neighbour is far lies where the training photos do not.
+The threshold is the score that 95% of held-out photos (the val split) stay at or under, the
+paper's operating point (95% of in-distribution photos pass).
+
+``ivae index`` writes ``RUN_DIR/index/familiarity.npz``: the reference features (a seeded
+subset of the train split, float16, unit rows), k, the threshold and the backbone's name and
+weights hash. A run whose encoder is not a pretrained backbone (the from-scratch ``cnn``)
+is checked in the features of ``FALLBACK_BACKBONE``: its own features were learned on
+procedural dishes only and say nothing reliable about a real photo.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ivae.index import NearestNeighbors
+from ivae.io import save_npz
+
+FAMILIARITY_FILE = Path("index") / "familiarity.npz"
+PASS_RATE = 0.95  # share of held-out kitchen photos that pass the threshold
+K = 10  # the k-th neighbour (bench/photo_ood.py: AUROC and false alarms vs k)
+REFERENCE_SIZE = 4000  # train photos kept (bench/photo_ood.py: AUROC vs subset size)
+FALLBACK_BACKBONE = "efficientnet-lite0"
+FEATURE_BATCH = 64
+
+
+class FamiliarityError(ValueError):
+    """A run has no usable unfamiliarity check; the message says which command builds it."""
+
+
+# --------------------------------------------------------------------------- the score
+
+
+def normalise(features: np.ndarray) -> np.ndarray:
+    """(N, F) float32 rows scaled to unit length (an all-zero row stays zero)."""
+    f = np.atleast_2d(np.asarray(features, dtype=np.float32))
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def kth_distance(reference: NearestNeighbors, features: np.ndarray, k: int) -> np.ndarray:
+    """(N,) distance from each normalised feature row to its k-th nearest reference point."""
+    if not 1 <= k <= len(reference):
+        raise FamiliarityError(f"k = {k} needs 1 <= k <= {len(reference)} reference photos")
+    _, distances = reference.search(normalise(features), n=k)  # (N, k), closest first
+    return distances[:, k - 1].astype(np.float64)
+
+
+def pass_threshold(scores: np.ndarray, pass_rate: float = PASS_RATE) -> float:
+    """The ceil(pass_rate * n)-th smallest score: at least ``pass_rate`` of ``scores`` are at
+    or under it (exactly that share when the scores are distinct and pass_rate * n is whole)."""
+    ordered = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    if len(ordered) == 0:
+        raise FamiliarityError("no calibration photos: the threshold needs held-out scores")
+    rank = int(np.ceil(round(pass_rate * len(ordered), 9)))  # round: 0.95 * 100 = 95.00000001
+    return float(ordered[min(max(rank, 1), len(ordered)) - 1])
+
+
+def reference_rows(n_train: int, size: int = REFERENCE_SIZE, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a seeded subset of ``size`` train rows (all of them when fewer)."""
+    if size >= n_train:
+        return np.arange(n_train)
+    return np.sort(np.random.default_rng(seed).choice(n_train, size=size, replace=False))
+
+
+@dataclass
+class Familiarity:
+    """A run's unfamiliarity check. reference: (M, F) float16 unit rows of train photos."""
+
+    reference: np.ndarray
+    k: int
+    threshold: float
+    backbone: str
+    weights_hash: str
+    pass_rate: float = PASS_RATE
+    _searcher: NearestNeighbors | None = field(default=None, repr=False, compare=False)
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """(N,) unfamiliarity of (N, F) backbone features: the k-th neighbour distance."""
+        if self._searcher is None:
+            self._searcher = NearestNeighbors(self.reference.astype(np.float32))
+        features = np.atleast_2d(features)
+        if features.shape[1] != self.reference.shape[1]:
+            raise FamiliarityError(
+                f"features have {features.shape[1]} dimensions but the check was built on "
+                f"{self.reference.shape[1]} ({self.backbone}); rebuild it with `ivae index`"
+            )
+        return kth_distance(self._searcher, features, self.k)
+
+    def unfamiliar(self, scores: np.ndarray) -> np.ndarray:
+        """(N,) True where a score is above the threshold."""
+        return np.asarray(scores) > self.threshold
+
+
+def fit_familiarity(
+    reference_features: np.ndarray,
+    calibration_features: np.ndarray,
+    k: int = K,
+    backbone: str = "",
+    weights_hash: str = "",
+    pass_rate: float = PASS_RATE,
+) -> Familiarity:
+    """The check over ``reference_features`` (train photos), its threshold set so that
+    ``pass_rate`` of ``calibration_features`` (held-out photos) pass."""
+    reference = normalise(reference_features).astype(np.float16)  # stored as float16
+    check = Familiarity(reference, k, np.inf, backbone, weights_hash, pass_rate)
+    check.threshold = pass_threshold(check.scores(calibration_features), pass_rate)
+    return check
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def save_familiarity(check: Familiarity, path: Path) -> None:
+    save_npz(
+        Path(path),
+        {
+            "reference": check.reference.astype(np.float16),
+            "k": np.asarray(check.k),
+            "threshold": np.asarray(check.threshold),
+            "pass_rate": np.asarray(check.pass_rate),
+            "backbone": np.asarray(check.backbone),
+            "weights_hash": np.asarray(check.weights_hash),
+        },
+    )
+
+
+def read_familiarity(path: Path) -> Familiarity:
+    """Load familiarity.npz (never unpickles)."""
+    with np.load(path, allow_pickle=False) as f:
+        return Familiarity(
+            reference=f["reference"].astype(np.float16),
+            k=int(f["k"]),
+            threshold=float(f["threshold"]),
+            backbone=str(f["backbone"]),
+            weights_hash=str(f["weights_hash"]),
+            pass_rate=float(f["pass_rate"]),
+        )
+
+
+# --------------------------------------------------------------------------- a run's check
+
+
+@dataclass
+class FeatureSpace:
+    """The backbone a run's photos are compared in: name, weights hash and the features of a
+    list of PIL images, (N, F) float32."""
+
+    name: str
+    weights_hash: str
+    features: Callable[[list[Image.Image]], np.ndarray]
+
+
+@functools.lru_cache(maxsize=2)
+def _backbone(name: str):
+    from ivae.backbones import get_backbone
+
+    return get_backbone(name)
+
+
+def feature_space(run) -> FeatureSpace:
+    """The run's own pretrained backbone, or FALLBACK_BACKBONE for a from-scratch encoder."""
+    spec = run.config.get("backbone") or {}
+    if spec.get("name") not in (None, "cnn"):
+        return FeatureSpace(spec["name"], spec.get("weights_hash", ""), run.image_features)
+    backbone = _backbone(FALLBACK_BACKBONE)
+    return FeatureSpace(backbone.name, backbone.weights_hash, backbone.features)
+
+
+def photo_features(space: FeatureSpace, paths: list[Path], progress: bool = False) -> np.ndarray:
+    """(N, F) features of image files, read in batches (the train photos, not uploads)."""
+    starts = range(0, len(paths), FEATURE_BATCH)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=f"{space.name} features", unit="batch")
+    parts = []
+    for start in starts:
+        photos = [_open_rgb(p) for p in paths[start : start + FEATURE_BATCH]]
+        parts.append(np.asarray(space.features(photos), dtype=np.float32))
+    return np.concatenate(parts)
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def build_familiarity(
+    run,
+    data_dir: Path | None = None,
+    k: int = K,
+    reference_size: int = REFERENCE_SIZE,
+    seed: int = 0,
+    progress: bool = True,
+) -> Familiarity:
+    """Features of a seeded subset of the train photos and of every val photo, the check fitted
+    on them and saved to ``RUN_DIR/index/familiarity.npz``."""
+    from ivae.data.paired import read_items
+
+    data_dir = Path(data_dir or run.data_path)
+    items = read_items(data_dir)
+    train, val = (items[items["split"] == s]["image"].tolist() for s in ("train", "val"))
+    if not train or not val:
+        raise FamiliarityError(
+            f"{data_dir}: the unfamiliarity check needs train and val photos "
+            f"({len(train)} train, {len(val)} val)"
+        )
+    rows = reference_rows(len(train), reference_size, seed)
+    space = feature_space(run)
+    reference = photo_features(space, [data_dir / train[i] for i in rows], progress)
+    calibration = photo_features(space, [data_dir / p for p in val], progress)
+    check = fit_familiarity(
+        reference, calibration, min(k, len(rows)), space.name, space.weights_hash
+    )
+    save_familiarity(check, Path(run.path) / FAMILIARITY_FILE)
+    return check
+
+
+def load_familiarity(run, space: FeatureSpace | None = None) -> Familiarity:
+    """The run's saved check; FamiliarityError saying to run ``ivae index`` when it is absent,
+    unreadable or built in another backbone's features."""
+    path = Path(run.path) / FAMILIARITY_FILE
+    command = f"ivae index {run.path}"
+    if not path.exists():
+        raise FamiliarityError(
+            f"run {run.path} has no unfamiliarity check yet ({path}); build it with `{command}`"
+        )
+    try:
+        check = read_familiarity(path)
+    except (OSError, ValueError, KeyError) as error:
+        raise FamiliarityError(
+            f"{path} is unreadable ({error}); rebuild it with `{command}`"
+        ) from None
+    space = space or feature_space(run)
+    if (check.backbone, check.weights_hash) != (space.name, space.weights_hash):
+        raise FamiliarityError(
+            f"{path} was built with {check.backbone} weights {check.weights_hash or '?'}, "
+            f"the run reads photos with {space.name} {space.weights_hash or '?'}; "
+            f"rebuild it with `{command}`"
+        )
+    return check
