@@ -38,7 +38,7 @@ lint: setup
 # Reproduce the shipped default run: kitchen data, training, naming, index. It was trained
 # with the density-ratio objective alone (likelihood_weight=0), in which the encoder's
 # Jacobian cancels, for 30 epochs at lr 2e-3 of photos under random flips and quarter turns;
-# docs/method.md, "The kitchen data".
+# docs/experiments.md#how-long-how-fast-on-which-images-the-kitchen-schedule.
 default-model: setup
 	$(VENV)/bin/ivae data kitchen --out data/kitchen --seed 0
 	rm -rf assets/default-run

@@ -181,7 +181,7 @@ class CouplingFlow(nn.Module):
     Dhariwal 2018), so every coupling splits the coordinates along new directions. Used as
     the encoder when x has as many dimensions as the factors: an invertible encoder cannot
     fold a factor onto |factor|, which a variance-only query would not notice
-    (docs/method.md, "The square case")."""
+    (docs/experiments.md#which-encoder-for-square-data)."""
 
     def __init__(self, dim: int, hidden: int = 64, layers: int = 6, mixing: bool = True):
         super().__init__()
@@ -225,7 +225,7 @@ class LeakyFlow(nn.Module):
     """(B, k) -> (B, k): an invertible leaky-ReLU MLP, square affine layers with invertible
     leaky ReLUs between them. The inverse of a leaky-ReLU MLP mixing with invertible layers
     is again such a network (slopes 1/a), so this family contains the inverse of the iVAE
-    protocol's mixing (docs/method.md, "The square case"); log |det J| is exact and costs one
+    protocol's mixing (docs/experiments.md, "Which encoder"); log |det J| is exact and costs one
     k x k log-determinant per layer."""
 
     def __init__(self, dim: int, layers: int = 3, slope: float = 0.5):

@@ -1,5 +1,5 @@
 """The implicit iVAE's objective neither collapses nor inflates off the data manifold
-(docs/method.md, sections 1-2 and 5), measured on a tiny noisy, non-square toy."""
+(docs/method.md#known-limits), measured on a tiny noisy, non-square toy."""
 
 from __future__ import annotations
 

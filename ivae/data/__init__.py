@@ -12,7 +12,7 @@ __all__ = ["DataError", "Dataset", "load_dataset"]
 
 
 def load_dataset(path: str | Path, vocab=None, image_size: int = 64, max_len: int = 256) -> Dataset:
-    """A ``.npz`` vector dataset or a paired image/text directory (DESIGN.md formats)."""
+    """A ``.npz`` vector dataset or a paired image/text directory (docs/design.md formats)."""
     path = Path(path)
     if path.is_dir():
         from ivae.data.paired import load_paired

@@ -1,4 +1,4 @@
-"""Paired image/text dataset directories (DESIGN.md): read, validate, write.
+"""Paired image/text dataset directories (docs/design.md): read, validate, write.
 
 A directory holds ``items.parquet`` (one row per pair), ``dataset.json`` (name, factor names,
 counts, provenance) and the image files. Decoding 20k images takes a while, so the decoded
@@ -79,7 +79,7 @@ def read_items(directory: Path) -> pd.DataFrame:
 
 
 def validate_items(items: pd.DataFrame, path: Path) -> None:
-    """Every DESIGN.md requirement on the rows, each failure naming the row and the fix."""
+    """Every docs/design.md requirement on the rows, each failure naming the row and the fix."""
     missing = [c for c in REQUIRED_COLUMNS if c not in items.columns]
     if missing:
         raise DataError(

@@ -70,7 +70,7 @@ def generate_toy(
     seed: int = 0,
     mixing: str = "repeat",
 ) -> dict:
-    """Arrays in the DESIGN.md vector format: x, u, factors, factor_names, split."""
+    """Arrays in the docs/design.md vector format: x, u, factors, factor_names, split."""
     if mixing not in MIXINGS:
         raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
     if modulate not in MODULATIONS:

@@ -1,4 +1,4 @@
-"""Vector datasets stored as ``.npz`` (DESIGN.md, "Vector datasets")."""
+"""Vector datasets stored as ``.npz`` (docs/design.md, "Vector datasets")."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _query(arrays: dict, path: Path) -> np.ndarray:
 
 
 def _split(arrays: dict, n: int, path: Path) -> np.ndarray:
-    if "split" not in arrays:  # seeded 80/10/10, the DESIGN.md default
+    if "split" not in arrays:  # seeded 80/10/10, the docs/design.md default
         rng = np.random.default_rng(0)
         return rng.choice(np.array(["train", "val", "test"]), size=n, p=[0.8, 0.1, 0.1])
     split = _require(arrays, "split", path, 1).astype(str)

@@ -125,8 +125,9 @@ def sample_factors(dish_index: np.ndarray, rng: np.random.Generator) -> np.ndarr
 # (dish, factor) -> standard deviation of the recipe's reading of the factor, log-uniform in
 # [0.015, 0.2]: a fixed table (its own seed, not the data set's) shared by every generated
 # kitchen. How much this precision differs between the factors of a dish is what tells the
-# factors from their mixtures (docs/method.md, "The kitchen data"); 1.0 drew it uniform in
-# [0.04, 0.16], four times less spread, and the factors were not recovered.
+# factors from their mixtures (docs/experiments.md, "Are the kitchen factors identifiable");
+# 1.0 drew it uniform in [0.04, 0.16], four times less spread, and the factors were not
+# recovered.
 READING_SD = np.exp(
     np.random.default_rng(2012_00682).uniform(
         np.log(0.015), np.log(0.2), (len(DISHES), len(FACTORS))
