@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
+import ijson
 import pytest
 
 from ivae.data import recipe1m
@@ -81,12 +83,12 @@ def test_an_unreadable_photo_is_counted(tmp_path):
 
 def test_a_malformed_element_names_the_file_the_element_and_the_byte(tmp_path):
     raw = (FIXTURE / "layer1_malformed.json").read_bytes()
-    byte = raw.index(b'"ingredients"', raw.index(b"Dilly"))
+    start = raw.index(b'"ingredients"', raw.index(b"Dilly"))  # the key after a missing comma
     with pytest.raises(DataError) as error:
         run(tmp_path, layer1=FIXTURE / "layer1_malformed.json")
     message = str(error.value)
     assert "layer1_malformed.json" in message and "element 1" in message
-    assert f"byte {byte}" in message
+    assert start <= error_byte(message) < start + len(b'"ingredients"')
 
 
 @pytest.mark.parametrize(
@@ -118,39 +120,185 @@ def test_a_bad_record_is_named(tmp_path, record, words):
     assert all(word in str(error.value) for word in words), str(error.value)
 
 
-ELEMENTS = [{"id": "é" * 3, "n": [1, 2, {"x": "ü"}]}, {"id": "b"}, [], "text, with ] inside"]
+def backends() -> list:
+    """ijson's C backend when it is installed, and always the pure-Python fallback."""
+    names = ["python"]
+    try:
+        ijson.get_backend("yajl2_c")
+        names.insert(0, "yajl2_c")
+    except ImportError:
+        pass
+    return names
 
 
-@pytest.mark.parametrize("chunk", [1, 5, 1 << 20])
-@pytest.mark.parametrize("indent", [None, 2])
-def test_streaming_reads_what_json_load_reads(tmp_path, monkeypatch, chunk, indent):
-    monkeypatch.setattr(recipe1m, "CHUNK_CHARS", chunk)
+BACKENDS = backends()
+READ_SIZES = [1, 2, 3, 7, 64, 4096, 1 << 20]
+
+# every kind of JSON value, literals and numbers included: a true, false, null or number that
+# straddles two reads must come back whole
+ELEMENTS = [
+    {"id": "é" * 3, "n": [1, 2, {"x": "ü"}], "valid": [True, False, True, True]},
+    {"id": "b", "note": None, "flags": [False, None, True]},
+    [0, -1, 42, 9007199254740993, -(2**62), 3.25, -0.5, 1e-7, 6.02e23, 1.5e300],
+    'a quote " a backslash \\ a slash / an é, a tab\t and an emoji 😀',
+    "text, with ] inside and {braces}",
+    "日本語のレシピ: crème brûlée, jalapeño, Smørrebrød",
+    [],
+    {},
+    True,
+    False,
+    None,
+    0,
+    "",
+]
+# spellings json.dumps never writes: upper-case exponents, escapes of plain characters
+RAW = (
+    r'[1E5, 2e-3, 2E+2, -0, 10, 0.1, true,false,null, "\"\\\/\u00e9\ud83d\ude00",'
+    r' "\n\t\b\f\r", {"valid":[true,false,null]}]'
+)
+
+
+def read(path, chunk: int, backend: str) -> list:
+    return list(recipe1m.iter_json_array(path, chunk, ijson.get_backend(backend)))
+
+
+def same(values: list, expected: list) -> bool:
+    """Equal and of the same types (repr tells 1 from True and 0.5 from Decimal('0.5'))."""
+    return repr(values) == repr(expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("chunk", READ_SIZES)
+@pytest.mark.parametrize("ascii_only", [True, False])  # \u escapes and surrogate pairs, or UTF-8
+@pytest.mark.parametrize("indent", [None, 1])
+def test_streaming_reads_what_json_load_reads(tmp_path, backend, chunk, ascii_only, indent):
     path = tmp_path / "a.json"
-    path.write_text(json.dumps(ELEMENTS, indent=indent, ensure_ascii=False), encoding="utf-8")
-    assert list(recipe1m.iter_json_array(path)) == ELEMENTS
+    path.write_text(json.dumps(ELEMENTS, indent=indent, ensure_ascii=ascii_only), encoding="utf-8")
+    assert same(read(path, chunk, backend), json.loads(path.read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_read_size_reads_literals_numbers_and_escapes(tmp_path, backend):
+    path = tmp_path / "raw.json"
+    path.write_text(RAW, encoding="utf-8")
+    expected = json.loads(RAW)
+    assert expected[9] == '"\\/é😀'  # the file spells what the test means
+    for chunk in range(1, len(RAW.encode()) + 2):
+        assert same(read(path, chunk, backend), expected), f"read size {chunk}"
+
+
+def det_ingrs(n: int) -> list[dict]:
+    """Records shaped like Recipe1M's det_ingrs.json: a boolean 'valid' flag per ingredient."""
+    words = ["salt", "penne", "crème fraîche", "chillies", "olive oil", "breasts", "sugar"]
+    return [
+        {
+            "id": f"{i:010x}",
+            "ingredients": [{"text": words[(i + k) % 7]} for k in range(5 + i % 15)],
+            "valid": [(i * 7 + k) % 3 != 0 for k in range(5 + i % 15)],
+        }
+        for i in range(n)
+    ]
+
+
+def test_a_det_ingrs_shaped_file_is_read_in_full(tmp_path):
+    records = det_ingrs(40_000)
+    path = tmp_path / "det_ingrs.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    assert path.stat().st_size > 4 * recipe1m.CHUNK_BYTES  # literals straddle many reads
+    detected = list(recipe1m.detected(path))
+    assert len(detected) == len(records)
+    for (recipe_id, kept), record in zip(detected, records, strict=True):
+        names = [x["text"] for x, ok in zip(record["ingredients"], record["valid"], strict=True)]
+        assert recipe_id == record["id"]
+        assert kept == [name for name, ok in zip(names, record["valid"], strict=True) if ok]
+
+
+def error_byte(message: str) -> int:
+    return int(re.search(r"at byte (\d+) ", message)[1])
+
+
+def read_error(path, chunk: int, backend: str) -> str:
+    with pytest.raises(DataError) as error:
+        read(path, chunk, backend)
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message and "download it again" in message
+    return message
 
 
 @pytest.mark.parametrize(
     "text, element, byte",
     [
-        ('[{"a": "é"}, {"b": 1 "c": 2}]', 1, len('[{"a": "é"}, {"b": 1 '.encode())),
-        ('[{"a": 1}, {"b": 2}', 2, len(b'[{"a": 1}, {"b": 2}')),  # truncated
-        ('[{"a": 1} {"b": 2}]', 1, len(b'[{"a": 1} ')),
-        ('{"a": 1}', 0, 0),
-        ('[{"a": 1}, {"b": "unterminated}]', 1, len(b'[{"a": 1}, {"b": ')),
+        ('[{"a": 1}, {"b": 2}', 2, len(b'[{"a": 1}, {"b": 2}')),
+        (
+            '[{"a": "é"}, {"b": "unterminated}]',
+            1,
+            len('[{"a": "é"}, {"b": "unterminated}]'.encode()),
+        ),
+        ("[true, false, tr", 2, len(b"[true, false, tr")),
+        ("[1.5, 2e", 1, len(b"[1.5, 2e")),
+        ("[", 0, 1),
+        ("", 0, 0),
     ],
 )
-@pytest.mark.parametrize("chunk", [3, 1 << 20])
-def test_malformed_json_names_the_element_and_byte(
-    tmp_path, monkeypatch, text, element, byte, chunk
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_truncated_file_names_the_element_and_the_end(
+    tmp_path, text, element, byte, chunk, backend
 ):
-    monkeypatch.setattr(recipe1m, "CHUNK_CHARS", chunk)
+    path = tmp_path / "cut.json"
+    path.write_text(text, encoding="utf-8")
+    message = read_error(path, chunk, backend)
+    assert f"element {element}" in message and error_byte(message) == byte, message
+    assert "end of file" in message or "expected '['" in message
+
+
+@pytest.mark.parametrize(
+    "text, element, start, end",
+    [
+        ('[{"a": "é"}, {"b": 1 "c": 2}]', 1, 22, 24),  # é is two bytes; '"c"' is 22-24
+        ('[{"a": 1} {"b": 2}]', 1, 10, 10),
+        ('{"a": 1}', 0, 0, 0),
+        ("  [true, flase]", 1, 9, 14),
+        ("[null, nul1, 3]", 1, 7, 11),
+        ("[1, 2]]", 2, 6, 6),
+    ],
+)
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_corrupt_file_names_the_element_and_the_byte(
+    tmp_path, text, element, start, end, chunk, backend
+):
+    """The byte is where the parser stopped: inside the token that broke the JSON."""
     path = tmp_path / "bad.json"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(DataError) as error:
-        list(recipe1m.iter_json_array(path))
-    assert f"element {element}" in str(error.value) and f"byte {byte}" in str(error.value)
-    assert "bad.json" in str(error.value)
+    message = read_error(path, chunk, backend)
+    assert f"element {element}" in message and start <= error_byte(message) <= end, message
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_corruption_deep_in_a_large_file_is_pinned(tmp_path, backend):
+    raw = json.dumps(det_ingrs(3500)).encode()
+    target = raw.index(b'"id": "0000000bb8"')  # element 3000, past several reads
+    flag = raw.index(b"true", target)
+    path = tmp_path / "det_ingrs.json"
+    path.write_bytes(raw[:flag] + b"tru" + raw[flag + 4 :])  # 'tru,' or 'tru]': a broken literal
+    message = read_error(path, 1 << 15, backend)
+    assert flag > 10 * (1 << 15)
+    assert "element 3000" in message and flag <= error_byte(message) <= flag + 4, message
+
+
+def test_a_runaway_element_is_an_error_not_a_memory_blowup(tmp_path, monkeypatch):
+    monkeypatch.setattr(recipe1m, "MAX_ELEMENT_BYTES", 100)
+    path = tmp_path / "runaway.json"
+    path.write_text('[{"a": 1}, {"b": "' + "x" * 1000 + '"}]', encoding="utf-8")
+    with pytest.raises(DataError, match="element 1.*longer than 100 bytes"):
+        list(recipe1m.iter_json_array(path, 16))
+
+
+def test_reading_stops_early_without_reading_the_rest(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(ELEMENTS) + " garbage", encoding="utf-8")
+    assert next(iter(recipe1m.iter_json_array(path, 4))) == ELEMENTS[0]
 
 
 def test_missing_inputs_are_named(tmp_path):
