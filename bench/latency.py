@@ -121,10 +121,10 @@ def kitchen_jpeg(run, size: int | None) -> tuple[bytes, str]:
     (an upload from a phone or camera is far larger than the data's images)."""
     from PIL import Image
 
-    from ivae import analysis
+    from ivae.index import load_items
 
-    folder = analysis.data_dir(run)
-    items = analysis.load_items(folder) if (folder / "items.parquet").is_file() else None
+    folder = run.data_dir()  # python -m bench.latency runs from the repository root
+    items = load_items(folder) if (folder / "items.parquet").is_file() else None
     if items is not None:
         image = Image.open(folder / items["image"].iat[0]).convert("RGB")
         what = f"dish `{items['id'].iat[0]}` of the run's data"

@@ -6,7 +6,6 @@ failures into messages with a way forward.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ivae import analysis
+from explorer import data, tables
+from explorer.runs import REPO_ROOT, relative_label, resolve, run_fingerprint, summarize_run
+from explorer.runs import run_options as find_run_options
 from ivae.index import Index, MissingIndexError
 
 RUN_KEY = "run_path"
@@ -23,12 +24,18 @@ RUN_KEY = "run_path"
 
 @dataclass
 class Context:
-    """The chosen run with everything the pages read from it; rows of ``items`` = index rows."""
+    """The chosen run with everything the pages read from it; rows of ``items`` = index rows.
+
+    ``key`` fingerprints the content of the index and the items table: page caches of what is
+    computed from them take it as an argument, so a rebuilt index shows on the next rerun.
+    """
 
     run: object  # ivae.run.Run
     index: Index
     items: pd.DataFrame
+    titles: np.ndarray  # (N,) display title per row
     data_dir: Path
+    key: tuple
 
     @property
     def names(self) -> list[str]:
@@ -42,20 +49,16 @@ class Context:
         return str(self.data_dir / self.items["image"].iat[int(row)])
 
     def title(self, row: int) -> str:
-        items = self.items
-        text = items["title"].iat[int(row)] if "title" in items else items["text"].iat[int(row)]
-        return str(text)[:60]
+        return str(self.titles[int(row)])
 
 
 # --------------------------------------------------------------------------- cached loading
-
-
-def _stamp(path: Path) -> float:
-    return path.stat().st_mtime if path.exists() else 0.0
+# Every loader takes the content fingerprint of the files it reads (explorer.runs), so that
+# `ivae name` / `ivae index` rewriting them invalidates the cached object on the next rerun.
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def _load_run(path: str, stamp: float):
+def _load_run(path: str, fingerprint: tuple):
     import torch
 
     import ivae
@@ -67,24 +70,27 @@ def _load_run(path: str, stamp: float):
 
 
 @st.cache_resource(show_spinner="Loading the index…", max_entries=4)
-def _load_index(path: str, stamp: float) -> Index:
+def _load_index(path: str, fingerprint: tuple, _run) -> Index:
     from ivae.index import load_index
 
-    return load_index(_load_run(path, _stamp(Path(path) / "model.pt")))
+    return load_index(_run)
 
 
 @st.cache_resource(show_spinner="Reading the recipes…", max_entries=4)
-def _load_items(data_dir: str, index_path: str, stamp: float) -> pd.DataFrame:
-    index = _load_index(index_path, stamp)
-    return analysis.load_items(Path(data_dir), index.ids)
+def _load_items(data_dir: str, fingerprint: tuple, _index: Index) -> tuple:
+    from ivae.index import load_items
+
+    items = load_items(Path(data_dir), _index.ids)
+    return items, tables.item_titles(items)
 
 
 def load_run(path: str):
-    return _load_run(path, _stamp(Path(path) / "model.pt"))
+    return _load_run(path, run_fingerprint(path, ("model.pt", "factors.json", "vocab.json")))
 
 
 def load_index(path: str) -> Index:
-    return _load_index(path, _stamp(Path(path) / "index" / "codes.npz"))
+    run = load_run(path)
+    return _load_index(path, run_fingerprint(path, ("model.pt", "index/codes.npz")), run)
 
 
 # --------------------------------------------------------------------------- the run picker
@@ -93,24 +99,16 @@ def load_index(path: str) -> Index:
 def run_options() -> list[str]:
     """Every run under runs/ and assets/, the default run first; unfinished ones included so
     that choosing one explains what is missing."""
-    runs = [str(s.path) for s in analysis.find_runs()]
-    default = str(analysis.DEFAULT_RUN)
-    if default in runs:
-        runs.remove(default)
-        runs.insert(0, default)
-    return runs
+    return find_run_options()
 
 
 def label(path: str) -> str:
-    try:
-        return str(Path(path).relative_to(analysis.REPO_ROOT))
-    except ValueError:
-        return path
+    return relative_label(path)
 
 
 def run_label(path: str) -> str:
     """The picker's text: folder, model and MCC, e.g. ``runs/kitchen [implicit-ivae, MCC 0.93]``."""
-    summary = analysis.summarize_run(Path(path))
+    summary = summarize_run(Path(path))
     return label(path) + summary.label.removeprefix(Path(path).name)
 
 
@@ -119,7 +117,7 @@ def run_picker() -> str | None:
     options = run_options()
     wanted = st.query_params.get("run")
     if wanted:  # links carry the path relative to the repository
-        wanted = os.path.abspath(analysis.REPO_ROOT / wanted)
+        wanted = resolve(wanted)
     chosen = st.session_state.get(RUN_KEY)
     for explicit in (wanted, chosen):  # a path from a shared link or set before; checked on load
         if explicit and explicit not in options:
@@ -141,13 +139,15 @@ def require_context() -> Context:
     run = _run_or_stop(path)
     index = _index_or_stop(run, path)
     data_dir = _data_or_stop(run)
+    key = run_fingerprint(path, ("index/codes.npz",)) + run_fingerprint(
+        data_dir, ("items.parquet",)
+    )
     try:
-        stamp = _stamp(Path(path) / "index" / "codes.npz")
-        items = _load_items(str(data_dir), path, stamp)
+        items, titles = _load_items(str(data_dir), key, index)
     except (ValueError, OSError) as error:
         st.error(f"The run's data does not match its index: {error}")
         st.stop()
-    return Context(run=run, index=index, items=items, data_dir=data_dir)
+    return Context(run=run, index=index, items=items, titles=titles, data_dir=data_dir, key=key)
 
 
 def _no_runs() -> None:
@@ -187,7 +187,7 @@ def _build_index(run) -> None:
 
     with st.status("Encoding every dish and recipe, then the 2-D map…", expanded=True) as status:
         try:
-            data_dir = analysis.ensure_data(run)
+            data_dir = data.ensure_data(run)
             build_index(run, data=run.load_data(data_dir), progress=False)
         except (ValueError, OSError) as error:
             status.update(label="Building the index failed", state="error")
@@ -199,11 +199,11 @@ def _build_index(run) -> None:
 
 
 def _data_or_stop(run) -> Path:
-    target = analysis.data_dir(run)
-    stale = analysis.stale_data(run, target)
+    target = run.data_dir(REPO_ROOT)
+    stale = data.stale_data(run, target)
     if (target / "items.parquet").is_file() and stale is None:
         return target
-    settings = analysis.generation_settings(run)
+    settings = data.generation_settings(run)
     title = f"First launch: generating the kitchen data into `{label(str(target))}`"
     if stale is not None:
         title = (
@@ -231,7 +231,7 @@ def _generate_with_progress(run, target: Path, n: int) -> Path:
 
     def work() -> None:
         try:
-            result["path"] = analysis.ensure_data(run)
+            result["path"] = data.ensure_data(run)
         except (FileNotFoundError, ValueError, OSError) as error:
             result["error"] = error
 
@@ -239,7 +239,7 @@ def _generate_with_progress(run, target: Path, n: int) -> Path:
     worker.start()
     bar = st.progress(0.0, text="rendering dishes…")
     while worker.is_alive():
-        done = analysis.count_images(target)
+        done = data.count_images(target)
         bar.progress(min(done / max(n, 1), 1.0), text=f"rendered {done:,} of {n:,} dishes")
         worker.join(timeout=1.0)
     bar.progress(1.0, text="done")
@@ -264,16 +264,7 @@ def image_grid(ctx: Context, rows, captions: list[str] | None = None, columns: i
 
 def recipe_table(ctx: Context, rows, extra: dict | None = None) -> pd.DataFrame:
     """Title, dish type and ingredients of item rows, for st.dataframe."""
-    rows = np.asarray(rows).ravel().astype(int)
-    items = ctx.items.iloc[rows]
-    table = pd.DataFrame({"title": [ctx.title(r) for r in rows]})
-    if "dish" in items:
-        table["dish"] = items["dish"].to_numpy()
-    if "ingredients" in items:
-        table["ingredients"] = [", ".join(map(str, v)) for v in items["ingredients"]]
-    for name, values in (extra or {}).items():
-        table[name] = values
-    return table
+    return tables.recipe_table(ctx.items, ctx.titles, rows, extra)
 
 
 def factor_label(ctx: Context, j: int) -> str:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ivae.data.dataset import Dataset
+from ivae.encoding import encode_batched
 from ivae.metrics import mcc, nuisance_leakage, retrieval
 from ivae.models.base import Model
 
@@ -16,15 +17,8 @@ def encode(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Codes of every item: z = e(x) (N, k) and the query Gaussian mean, logvar (N, k)."""
     model.eval()
-    zs, means, logvars = [], [], []
-    for start in range(0, len(data), batch_size):
-        x = torch.from_numpy(data.x[start : start + batch_size]).to(device)
-        y = torch.from_numpy(data.y[start : start + batch_size]).to(device)
-        zs.append(model.encode_x(x).float().cpu())
-        mean, logvar = model.encode_y(y)
-        means.append(mean.float().cpu())
-        logvars.append(logvar.float().cpu())
-    z, mean, logvar = (torch.cat(t).numpy() for t in (zs, means, logvars))
+    (z,) = encode_batched(model, "x", data.x, batch_size, device)
+    mean, logvar = encode_batched(model, "y", data.y, batch_size, device)
     return z, mean, logvar
 
 

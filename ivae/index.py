@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ivae.io import save_npz
 
 INDEX_FILE = Path("index") / "codes.npz"
-ENCODE_BATCH = 256
 
 
 class MissingIndexError(ValueError):
@@ -119,7 +119,7 @@ def _check_weights(weights: np.ndarray, k: int) -> np.ndarray:
 class Index:
     """Every item of a run's dataset, encoded once.
 
-    ids, split: (N,) str. z: (N, k) image codes (run.encode_x). y_mean, y_logvar: (N, k) the
+    ids: (N,) str. z: (N, k) image codes (run.encode_x). y_mean, y_logvar: (N, k) the
     recipe's conditional prior (run.encode_y). map2d: (N, 2) UMAP of z.
     """
 
@@ -128,7 +128,6 @@ class Index:
     y_mean: np.ndarray
     y_logvar: np.ndarray
     map2d: np.ndarray
-    split: np.ndarray
     model_digest: str = ""
     data_source: str = ""
     _searchers: dict = field(default_factory=dict, repr=False, compare=False)
@@ -178,43 +177,19 @@ def model_digest(run_path: Path) -> str:
 def build_index(run, data=None, progress: bool = True) -> Index:
     """Encode every item of ``data`` (default: the run's own dataset) and save the index."""
     data = run.load_data() if data is None else data
-    z = _encode_batched(run.encode_x, data.x, "images", progress)
-    y_mean, y_logvar = _encode_recipes(run, data.y, progress)
+    z = run.encode_x(data.x, progress=progress).astype(np.float32)
+    y_mean, y_logvar = run.encode_y(data.y, progress=progress)
     index = Index(
         ids=np.asarray(data.ids).astype(str),
         z=z,
-        y_mean=y_mean,
-        y_logvar=y_logvar,
+        y_mean=y_mean.astype(np.float32),
+        y_logvar=y_logvar.astype(np.float32),
         map2d=map_2d(z),
-        split=np.asarray(data.split).astype(str),
         model_digest=model_digest(run.path),
         data_source=str(getattr(data, "source", "") or ""),
     )
     save_index(index, Path(run.path) / INDEX_FILE)
     return index
-
-
-def _batches(n: int, label: str, progress: bool):
-    starts = range(0, n, ENCODE_BATCH)
-    if not progress:
-        return starts
-    from tqdm import tqdm
-
-    return tqdm(starts, desc=f"encoding {label}", unit="batch")
-
-
-def _encode_batched(encode, x: np.ndarray, label: str, progress: bool) -> np.ndarray:
-    parts = [encode(x[s : s + ENCODE_BATCH]) for s in _batches(len(x), label, progress)]
-    return np.concatenate(parts).astype(np.float32)
-
-
-def _encode_recipes(run, y: np.ndarray, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    means, logvars = [], []
-    for start in _batches(len(y), "recipes", progress):
-        mean, logvar = run.encode_y(y[start : start + ENCODE_BATCH])
-        means.append(mean)
-        logvars.append(logvar)
-    return np.concatenate(means).astype(np.float32), np.concatenate(logvars).astype(np.float32)
 
 
 def map_2d(z: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -244,7 +219,6 @@ def save_index(index: Index, path: Path) -> None:
     }
     arrays.update(
         ids=np.asarray(index.ids).astype(str),
-        split=np.asarray(index.split).astype(str),
         model_digest=np.asarray(index.model_digest),
         data_source=np.asarray(index.data_source),
     )
@@ -260,13 +234,12 @@ def read_index(path: Path) -> Index:
             y_mean=f["y_mean"].astype(np.float32),
             y_logvar=f["y_logvar"].astype(np.float32),
             map2d=f["map2d"].astype(np.float32),
-            split=f["split"].astype(str),
             model_digest=str(f["model_digest"]) if "model_digest" in f else "",
             data_source=str(f["data_source"]) if "data_source" in f else "",
         )
 
 
-def load_index(run, check_model: bool = True) -> Index:
+def load_index(run) -> Index:
     """The run's saved index; MissingIndexError saying to run ``ivae index`` when absent/stale."""
     path = Path(run.path) / INDEX_FILE
     command = f"ivae index {run.path}"
@@ -286,8 +259,26 @@ def load_index(run, check_model: bool = True) -> Index:
             f"rebuild it with `{command}`"
         )
     digest = model_digest(run.path)
-    if check_model and index.model_digest and digest and index.model_digest != digest:
+    if index.model_digest and digest and index.model_digest != digest:
         raise MissingIndexError(
             f"{path} was built for different weights; rebuild it with `{command}`"
         )
     return index
+
+
+def load_items(directory: Path, ids: np.ndarray | None = None) -> pd.DataFrame:
+    """The dataset's items table (no image decoding), in the order of ``ids`` (an index's
+    rows) when given; ValueError saying to rebuild the index when the data lacks some ids."""
+    from ivae.data.paired import read_items
+
+    items = read_items(Path(directory))
+    if ids is None:
+        return items.reset_index(drop=True)
+    position = pd.Series(np.arange(len(items)), index=items["id"].astype(str))
+    missing = [i for i in ids[:5] if i not in position.index]
+    if missing or len(set(ids) - set(position.index)):
+        raise ValueError(
+            f"{directory} does not hold the items this index was built on (e.g. ids {missing}); "
+            "rebuild the index with `ivae index RUN_DIR --data PATH`"
+        )
+    return items.iloc[position.loc[ids].to_numpy()].reset_index(drop=True)

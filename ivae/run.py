@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ivae.checkpoint import CONFIG_VERSION
 from ivae.data.dataset import Dataset
+from ivae.encoding import encode_batched
 from ivae.io import write_json
 from ivae.models.base import Model, UnknownModel, build_model
 from ivae.nets import Modality
-from ivae.train import CONFIG_VERSION
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class RunError(ValueError):
@@ -96,19 +95,26 @@ class Run:
             dtype=np.float32,
         )
 
-    @property
-    def data_path(self) -> Path:
-        """The training data; a relative path is taken from the working folder, else the repo."""
-        path = Path(self.config["data"]["path"])
-        if path.is_absolute() or path.exists():
-            return path
-        return REPO_ROOT / path
+    def data_dir(self, root: str | Path | None = None) -> Path:
+        """Where this run's data lives: the path in config.json, as given at training.
+
+        A relative path is taken from ``root`` (default: the working folder). An absolute
+        path that no longer exists (a run copied from another machine) is looked for as
+        ``root/data/<its name>``, where ``ivae data ... --out data/NAME`` puts data sets.
+        """
+        configured = Path(self.config["data"]["path"])
+        base = Path.cwd() if root is None else Path(root)
+        if not configured.is_absolute():
+            return base / configured
+        if configured.exists() or root is None:
+            return configured
+        return base / "data" / configured.name
 
     def load_data(self, path: str | Path | None = None) -> Dataset:
         from ivae.data import load_dataset
 
         return load_dataset(
-            path or self.data_path,
+            path or self.data_dir(),
             vocab=self.vocab,
             image_size=self.image_size or 64,
             max_len=self._max_len(),
@@ -139,26 +145,22 @@ class Run:
         y = torch.as_tensor(np.asarray(y))
         return y.long() if self.y_kind == "text" else y.float()
 
-    @torch.no_grad()
-    def encode_x(self, x, batch_size: int = 256) -> np.ndarray:
+    def encode_x(self, x, batch_size: int = 256, progress: bool = False) -> np.ndarray:
         """Images (uint8 (N,3,S,S) or (N,S,S,3), or a list of PIL images) or vectors ->
         (N, k) factor values."""
-        t = self._x_tensor(x)
-        parts = [
-            self.model.encode_x(t[i : i + batch_size]).numpy() for i in range(0, len(t), batch_size)
-        ]
-        if not parts:
-            return np.zeros((0, self.latent_dim), np.float32)
-        return np.concatenate(parts) * self.signs
+        label = "images" if progress else None
+        (z,) = encode_batched(self.model, "x", self._x_tensor(x), batch_size, progress=label)
+        return z * self.signs
 
-    @torch.no_grad()
-    def encode_y(self, y, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    def encode_y(
+        self, y, batch_size: int = 256, progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Recipe texts (list of str), token ids or vectors -> mean, logvar (N, k) of p(z|y)."""
-        t = self._y_tensor(y)
-        parts = [self.model.encode_y(t[i : i + batch_size]) for i in range(0, len(t), batch_size)]
-        mean = np.concatenate([m.numpy() for m, _ in parts]) * self.signs
-        logvar = np.concatenate([lv.numpy() for _, lv in parts])
-        return mean, logvar
+        label = "recipes" if progress else None
+        mean, logvar = encode_batched(
+            self.model, "y", self._y_tensor(y), batch_size, progress=label
+        )
+        return mean * self.signs, logvar
 
     @torch.no_grad()
     def score(self, z: np.ndarray, mean: np.ndarray, logvar: np.ndarray) -> np.ndarray:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from explorer import ui
-from ivae import analysis
+from explorer import tables, ui
 
 MAX_POINTS = 20000
 
@@ -19,18 +17,16 @@ st.caption(
     "dishes with similar factors. Colour by any factor; draw a lasso or box to inspect a region."
 )
 ctx = ui.require_context()
-table = pd.DataFrame(ctx.index.z, columns=ctx.names)
-table["map x"], table["map y"] = ctx.index.map2d[:, 0], ctx.index.map2d[:, 1]
-table["title"] = [ctx.title(r) for r in range(len(ctx.items))]
-table["row"] = np.arange(len(table))
-for column in analysis.true_factor_columns(ctx.items):
-    table["true " + column.split(".", 1)[1]] = ctx.items[column].to_numpy()
-if "dish" in ctx.items:
-    table["dish type"] = ctx.items["dish"].astype(str).to_numpy()
-shown = table if len(table) <= MAX_POINTS else table.sample(MAX_POINTS, random_state=0)
 
-colour_options = ctx.names + [c for c in table.columns if c.startswith("true ")]
-colour_options += ["dish type"] if "dish type" in table else []
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def atlas(key: tuple, names: list[str]) -> pd.DataFrame:
+    return tables.atlas_table(ctx.index.z, ctx.index.map2d, names, ctx.items, ctx.titles)
+
+
+table = atlas(ctx.key, ctx.names)
+shown = tables.at_most(table, MAX_POINTS)
+colour_options = tables.colour_options(table, ctx.names)
 colour = st.selectbox("Colour by", colour_options, key="atlas_colour")
 figure = px.scatter(
     shown,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from explorer import ui
-from ivae import analysis
+from ivae import cards
+from ivae.factors import agreement, minimal_pairs, poles
 
 st.title("Factor cards")
 st.caption(
@@ -20,33 +22,23 @@ ctx = ui.require_context()
 
 
 @st.cache_data(show_spinner="Relating recipe words to the factors…", max_entries=4)
-def words(run_path: str, n_items: int) -> pd.DataFrame:
-    texts = ctx.items["text"].astype(str).tolist()
-    return analysis.word_associations(texts, ctx.index.z)
+def words(key: tuple) -> pd.DataFrame:
+    return cards.word_associations(ctx.items["text"].astype(str).tolist(), ctx.index.z)
 
 
 @st.cache_data(show_spinner="Finding minimal pairs…", max_entries=32)
-def pairs(run_path: str, factor: int) -> pd.DataFrame:
-    return analysis.minimal_pairs(ctx.index.z, factor, n=4)
+def pairs(key: tuple, factor: int) -> pd.DataFrame:
+    return minimal_pairs(ctx.index.z, factor, n=4)
 
 
-def card(j: int, table: pd.DataFrame, notes: dict) -> dict:
-    rising, falling = analysis.rising_falling(table, j)
-    low, high = analysis.poles(ctx.index.z, j, n=5)
-    return analysis.factor_card(
-        notes["factors"][j]["name"],
-        notes["factors"][j]["notes"],
-        rising,
-        falling,
-        [ctx.title(r) for r in low],
-        [ctx.title(r) for r in high],
-        float(agreement[j]),
-    )
+@st.cache_data(show_spinner=False, max_entries=4)
+def agreements(key: tuple) -> np.ndarray:
+    return agreement(ctx.index.z, ctx.index.y_mean)
 
 
 run_path = str(ctx.run.path)
-table = words(run_path, len(ctx.items))
-agreement = analysis.agreement(ctx.index.z, ctx.index.y_mean)
+table = words(ctx.key)
+agreement_values = agreements(ctx.key)
 notes = ctx.run.factor_notes()
 j = st.selectbox(
     "Factor", range(ctx.k), format_func=lambda i: ui.factor_label(ctx, i), key="cards_factor"
@@ -66,7 +58,7 @@ with st.form(f"cards_notes_{j}"):
             except OSError as error:
                 st.error(f"Could not save the notes: {error}")
 
-rising, falling = analysis.rising_falling(table, j)
+rising, falling = cards.rising_falling(table, j)
 c1, c2, c3 = st.columns([2, 2, 1])
 c1.markdown("**Words that rise with it**")
 c1.dataframe(rising.round(3), hide_index=True, width="stretch")
@@ -74,12 +66,12 @@ c2.markdown("**Words that fall with it**")
 c2.dataframe(falling.round(3), hide_index=True, width="stretch")
 c3.metric(
     "Image–recipe agreement",
-    f"{agreement[j]:.2f}",
+    f"{agreement_values[j]:.2f}",
     help="Pearson correlation between the factor read from the photo and the mean of "
     "p(z | recipe) for the same dish. High: both modalities carry this factor.",
 )
 
-low, high = analysis.poles(ctx.index.z, j, n=6)
+low, high = poles(ctx.index.z, j, n=6)
 st.markdown("**Low pole**")
 ui.image_grid(ctx, low, columns=6)
 st.markdown("**High pole**")
@@ -87,7 +79,7 @@ ui.image_grid(ctx, high, columns=6)
 
 st.subheader("Minimal pairs")
 st.caption("Dishes alike in every other factor but far apart on this one (left: lower).")
-found = pairs(run_path, j)
+found = pairs(ctx.key, j)
 if found.empty:
     st.info("No close pairs found for this factor.")
 for row in found.itertuples():
@@ -100,11 +92,11 @@ for row in found.itertuples():
     )
 
 st.subheader("Export")
-cards = [card(i, table, notes) for i in range(ctx.k)]
+all_cards = cards.factor_cards(notes, table, ctx.index.z, ctx.index.y_mean, ctx.titles)
 c1, c2 = st.columns(2)
 c1.download_button(
     "All cards (markdown)",
-    lambda: "\n".join(analysis.card_markdown(c) for c in cards),
+    lambda: "\n".join(cards.card_markdown(c) for c in all_cards),
     on_click="ignore",
     file_name="factor-cards.md",
     mime="text/markdown",
@@ -112,7 +104,7 @@ c1.download_button(
 )
 c2.download_button(
     "All cards (JSON)",
-    lambda: json.dumps({"run": run_path, "factors": cards}, indent=2),
+    lambda: json.dumps({"run": run_path, "factors": all_cards}, indent=2),
     on_click="ignore",
     file_name="factor-cards.json",
     mime="application/json",

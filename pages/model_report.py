@@ -6,8 +6,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from explorer import ui
-from ivae import analysis
+from explorer import tables, ui
+from explorer.runs import compare_runs
 
 st.title("Model report")
 st.caption(
@@ -34,22 +34,12 @@ else:
 
 metrics = run.metrics
 st.subheader("Identifiability")
-matrix = metrics.get("correlation_matrix")
+frame = tables.correlation_frame(metrics, ctx.names)
 if not metrics:
     st.info(f"No metrics.json yet: run `ivae evaluate {run.path} --json`.")
-elif matrix is None or metrics.get("mcc") is None:
+elif frame is None:
     st.info("The data has no ground-truth factors, so there is no MCC.")
 else:
-    true_names = list((metrics.get("mcc_per_factor") or {}).keys())
-    frame = pd.DataFrame(matrix)
-    frame.index = (
-        true_names
-        if len(true_names) == len(frame)
-        else [f"true {i + 1}" for i in range(len(frame))]
-    )
-    frame.columns = ctx.names[: frame.shape[1]] + [
-        f"dim {i + 1}" for i in range(len(ctx.names), frame.shape[1])
-    ]
     left, right = st.columns([3, 2])
     heat = px.imshow(
         frame,
@@ -66,7 +56,10 @@ else:
     if metrics.get("mcc_spearman") is not None:
         right.metric("MCC (Spearman)", f"{metrics['mcc_spearman']:.3f}")
     per_factor = pd.DataFrame(
-        {"true factor": true_names, "|r| matched": list(metrics["mcc_per_factor"].values())}
+        {
+            "true factor": list(metrics["mcc_per_factor"]),
+            "|r| matched": list(metrics["mcc_per_factor"].values()),
+        }
     )
     right.dataframe(per_factor.round(3), hide_index=True, width="stretch")
 
@@ -77,13 +70,7 @@ if retrieval:
         f"Recipe1M protocol: {retrieval.get('repeats', '?')} random subsets of "
         f"{retrieval.get('subset_size', '?')} test pairs; rank of the true partner."
     )
-    rows = {
-        label: retrieval.get(key, {})
-        for key, label in (("x_to_y", "image → recipe"), ("y_to_x", "recipe → image"))
-    }
-    table = pd.DataFrame(rows).T.rename(
-        columns={"medr": "median rank", "r1": "R@1 %", "r5": "R@5 %", "r10": "R@10 %"}
-    )
+    table = tables.retrieval_table(retrieval)
     st.dataframe(table, width="stretch")
 
 st.subheader("Compare runs")
@@ -97,7 +84,7 @@ chosen_runs = st.multiselect(
     key="report_compare",
 )
 if chosen_runs:
-    comparison = analysis.compare_runs(chosen_runs)
+    comparison = compare_runs(chosen_runs)
     st.dataframe(comparison, hide_index=True, width="stretch")
     if comparison["MCC"].notna().any():
         st.plotly_chart(

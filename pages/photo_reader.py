@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer import ui
-from ivae import analysis
+from ivae.factors import image_to_recipes, percentiles, poles, search_weights
 from ivae.uploads import ACCEPTED_EXTENSIONS, MAX_BYTES, UploadError, read_upload
 
 st.title("Photo reader")
@@ -32,7 +32,8 @@ except UploadError as error:
     st.stop()
 
 z = ctx.run.encode_x([photo])[0]
-pct = analysis.percentiles(ctx.index.z, z)
+pct = percentiles(ctx.index.z, z)
+near, distances = ctx.index.nearest(z, n=8, weights=search_weights(ctx.index.z))
 left, right = st.columns([1, 2])
 left.image(photo, caption=f"{upload.name} ({photo.width}x{photo.height})", width="stretch")
 with right:
@@ -48,16 +49,14 @@ with right:
             )
         },
     )
-    _, gap = ctx.index.nearest(z, n=1, weights=analysis.search_weights(ctx.index.z))
-    st.caption(f"Standardised distance to the nearest real dish: {gap[0]:.2f}")
+    st.caption(f"Standardised distance to the nearest real dish: {distances[0]:.2f}")
 
 st.subheader("Nearest recipes (image → recipe)")
-rows, scores = analysis.image_to_recipes(ctx.run, ctx.index, z, n=8)
+rows, scores = image_to_recipes(ctx.run, ctx.index, z, n=8)
 st.dataframe(
     ui.recipe_table(ctx, rows, {"score": np.round(scores, 2)}), hide_index=True, width="stretch"
 )
 st.subheader("Nearest real dishes")
-near, distances = ctx.index.nearest(z, n=8, weights=analysis.search_weights(ctx.index.z))
 ui.image_grid(
     ctx, near, [f"{ctx.title(r)} · d={d:.2f}" for r, d in zip(near, distances, strict=True)]
 )
@@ -66,7 +65,7 @@ st.subheader("The poles of each factor")
 st.caption("The dishes lowest and highest on each factor, to judge where the photo sits.")
 for j in range(ctx.k):
     with st.expander(f"{ui.factor_label(ctx, j)}: this photo is at the {pct[j]:.0f}th percentile"):
-        low, high = analysis.poles(ctx.index.z, j, n=4)
+        low, high = poles(ctx.index.z, j, n=4)
         st.markdown("**Lowest**")
         ui.image_grid(ctx, low)
         st.markdown("**Highest**")

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from explorer import ui
-from ivae import analysis
+from ivae.factors import factor_ranges, percentiles, recipe_to_images
 
 st.title("Recipe search")
 st.caption(
@@ -29,7 +29,7 @@ if not text.strip():
 
 mean, logvar = (a[0] for a in ctx.run.encode_y([text]))
 sd = np.exp(0.5 * logvar)
-ranges = analysis.factor_ranges(ctx.index.z)
+ranges = factor_ranges(ctx.index.z)
 
 figure = go.Figure()
 figure.add_trace(
@@ -56,7 +56,7 @@ figure.update_layout(
 )
 st.subheader("Conditional prior per factor")
 st.plotly_chart(figure, key="recipe_prior_chart")
-pct = analysis.percentiles(ctx.index.z, mean)
+pct = percentiles(ctx.index.z, mean)
 st.caption(
     " · ".join(
         f"{n}: {m:.2f} ± {s:.2f} ({p:.0f}th pct)"
@@ -65,6 +65,7 @@ st.caption(
 )
 
 st.subheader("Photos that fit this recipe")
-scores = ctx.run.score(ctx.index.z, mean[None], logvar[None])[:, 0]  # (N,)
-top = np.argsort(-scores, kind="stable")[:12]
-ui.image_grid(ctx, top, [f"{ctx.title(r)} · score {scores[r]:.1f}" for r in top])
+top, scores = recipe_to_images(ctx.run, ctx.index, mean, logvar, n=12)
+ui.image_grid(
+    ctx, top, [f"{ctx.title(r)} · score {s:.1f}" for r, s in zip(top, scores, strict=True)]
+)

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import ui
-from ivae import analysis
+from explorer import tables, ui
+from ivae.factors import (
+    emptiness,
+    factor_ranges,
+    search_weights,
+    slider_grid,
+    traversal,
+    typical_gap,
+)
+from ivae.figures import contact_sheet
 from ivae.uploads import ACCEPTED_EXTENSIONS, UploadError, read_upload
 
 MODES = {
@@ -23,7 +31,7 @@ st.caption(
 )
 ctx = ui.require_context()
 z_all, k = ctx.index.z, ctx.k
-grids = [analysis.slider_grid(*r) for r in analysis.factor_ranges(z_all)]  # (low, high, step)
+grids = [slider_grid(*r) for r in factor_ranges(z_all)]  # (low, high, step)
 ranges = np.array([grid[:2] for grid in grids])
 
 
@@ -60,11 +68,8 @@ def from_query_params() -> None:
     params = st.query_params
     dish = params.get("dish")
     row = dish_row(dish)
-    try:
-        values = np.array([float(v) for v in params.get("z", "").split(",")])
-    except ValueError:
-        values = np.array([])
-    if len(values) == k and np.all(np.isfinite(values)):
+    values = tables.parse_point(params.get("z"), k)
+    if values is not None:
         set_point(values, dish if row is not None else None)
     elif row is not None:
         start_from_row(row)
@@ -91,8 +96,7 @@ with st.sidebar:
         st.button("Another random dish", key="studio_random", on_click=random_dish)
     elif mode == "Search by title":
         query = st.text_input("Title contains", key="studio_search", placeholder="e.g. curry")
-        titles = ctx.items["title"] if "title" in ctx.items else ctx.items["text"]
-        hits = np.flatnonzero(titles.str.contains(query, case=False, regex=False))[:200]
+        hits = tables.find_titles(ctx.titles, query)
         if query and len(hits) == 0:
             st.info("No dish title contains that.")
         elif query:
@@ -127,8 +131,8 @@ def mark_moved(j: int) -> None:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def gaps(run_path: str, weights_key: tuple[float, ...]) -> np.ndarray:
-    return analysis.typical_gap(ui.load_index(run_path), np.array(weights_key))
+def gaps(key: tuple, weights_key: tuple[float, ...]) -> np.ndarray:
+    return typical_gap(ctx.index, np.array(weights_key))
 
 
 # Moving a slider reruns only this fragment: the sidebar and the page header are not rebuilt
@@ -164,20 +168,16 @@ def explore() -> None:
     point = np.array([st.session_state[slider_key(j)] for j in range(k)], dtype=np.float32)
     moved = st.session_state.get("studio_moved")
     st.session_state["studio_point"] = point.tolist()
-    weights = analysis.search_weights(z_all, moved, weight_mode)
+    weights = search_weights(z_all, moved, weight_mode)
     st.query_params["run"] = ui.label(str(ctx.run.path))
-    st.query_params.update(
-        {"z": ",".join(f"{v:.4g}" for v in point), **({"dish": dish} if dish else {})}
-    )
+    st.query_params.update({"z": tables.format_point(point), **({"dish": dish} if dish else {})})
     if not dish and "dish" in st.query_params:
         del st.query_params["dish"]
 
     # ---- results -------------------------------------------------------------------------------
     rows, distances = ctx.index.nearest(point, n=8, weights=weights)
     with right:
-        share, level = analysis.emptiness(
-            float(distances[0]), gaps(str(ctx.run.path), tuple(weights.tolist()))
-        )
+        share, level = emptiness(float(distances[0]), gaps(ctx.key, tuple(weights.tolist())))
         st.markdown(
             f"**Distance to the nearest real dish:** {distances[0]:.2f} "
             f"(farther than {share:.0f}% of dish-to-dish gaps)"
@@ -216,7 +216,7 @@ def explore() -> None:
         key="studio_traverse_factor",
     )
     steps = c2.slider("Steps", 3, 11, 7, key="studio_traverse_steps")
-    strip = analysis.traversal(ctx.index, point, factor, weights, steps=steps)
+    strip = traversal(ctx.index, point, factor, weights, steps=steps)
     cells = st.columns(steps)
     captions = [
         f"q{q:.0f}: {v:.2f}\n{ctx.title(r)}"
@@ -227,7 +227,7 @@ def explore() -> None:
     paths = [ctx.image_path(r) for r in strip["item"]]
     st.download_button(
         "Download the strip (PNG)",
-        lambda: analysis.contact_sheet(paths, captions),  # built only when clicked
+        lambda: contact_sheet(paths, captions),  # built only when clicked
         on_click="ignore",
         file_name=f"traversal-{ctx.names[factor]}.png",
         mime="image/png",

@@ -6,7 +6,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
 import ivae.index as index_module
 from ivae.index import (
@@ -15,6 +17,7 @@ from ivae.index import (
     NearestNeighbors,
     build_index,
     load_index,
+    load_items,
     map_2d,
 )
 
@@ -98,7 +101,6 @@ class FakeRun:
             x=rng.standard_normal((n, 5)).astype(np.float32),
             y=rng.standard_normal((n, 4)).astype(np.float32),
             ids=np.array([f"item{i}" for i in range(n)]),
-            split=np.array(["train", "val", "test"] * (n // 3)),
             source="/data/fake",
         )
         path.mkdir(parents=True, exist_ok=True)
@@ -107,10 +109,10 @@ class FakeRun:
     def load_data(self):
         return self.data
 
-    def encode_x(self, x):
+    def encode_x(self, x, progress=False):
         return x[:, : self.latent_dim] * 2.0
 
-    def encode_y(self, y):
+    def encode_y(self, y, progress=False):
         return y[:, : self.latent_dim], np.zeros((len(y), self.latent_dim))
 
 
@@ -147,3 +149,23 @@ def test_missing_and_stale_index_say_what_to_run(tmp_path, fast_map):
     (run.path / INDEX_FILE).write_bytes(b"not a zip")
     with pytest.raises(MissingIndexError, match="unreadable"):
         load_index(run)
+
+
+def test_load_items_aligns_to_index_ids(tmp_path):
+    from ivae.data.paired import write_paired
+
+    items = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "image": ["a.png", "b.png", "c.png"],
+            "text": ["x", "y", "z"],
+            "split": ["train", "val", "test"],
+        }
+    )
+    for name in items["image"]:
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    write_paired(tmp_path, items, {"name": "t", "factor_names": []})
+    aligned = load_items(tmp_path, np.array(["c", "a", "b"]))
+    assert aligned["id"].tolist() == ["c", "a", "b"]
+    with pytest.raises(ValueError, match="ivae index"):
+        load_items(tmp_path, np.array(["a", "zzz"]))

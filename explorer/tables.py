@@ -1,0 +1,116 @@
+"""The tables and small parsers the pages show or read, as plain functions on arrays and
+tables (no streamlit): the atlas table, recipe tables, the identifiability matrix, titles.
+
+``items`` is the dataset's ``items.parquet`` aligned with the index rows; ``titles`` (N,) the
+display title of each row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+TITLE_LENGTH = 60
+
+
+def item_titles(items: pd.DataFrame) -> np.ndarray:
+    """(N,) display titles: the title column, else the recipe text, cut to 60 characters."""
+    column = items["title"] if "title" in items else items["text"]
+    return column.astype(str).str.slice(0, TITLE_LENGTH).to_numpy()
+
+
+def true_factor_columns(items: pd.DataFrame) -> list[str]:
+    return [c for c in items.columns if c.startswith("factor.")]
+
+
+def atlas_table(
+    z: np.ndarray, map2d: np.ndarray, names: list[str], items: pd.DataFrame, titles: np.ndarray
+) -> pd.DataFrame:
+    """One row per item: learned factors (named), map position, title, row number, the true
+    factors (``true <name>``) and the dish type when the data has them."""
+    table = pd.DataFrame(z, columns=names)
+    table["map x"], table["map y"] = map2d[:, 0], map2d[:, 1]
+    table["title"] = titles
+    table["row"] = np.arange(len(table))
+    for column in true_factor_columns(items):
+        table["true " + column.split(".", 1)[1]] = items[column].to_numpy()
+    if "dish" in items:
+        table["dish type"] = items["dish"].astype(str).to_numpy()
+    return table
+
+
+def colour_options(table: pd.DataFrame, names: list[str]) -> list[str]:
+    """Columns of an atlas table to colour points by: factors, true factors, dish type."""
+    options = names + [c for c in table.columns if c.startswith("true ")]
+    return options + (["dish type"] if "dish type" in table else [])
+
+
+def at_most(table: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """The table, or a seeded sample of n rows of it when it is longer (plotting budget)."""
+    return table if len(table) <= n else table.sample(n, random_state=seed)
+
+
+def recipe_table(
+    items: pd.DataFrame, titles: np.ndarray, rows, extra: dict | None = None
+) -> pd.DataFrame:
+    """Title, dish type and ingredients of item rows, plus ``extra`` columns."""
+    rows = np.asarray(rows).ravel().astype(int)
+    chosen = items.iloc[rows]
+    table = pd.DataFrame({"title": titles[rows]})
+    if "dish" in chosen:
+        table["dish"] = chosen["dish"].to_numpy()
+    if "ingredients" in chosen:
+        table["ingredients"] = [", ".join(map(str, v)) for v in chosen["ingredients"]]
+    for name, values in (extra or {}).items():
+        table[name] = values
+    return table
+
+
+def find_titles(titles: np.ndarray, query: str, limit: int = 200) -> np.ndarray:
+    """Rows whose title contains ``query`` (case-insensitive, literal), at most ``limit``."""
+    if not query:
+        return np.zeros(0, dtype=int)
+    found = pd.Series(titles).str.contains(query, case=False, regex=False).to_numpy()
+    return np.flatnonzero(found)[:limit]
+
+
+def parse_point(text: str | None, k: int) -> np.ndarray | None:
+    """A factor vector from a link's ``z=v1,v2,...``; None unless it is k finite numbers."""
+    try:
+        values = np.array([float(v) for v in (text or "").split(",")])
+    except ValueError:
+        return None
+    return values if len(values) == k and np.all(np.isfinite(values)) else None
+
+
+def format_point(point: np.ndarray) -> str:
+    """The inverse of parse_point, 4 significant digits per factor."""
+    return ",".join(f"{v:.4g}" for v in point)
+
+
+def correlation_frame(metrics: dict, names: list[str]) -> pd.DataFrame | None:
+    """True factors x learned factors signed correlations from metrics.json, labelled; None
+    when the run has no MCC (no ground truth)."""
+    matrix = metrics.get("correlation_matrix")
+    if matrix is None or metrics.get("mcc") is None:
+        return None
+    true_names = list((metrics.get("mcc_per_factor") or {}).keys())
+    frame = pd.DataFrame(matrix)
+    if len(true_names) != len(frame):
+        true_names = [f"true {i + 1}" for i in range(len(frame))]
+    frame.index = true_names
+    frame.columns = names[: frame.shape[1]] + [
+        f"dim {i + 1}" for i in range(len(names), frame.shape[1])
+    ]
+    return frame
+
+
+def retrieval_table(retrieval: dict) -> pd.DataFrame:
+    """Median rank and recalls per direction, from metrics.json's ``retrieval``."""
+    rows = {
+        label: retrieval.get(key, {})
+        for key, label in (("x_to_y", "image → recipe"), ("y_to_x", "recipe → image"))
+    }
+    return pd.DataFrame(rows).T.rename(
+        columns={"medr": "median rank", "r1": "R@1 %", "r5": "R@5 %", "r10": "R@10 %"}
+    )
