@@ -57,10 +57,6 @@ class Vocab:
             out[row, : len(ids)] = ids
         return out
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """The tokens behind a row of ids, padding left out (for display and debugging)."""
-        return " ".join(self.tokens[i] for i in ids if i != 0)
-
     def to_json(self) -> dict:
         return {"tokens": self.tokens}
 
