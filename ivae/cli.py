@@ -8,9 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-
-class UsageError(ValueError):
-    pass
+# The training options a preset fills; a flag given on the command line wins over it.
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "seed", "augment")
 
 
 def _bounded(kind, low, name_of_range: str):
@@ -104,24 +103,41 @@ def cmd_models(args) -> None:
         print(f"{name:15s} {cls.paper}")
 
 
+def cmd_presets(args) -> None:
+    from ivae.presets import PRESETS
+
+    for name, preset in sorted(PRESETS.items()):
+        print(f"{name:10s} {preset.description}\n{'':10s} {preset.command()}")
+
+
+def train_options(args) -> tuple[str, dict, dict]:
+    """(model, model options, TrainConfig fields): the preset's, then the flags given over
+    them; a field neither names keeps TrainConfig's default."""
+    from ivae.presets import preset
+
+    base = preset(args.preset) if args.preset else None
+    model = args.model or (base.model if base else None)
+    if model is None:
+        raise ValueError(
+            "ivae train needs --model NAME or --preset NAME (`ivae presets` lists them)"
+        )
+    options = {**base.model_options, "latent_dim": base.latent_dim} if base else {}
+    options.update(args.set or [])
+    if args.latent_dim is not None:
+        options["latent_dim"] = args.latent_dim
+    fields = {k: getattr(base, k) for k in TRAIN_FLAGS} if base else {}
+    fields.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
+    return model, options, fields
+
+
 def cmd_train(args) -> None:
     from ivae.data import load_dataset
     from ivae.models import model_class
     from ivae.train import TrainConfig, train
 
-    options = dict(args.set or [])
-    if args.latent_dim is not None:
-        options["latent_dim"] = args.latent_dim
-    model_class(args.model).Config.from_json(options)  # unknown names fail before data loads
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
-        checkpoint_seconds=args.checkpoint_seconds,
-        augment=args.augment,
-    )
+    model, options, fields = train_options(args)
+    model_class(model).Config.from_json(options)  # unknown names fail before data loads
+    config = TrainConfig(**fields, device=args.device, checkpoint_seconds=args.checkpoint_seconds)
     vocab = None
     if args.resume and (Path(args.out) / "vocab.json").exists():
         from ivae.data.text import Vocab
@@ -129,7 +145,14 @@ def cmd_train(args) -> None:
         vocab = Vocab.from_json(json.loads((Path(args.out) / "vocab.json").read_text()))
     data = load_dataset(args.data, vocab=vocab)
     metrics = train(
-        data, args.out, args.model, options, config, resume=args.resume, progress=not args.quiet
+        data,
+        args.out,
+        model,
+        options,
+        config,
+        resume=args.resume,
+        progress=not args.quiet,
+        preset=args.preset,
     )
     print(json.dumps({k: metrics[k] for k in ("model", "mcc", "train_seconds")}))
 
@@ -230,21 +253,26 @@ def build_parser() -> argparse.ArgumentParser:
     r1m.add_argument("--all-images", action="store_true", help="one row per image, not per recipe")
     r1m.set_defaults(func=cmd_data_recipe1m)
 
+    # The options a preset fills default to None here: None means "not given", so the preset's
+    # value (or else TrainConfig's default) applies.
     train = sub.add_parser("train", help="train a model into a run directory")
     train.add_argument("--data", required=True)
-    train.add_argument("--model", required=True)
+    train.add_argument(
+        "--preset",
+        help="a named recipe (`ivae presets`) that fills every option; flags given override it",
+    )
+    train.add_argument("--model", help="a registered model (`ivae models`); or take a --preset's")
     train.add_argument("--out", required=True)
     train.add_argument("--latent-dim", type=positive_int)
-    train.add_argument("--epochs", type=positive_int, default=30)
-    train.add_argument("--batch-size", type=_bounded(int, 2, ">= 2"), default=256)
-    train.add_argument("--lr", type=positive_float, default=1e-3)
-    train.add_argument("--seed", type=non_negative_int, default=0)
+    train.add_argument("--epochs", type=positive_int, help="(default 30)")
+    train.add_argument("--batch-size", type=_bounded(int, 2, ">= 2"), help="(default 256)")
+    train.add_argument("--lr", type=positive_float, help="(default 0.001)")
+    train.add_argument("--seed", type=non_negative_int, help="(default 0)")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument(
         "--augment",
         choices=["none", "dihedral"],
-        default="none",
-        help="dihedral: random flips and quarter turns of training images",
+        help="dihedral: random flips and quarter turns of training images (default none)",
     )
     train.add_argument(
         "--set",
@@ -281,27 +309,19 @@ def build_parser() -> argparse.ArgumentParser:
     name.set_defaults(func=cmd_name)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
+    sub.add_parser("presets", help="list the training presets").set_defaults(func=cmd_presets)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from ivae.data.dataset import DataError
-    from ivae.models.base import UnknownModel
     from ivae.run import RunError
     from ivae.train import TrainingError
 
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (
-        DataError,
-        RunError,
-        TrainingError,
-        UnknownModel,
-        UsageError,
-        FileNotFoundError,
-        ValueError,
-    ) as exc:
+    except (DataError, RunError, TrainingError, FileNotFoundError, ValueError) as exc:
         print(f"ivae: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,13 +18,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ivae.checkpoint import CONFIG_VERSION
 from ivae.data.dataset import Dataset
 from ivae.evaluate import encode, evaluate, leakage
 from ivae.io import save_torch, write_json, write_text
 from ivae.metrics import mcc
 from ivae.models.base import Model, build_model
 from ivae.nets import Modality
+
+CONFIG_VERSION = 1
+
 
 AUGMENTATIONS = ("none", "dihedral")
 
@@ -95,11 +97,19 @@ def modalities(data: Dataset) -> tuple[Modality, Modality]:
     )
 
 
-def run_config(data: Dataset, model: str, model_options: dict, train: TrainConfig) -> dict:
-    """Everything needed to rebuild the model and reload its data (config.json)."""
+def run_config(
+    data: Dataset,
+    model: str,
+    model_options: dict,
+    train: TrainConfig,
+    preset: str | None = None,
+) -> dict:
+    """Everything needed to rebuild the model and reload its data (config.json). The
+    preset (ivae/presets.py) the options started from is recorded, or null."""
     x, y = modalities(data)
     return {
         "version": CONFIG_VERSION,
+        "preset": preset,
         "model": model,
         "model_config": model_options,
         "train": asdict(train),
@@ -295,8 +305,10 @@ def train(
     config: TrainConfig | None = None,
     resume: bool = False,
     progress: bool = True,
+    preset: str | None = None,
 ) -> dict:
-    """Train ``model`` on ``data`` into the run directory ``out``; returns the test metrics."""
+    """Train ``model`` on ``data`` into the run directory ``out``; returns the test metrics.
+    ``preset`` names the preset the options came from, for config.json alone."""
     out = Path(out)
     last = out / "last.pt"
     if resume:
@@ -311,7 +323,7 @@ def train(
                 f"{out} already holds a run; continue it with --resume "
                 "or choose another --out (nothing was changed)"
             )
-        cfg = run_config(data, model, model_options or {}, config or TrainConfig())
+        cfg = run_config(data, model, model_options or {}, config or TrainConfig(), preset)
         trainer = Trainer(data, out, cfg, progress)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", trainer.config)

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 import ivae
-from ivae.cli import main
+from ivae.cli import TRAIN_FLAGS, build_parser, main, train_options
 from ivae.data import load_dataset
+from ivae.presets import PRESETS
 from ivae.train import TrainConfig, TrainingError, train
 
 FAST = ["--epochs", "2", "--batch-size", "64", "--quiet", "--set", "hidden=32"]
@@ -213,6 +214,8 @@ BAD_INPUT = [
     (["train", "--data", "NOTZIP", "--model", "vae", "--out", "RUN"], "not a readable"),
     (["train", "--data", "TOY", "--model", "vae", "--out", "RUN", "--resume"], "nothing to resume"),
     (["data", "toy", "--out", "X.npz", "--data-dim", "2"], "at least sources"),
+    (["train", "--data", "TOY", "--preset", "nope", "--out", "RUN"], "choose one of: kitchen, toy"),
+    (["train", "--data", "TOY", "--out", "RUN"], "needs --model NAME or --preset NAME"),
 ]
 
 
@@ -245,6 +248,63 @@ def test_existing_run_is_never_overwritten(tmp_path, toy_npz):
     proc = ivae_cli(*args, check=False)
     assert proc.returncode == 2 and "already holds a run" in proc.stderr
     assert (run / "model.pt").read_bytes() == before
+
+
+def parsed_train(*flags: str) -> tuple[str, dict, dict]:
+    return train_options(build_parser().parse_args(["train", "--data", "D", "--out", "O", *flags]))
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_preset_alone_fills_every_option(name):
+    preset = PRESETS[name]
+    model, options, fields = parsed_train("--preset", name)
+    assert model == preset.model
+    assert options == {**preset.model_options, "latent_dim": preset.latent_dim}
+    assert fields == {k: getattr(preset, k) for k in TRAIN_FLAGS}
+    # the recipe spelled out (`ivae presets`) parses back to the same options
+    assert parsed_train(*preset.command().split()) == (model, options, fields)
+
+
+def test_flags_given_override_the_preset_and_the_rest_stay():
+    model, options, fields = parsed_train(
+        "--preset", "kitchen", "--epochs", "2", "--latent-dim", "3", "--set", "hidden=32"
+    )
+    kitchen = PRESETS["kitchen"]
+    assert model == kitchen.model and fields["epochs"] == 2
+    assert options == {**kitchen.model_options, "hidden": 32, "latent_dim": 3}
+    assert fields["lr"] == kitchen.lr and fields["batch_size"] == kitchen.batch_size
+    assert fields["augment"] == "dihedral"
+
+
+def test_without_a_preset_unset_flags_keep_the_trainer_defaults():
+    assert parsed_train("--model", "vae") == ("vae", {}, {})
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    for action in train_parser._actions:  # the defaults --help states are the trainer's
+        if action.dest in TRAIN_FLAGS:
+            value = getattr(TrainConfig, action.dest)
+            shown = value if isinstance(value, str) else f"{value:g}"
+            assert f"default {shown})" in action.help, action.dest
+
+
+def test_train_with_a_preset_records_it_in_the_run(tmp_path, toy_npz):
+    run = tmp_path / "run"
+    ivae_cli(
+        "train", "--data", toy_npz, "--preset", "toy", "--out", str(run), "--epochs", "1",
+        "--latent-dim", "3", "--quiet",
+    )  # fmt: skip
+    config = json.loads((run / "config.json").read_text())
+    toy = PRESETS["toy"]
+    assert config["preset"] == "toy" and config["model"] == toy.model
+    assert config["train"]["epochs"] == 1 and config["train"]["lr"] == toy.lr
+    assert config["train"]["batch_size"] == toy.batch_size
+    assert config["model_config"]["hidden"] == toy.model_options["hidden"]
+    assert config["model_config"]["latent_dim"] == 3
+
+
+def test_presets_lists_every_preset_with_its_recipe():
+    out = ivae_cli("presets").stdout
+    for preset in PRESETS.values():
+        assert preset.name in out and preset.command() in out
 
 
 def test_models_lists_every_registered_model():

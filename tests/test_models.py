@@ -91,6 +91,18 @@ def test_unknown_option_is_refused():
         build_model("implicit-ivae", {"latent_dimension": 3}, x, y)
 
 
+@pytest.mark.parametrize(
+    "option, no_op", sorted(model_class("implicit-ivae").Config.retired.items())
+)
+def test_a_removed_option_loads_at_its_no_op_value_and_is_refused_otherwise(option, no_op):
+    """Runs saved before an option was removed still load when it did nothing."""
+    x, y = DATA["vector/vector"]
+    model = build_model("implicit-ivae", {"latent_dim": K, option: no_op}, x, y)
+    assert option not in model.config.to_json()
+    with pytest.raises(ValueError, match=f"option {option}=.* was removed"):
+        build_model("implicit-ivae", {"latent_dim": K, option: 1}, x, y)
+
+
 def test_pairwise_log_prob_is_the_elementwise_gaussian_log_density():
     """The matrix-product form equals log N(z_i; m_j, v_j) computed point by point, also for
     codes far out in the tails of narrow priors (the form's cancellation case)."""

@@ -28,16 +28,31 @@ class ModelConfig:
     depth: int = 3  # layers of the vector MLPs
     width: int = 16  # channels of the first image convolutions (doubling every third layer)
 
+    # Options a model no longer has -> the value at which they did nothing. A saved run that
+    # holds one at that value loads unchanged; any other value is refused by name.
+    retired: ClassVar[dict[str, object]] = {}
+
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict) -> ModelConfig:
+        d = cls._without_retired(d)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} option(s) {unknown}; known: {sorted(known)}")
         return cls(**d)
+
+    @classmethod
+    def _without_retired(cls, d: dict) -> dict:
+        for key in sorted(set(d) & set(cls.retired)):
+            if d[key] != cls.retired[key]:
+                raise ValueError(
+                    f"option {key}={d[key]!r} was removed from {cls.__name__} (no measurement "
+                    f"kept it); only its no-op value {cls.retired[key]!r} still loads"
+                )
+        return {k: v for k, v in d.items() if k not in cls.retired}
 
 
 def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -69,7 +84,8 @@ class ConditionalPrior(nn.Module):
     The log-variance is squashed into [low, high] so no factor can shrink to a point and
     inflate the likelihood without bound. The squashing is a tanh centred in the range: it
     starts in its linear part, so every query's variance gets a gradient (a sigmoid started
-    near a bound saturates there and freezes the variances: docs/method.md, "Optimisation").
+    near a bound saturates there and freezes the variances:
+    docs/experiments.md#what-keeps-the-prior-trainable).
     """
 
     def __init__(

@@ -8,22 +8,23 @@ implicitly as the inverse of the encoder e on the data, so by the change of vari
 
 with p(z|y) the factorial Gaussian conditional prior of iVAE (Khemakhem et al. 2020) and
 u := y the query. The log-volume term is the Jacobian regularisation that keeps e
-invertible on the data. Alone it can be inflated off the data manifold (docs/method.md,
-"Pitfalls"), so the objective also has the density ratio (eq. 3)
+invertible on the data. Alone it can be inflated off the data manifold
+(docs/method.md#known-limits), so the objective also has the density ratio (eq. 3)
 
     log p(e(x_i) | y_i) - log 1/B sum_j p(e(x_i) | y_j)                    (ratio)
 
 in which the Jacobian cancels: it is log p(x|y) - log p(x) with p(x) the model's own
 aggregate over the batch, so it cannot be gamed off-manifold. The default loss is
--(ratio + 0.1 likelihood). Every other candidate of
-docs/method.md is selectable here by configuration (Frobenius and conditioning penalties on
-J, a stochastic encoder with the first-order implicit decoder, input noise, a warm-up).
+-(ratio + 0.1 likelihood). The other candidates that docs/experiments.md measures are selectable
+here by configuration (a Frobenius penalty on J, a stochastic encoder with the first-order
+implicit decoder, the likelihood without its Jacobian term).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -47,25 +48,29 @@ ENCODERS = ("auto", "network", "flow", "leaky-flow")
 class ImplicitIVAEConfig(ModelConfig):
     # Default: the density ratio plus a tenth of the flow term. The ratio carries the
     # non-square, noisy case; the small flow term breaks the even-function ambiguity of
-    # variance-only queries (docs/method.md, "Ablation") without collapsing onto noise.
+    # variance-only queries (docs/experiments.md, "Which objective") without collapsing onto noise.
     ratio_weight: float = 1.0  # density-ratio term (entropy of e(X) on the data), eq. 3
     likelihood_weight: float = 0.1  # log p(e(x)|y) + 1/2 log det(J J^T), eq. 1
     jacobian: str = "exact"  # "exact" | "none" (the ablation without the Jacobian term)
     jacobian_samples: int = 64  # batch points per step for the Jacobian term (unbiased subset)
     frobenius_weight: float = 0.0  # penalty on ||J||_F^2: off-manifold sensitivity
-    conditioning_weight: float = 0.0  # penalty on log(mean eig / geometric mean eig) of J J^T
-    input_noise: float = 0.0  # std of Gaussian noise added to vector inputs while training
     posterior: str = "deterministic"  # "stochastic": q(z|x) with the first-order decoder, eq. 5
     decoder_std: float = 0.1  # s of the first-order implicit decoder (stochastic posterior)
     gauge_weight: float = 0.0  # pins the mean prior log-variance at 0: fixes the code scale
-    warmup_steps: int = 0  # the ratio weight ramps linearly from 0 over this many steps
     # "network" | "flow" (affine couplings) | "leaky-flow" (invertible leaky-ReLU MLP) |
     # "auto": the coupling flow when dim x == k, else the network
     encoder: str = "auto"
-    flow_layers: int = 16  # layers of the invertible encoder (docs/method.md, "The square case")
+    flow_layers: int = 16  # layers of the invertible encoder (docs/experiments.md, "Which encoder")
     flow_mixing: bool = True  # coupling flow: a learned linear layer before every coupling
     prior_logvar_min: float = -6.0  # range of the prior's log-variances (ConditionalPrior)
     prior_logvar_max: float = 4.0
+    # Removed for want of a measurement that they helped; runs saved with them at these
+    # no-op values load unchanged (ModelConfig.from_json).
+    retired: ClassVar[dict[str, object]] = {
+        "conditioning_weight": 0.0,
+        "input_noise": 0.0,
+        "warmup_steps": 0,
+    }
 
     def __post_init__(self) -> None:
         if self.jacobian not in JACOBIAN_MODES:
@@ -98,8 +103,6 @@ class ImplicitIVAE(Model):
         self.prior = ConditionalPrior(
             y, k, config.hidden, config.depth, (config.prior_logvar_min, config.prior_logvar_max)
         )
-        # counts training steps for the warm-up; not saved, so old checkpoints load unchanged
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long), persistent=False)
 
     @staticmethod
     def _invertible(config: ImplicitIVAEConfig, x: Modality) -> str | None:
@@ -129,26 +132,19 @@ class ImplicitIVAE(Model):
         return self.prior(y)
 
     # ---- the objective -------------------------------------------------------------------
-    def _noisy(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.config.input_noise > 0 and x.is_floating_point():
-            return x + self.config.input_noise * torch.randn_like(x)
-        return x
-
     def _needs_jacobian(self) -> bool:
         c = self.config
-        weights = (c.likelihood_weight, c.frobenius_weight, c.conditioning_weight)
+        weights = (c.likelihood_weight, c.frobenius_weight)
         stochastic = c.posterior == "stochastic"
         return c.jacobian == "exact" and (stochastic or any(w > 0 for w in weights))
 
     def _exact_log_volume(self) -> bool:
         """An invertible encoder gives log |det J| in closed form on the whole batch; the
-        Frobenius and conditioning penalties still need J itself."""
-        c = self.config
+        Frobenius penalty still needs J itself."""
         return (
             hasattr(self.encoder, "forward_with_logdet")
             and self._needs_jacobian()
-            and c.frobenius_weight == 0
-            and c.conditioning_weight == 0
+            and self.config.frobenius_weight == 0
         )
 
     def _codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -159,16 +155,9 @@ class ImplicitIVAE(Model):
         z_j, jac = encoder_jacobian(self.code, x[:m])
         return (torch.cat([z_j, self.code(x[m:])]) if m < len(x) else z_j), jac
 
-    def _ratio_scale(self) -> float:
-        """Warm-up: the ratio weight grows from 0 to 1 over ``warmup_steps`` training steps."""
-        if self.training:
-            self.steps += 1
-        w = self.config.warmup_steps
-        return 1.0 if w <= 0 else min(1.0, float(self.steps) / w)
-
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
-        x, y = self._noisy(batch["x"]), batch["y"]
+        x, y = batch["x"], batch["y"]
         mean, logvar = self.prior(y)  # (B, k) each
         if self._exact_log_volume():  # invertible encoder: log |det J| on the whole batch
             (z, log_volume), jac = self.encoder.forward_with_logdet(x), None
@@ -184,14 +173,13 @@ class ImplicitIVAE(Model):
         else:
             terms.update(self._flow_terms(positive, jac, log_volume))
             fit = terms["likelihood"]
-        loss = -(c.ratio_weight * self._ratio_scale() * terms["ratio"] + c.likelihood_weight * fit)
+        loss = -(c.ratio_weight * terms["ratio"] + c.likelihood_weight * fit)
         # The objective is invariant to z -> c z (the prior follows); without a gauge the scale
         # drifts until the prior's variances sit at a bound of their range and stop learning.
         terms["gauge"] = logvar.mean() ** 2
         loss = loss + c.gauge_weight * terms["gauge"]
         if jac is not None:
             loss = loss + c.frobenius_weight * terms["jacobian_frobenius"]
-            loss = loss + c.conditioning_weight * terms["jacobian_conditioning"]
         return {"loss": loss, **terms}
 
     def _jacobian_terms(self, jac: torch.Tensor) -> dict[str, torch.Tensor]:
