@@ -10,6 +10,7 @@ from pathlib import Path
 import ijson
 import pytest
 
+from ivae.cli import main
 from ivae.data import recipe1m
 from ivae.data.dataset import DataError
 from ivae.data.paired import load_paired
@@ -59,6 +60,25 @@ def test_detected_ingredients_replace_the_lines(tmp_path):
     row = data.items.set_index("id").loc["0000631d90"]
     assert list(row["ingredients"]) == ["breasts", "chillies", "sauce"]  # 'salt' is not valid
     assert "2 red chillies" in row["text"]
+
+
+def test_the_command_imports_with_detected_ingredients(tmp_path, capsys):
+    paths = [FIXTURE / name for name in ("layer1.json", "layer2.json", "det_ingrs.json")]
+    argv = ["data", "recipe1m", "--layer1", paths[0], "--layer2", paths[1], "--det-ingrs"]
+    argv += [paths[2], "--images", FIXTURE / "images", "--out", tmp_path / "r1m"]
+    assert main([str(a) for a in argv]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == 4
+    items = load_paired(tmp_path / "r1m", image_size=16).items.set_index("id")
+    assert list(items.loc["000018c8a5", "ingredients"]) == ["penne", "Sauce", "grated"]
+
+
+def test_the_command_reports_a_corrupt_file_in_one_line(tmp_path, capsys):
+    argv = ["data", "recipe1m", "--layer1", FIXTURE / "layer1_malformed.json", "--layer2"]
+    argv += [FIXTURE / "layer2.json", "--images", FIXTURE / "images", "--out", tmp_path]
+    assert main([str(a) for a in argv]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("ivae: error: ") and "layer1_malformed.json: malformed JSON" in error
+    assert "(array element 1)" in error and error.endswith("download it again")
 
 
 def test_all_images_gives_one_row_per_existing_photo(tmp_path):

@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import BinaryIO
 
 import ijson
@@ -59,7 +60,7 @@ def opening_byte(file: BinaryIO) -> tuple[int, bytes]:
     return offset, byte
 
 
-def parser(backend=None) -> tuple[list, Generator]:
+def parser(backend: ModuleType | None = None) -> tuple[list, Generator]:
     """A push parser for the elements of a top-level array, and the list it appends them to."""
     found = ijson.sendable_list()
     # use_float: numbers come back as int and float, not ijson's default Decimal. The C backend
@@ -67,11 +68,14 @@ def parser(backend=None) -> tuple[list, Generator]:
     return found, (backend or JSON).items_coro(found, "item", use_float=True)
 
 
-def iter_json_array(path: str | Path, chunk_bytes: int = CHUNK_BYTES, backend=None) -> Iterator:
+def iter_json_array(
+    path: str | Path, chunk_bytes: int = CHUNK_BYTES, backend: ModuleType | None = None
+) -> Iterator:
     """The elements of a top-level JSON array, one at a time, in constant memory.
 
     The file is pushed to ijson ``chunk_bytes`` at a time; the elements that a chunk completes
     are yielded before the next chunk is read, so memory holds one chunk and one element.
+    ``backend``: an ijson backend module (default: ``JSON``, the C one when installed).
     """
     path = Path(path)
     if not path.is_file():
@@ -104,7 +108,9 @@ def iter_json_array(path: str | Path, chunk_bytes: int = CHUNK_BYTES, backend=No
             offset += len(chunk)
 
 
-def locate(path: Path, good: int, chunk_bytes: int, backend, error: Exception) -> DataError:
+def locate(
+    path: Path, good: int, chunk_bytes: int, backend: ModuleType | None, error: Exception
+) -> DataError:
     """The error for a parse that failed after the first ``good`` bytes, pinned to its byte.
 
     ijson does not report where it stopped, so the file is parsed again: in chunks up to
