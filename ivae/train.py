@@ -18,15 +18,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ivae.checkpoint import CONFIG_VERSION
 from ivae.data.dataset import Dataset
 from ivae.evaluate import encode, evaluate, leakage
 from ivae.io import save_torch, write_json, write_text
 from ivae.metrics import mcc
 from ivae.models.base import Model, build_model
 from ivae.nets import Modality
-
-CONFIG_VERSION = 1
-
 
 AUGMENTATIONS = ("none", "dihedral")
 
