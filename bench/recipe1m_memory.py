@@ -27,7 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench.common import ROOT, command, write_section
+from bench.common import ROOT, command, load_average, write_section
 
 GNU_TIME = "/usr/bin/time"
 TARGET_MB = 500
@@ -132,6 +132,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="recipe1m-bench-"))
     try:
         layer1, layer2, images = make_inputs(work, args.recipes)
+        load = load_average()
         peak, seconds, report = measure(layer1, layer2, images, work / "out")
         size = layer1.stat().st_size / 2**20
         body = "\n".join(
@@ -141,12 +142,15 @@ def main() -> None:
                 "thousand with a photo and one in 5,000 pointing to a missing file, imported by "
                 "`ivae.data.recipe1m` "
                 f"in a child process under GNU `time -v`; Python {platform.python_version()}, "
-                f"{os.cpu_count()} shared cores.",
+                f"{os.cpu_count()} shared cores (load: the 1-minute load average before the "
+                "import; above the core count, work queues for the CPU and wall time grows).",
                 "",
-                "| recipes | layer1.json | peak RSS | target | met | wall time | rows imported |",
-                "|---:|---:|---:|---:|---|---:|---:|",
+                "| recipes | layer1.json | peak RSS | target | met | wall time | load "
+                "| rows imported |",
+                "|---:|---:|---:|---:|---|---:|---:|---:|",
                 f"| {args.recipes:,} | {size:.0f} MB | {peak:.0f} MB | < {TARGET_MB} MB | "
-                f"{'yes' if peak < TARGET_MB else 'no'} | {seconds:.1f} s | {report['rows']:,} "
+                f"{'yes' if peak < TARGET_MB else 'no'} | {seconds:.1f} s | {load:.1f} | "
+                f"{report['rows']:,} "
                 f"(missing files: {report['missing_image_files']}) |",
             ]
         )
