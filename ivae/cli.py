@@ -201,6 +201,30 @@ def cmd_index(args) -> None:
     print(f"indexed {args.run_dir}")
 
 
+def cmd_features(args) -> None:
+    import torch
+
+    from ivae.features import feature_cache
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cache = feature_cache(
+            args.data,
+            args.backbone,
+            image_size=args.image_size,
+            views=args.views,
+            batch_size=args.batch_size,
+            weights=args.backbone_weights,
+            progress=not args.quiet,
+        )
+    except KeyboardInterrupt:
+        print("ivae: interrupted; run the same command again to continue", file=sys.stderr)
+        raise SystemExit(130) from None
+    n, views, dim = cache.features.shape
+    print(f"{cache.directory}: {n} items x {views} views x {dim} features (float16)")
+
+
 # ---- the parser ----------------------------------------------------------------------
 class Parser(argparse.ArgumentParser):
     """Usage mistakes as one line (the full usage is one `--help` away)."""
@@ -307,6 +331,19 @@ def build_parser() -> argparse.ArgumentParser:
     name.add_argument("run_dir")
     name.add_argument("--data")
     name.set_defaults(func=cmd_name)
+
+    feats = sub.add_parser("features", help="pooled backbone features of a dataset, cached")
+    feats.add_argument("data")
+    feats.add_argument("--backbone", required=True, help="efficientnet-lite0 or resnet50")
+    feats.add_argument("--backbone-weights", metavar="PATH", help="a state dict to use instead")
+    feats.add_argument("--image-size", type=_bounded(int, 32, ">= 32"), help="default: the data's")
+    feats.add_argument("--batch-size", type=positive_int, default=64)
+    feats.add_argument(
+        "--views", type=int, choices=[8, 1], default=8, help="8: every flip and quarter turn"
+    )
+    feats.add_argument("--threads", type=positive_int, help="CPU threads (default: all)")
+    feats.add_argument("--quiet", action="store_true", help="no progress bar")
+    feats.set_defaults(func=cmd_features)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
     sub.add_parser("presets", help="list the training presets").set_defaults(func=cmd_presets)

@@ -40,6 +40,7 @@ class SameConv2d(nn.Conv2d):
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
         super().__init__(cin, cout, kernel, stride=stride, groups=groups, bias=False)
+        # a bias appears only when a batch norm is folded in (base.fold_batch_norms)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
@@ -97,6 +98,13 @@ class EfficientNetLite0(nn.Module):
         self._conv_head = SameConv2d(cin, HEAD, 1)
         self._bn1 = nn.BatchNorm2d(HEAD, **BN)
         self._fc = nn.Linear(HEAD, num_classes)  # dropout 0.2 in training: no-op at eval
+
+    def conv_bn_pairs(self):
+        yield from ((self, "_conv_stem", "_bn0"), (self, "_conv_head", "_bn1"))
+        for block in self._blocks:
+            if hasattr(block, "_expand_conv"):
+                yield block, "_expand_conv", "_bn0"
+            yield from ((block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2"))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu6(self._bn0(self._conv_stem(x)))

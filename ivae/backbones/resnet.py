@@ -57,6 +57,14 @@ class ResNet50(nn.Module):
             setattr(self, f"layer{i}", nn.Sequential(*layer))
         self.fc = nn.Linear(cin, num_classes)
 
+    def conv_bn_pairs(self):
+        yield self, "conv1", "bn1"
+        for i in range(1, len(STAGES) + 1):
+            for block in getattr(self, f"layer{i}"):
+                yield from ((block, f"conv{j}", f"bn{j}") for j in (1, 2, 3))
+                if block.downsample is not None:
+                    yield block.downsample, "0", "1"
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for i in range(1, len(STAGES) + 1):

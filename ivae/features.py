@@ -1,0 +1,178 @@
+"""Pooled backbone features of a paired data set, computed once and memory-mapped.
+
+``feature_cache(data_dir, "efficientnet-lite0")`` returns a ``FeatureCache`` whose
+``features`` is a read-only float16 memmap ``(N_items, V, F)`` in ``items.parquet`` row order.
+V = 8 holds the 8 symmetries of the square (the flips and quarter turns that ``--augment
+dihedral`` trains with), in the order of ``ivae.train.dihedral``: view v is the image turned
+by ``v % 4`` quarter turns, then mirrored left-right when ``v >= 4``; view 0 is the photo
+itself. V = 1 holds view 0 only.
+
+The cache lives in ``DATA/.cache/features/<backbone>-<weights hash>-<size>px-<V>v/``:
+``features.npy`` (written in place, chunk by chunk), ``done.json`` (the chunks written so
+far, replaced atomically after each chunk is flushed, so an interrupted extraction continues
+where it stopped) and ``meta.json`` (what the features are of, including a hash of the item
+ids: a changed item table makes the cache stale and it is recomputed, with a warning).
+
+An unreadable image stops the extraction with one error naming the file, as loading the data
+set does (``ivae.data.paired``): data sets are validated whole, nothing is skipped silently.
+The chunks already written are kept; after the file is fixed a re-run continues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ivae.backbones import Backbone, backbone_spec, get_backbone
+from ivae.data.paired import CACHE, decode_image, read_info, read_items
+from ivae.io import write_json
+
+VIEWS = (1, 8)
+CHUNK = 256  # items per recorded step: ~20 s of work at 128 px x 8 views on 2 cores
+FORMAT = 1
+
+
+@dataclass
+class FeatureCache:
+    directory: Path
+    features: np.ndarray  # (N, V, F) float16 memmap, read-only
+    ids: list[str]  # item ids, row order of items.parquet
+    meta: dict
+
+    @property
+    def views(self) -> int:
+        return self.features.shape[1]
+
+
+def ids_digest(ids: list[str]) -> str:
+    return hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
+
+
+def cache_directory(data_dir: Path, backbone: Backbone, views: int) -> Path:
+    key = f"{backbone.name}-{backbone.weights_hash}-{backbone.image_size}px-{views}v"
+    return Path(data_dir) / CACHE / "features" / key
+
+
+def dihedral_view(x: torch.Tensor, view: int) -> torch.Tensor:
+    """(B, C, S, S) -> the same images under symmetry ``view`` (0-7) of the square."""
+    turned = torch.rot90(x, view % 4, dims=(2, 3))
+    return turned.flip(3) if view >= 4 else turned
+
+
+def chunk_features(backbone: Backbone, images: torch.Tensor, views: int, batch_size: int):
+    """(B, 3, S, S) uint8 -> (B, V, F) float16."""
+    out = [backbone.features(dihedral_view(images, v), batch_size) for v in range(views)]
+    return np.stack(out, axis=1).astype(np.float16)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _prepare(directory: Path, meta: dict, shape: tuple[int, int, int]) -> tuple[np.ndarray, set]:
+    """The writable memmap and the chunks already done; a stale or broken cache starts over."""
+    old = _read_json(directory / "meta.json")
+    done = _read_json(directory / "done.json")
+    features_file = directory / "features.npy"
+    if old is not None and old.get("items_digest") != meta["items_digest"]:
+        warnings.warn(
+            f"{directory}: the item table changed since these features were computed "
+            f"({old.get('n_items')} -> {meta['n_items']} items, ids hash "
+            f"{old.get('items_digest')} -> {meta['items_digest']}); recomputing them",
+            stacklevel=3,
+        )
+    if old == meta and done is not None and features_file.is_file():
+        try:
+            array = np.lib.format.open_memmap(features_file, mode="r+")
+            if array.shape == shape and array.dtype == np.float16:
+                return array, set(done.get("chunks", []))
+        except (OSError, ValueError):
+            pass  # unreadable header: start over below
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    array = np.lib.format.open_memmap(features_file, mode="w+", dtype=np.float16, shape=shape)
+    write_json(directory / "meta.json", meta)
+    write_json(directory / "done.json", {"chunks": []})
+    return array, set()
+
+
+def feature_cache(
+    data_dir: str | Path,
+    backbone_name: str,
+    image_size: int | None = None,
+    views: int = 8,
+    batch_size: int = 64,
+    weights: str | Path | None = None,
+    progress: bool = True,
+    chunk_size: int = CHUNK,
+) -> FeatureCache:
+    """The cached features, computed first for the chunks that are missing.
+
+    ``image_size`` defaults to the data set's own (``dataset.json``), so photos are not
+    upsampled; without one, to the size the backbone was trained at.
+    """
+    if views not in VIEWS:
+        raise ValueError(
+            f"views must be one of {VIEWS} (8: every flip and quarter turn), got {views}"
+        )
+    data_dir = Path(data_dir)
+    info, items = read_info(data_dir), read_items(data_dir)
+    size = image_size or info.get("image_size") or backbone_spec(backbone_name).image_size
+    backbone = get_backbone(backbone_name, weights=weights, image_size=int(size))
+    ids = items["id"].tolist()
+    meta = {
+        "format": FORMAT,
+        "backbone": backbone.name,
+        "weights_hash": backbone.weights_hash,
+        "image_size": backbone.image_size,
+        "views": views,
+        "feature_dim": backbone.feature_dim,
+        "n_items": len(ids),
+        "items_digest": ids_digest(ids),
+        "chunk_size": chunk_size,
+        "dtype": "float16",
+    }
+    directory = cache_directory(data_dir, backbone, views)
+    array, done = _prepare(directory, meta, (len(ids), views, backbone.feature_dim))
+    starts = [s for s in range(0, len(ids), chunk_size) if s not in done]
+    bar = None
+    if progress and starts:
+        from tqdm import tqdm
+
+        desc = f"{backbone.name} features at {backbone.image_size}px x {views} views"
+        bar = tqdm(total=len(ids), initial=len(ids) - _rows(starts, chunk_size, len(ids)),
+                   desc=desc, unit="item")  # fmt: skip
+    for start in starts:
+        rows = items.iloc[start : start + chunk_size]
+        images = np.stack(
+            [
+                decode_image(data_dir, i, rel, backbone.image_size)
+                for i, rel in zip(rows["id"], rows["image"], strict=True)
+            ]
+        )
+        array[start : start + len(rows)] = chunk_features(
+            backbone, torch.from_numpy(images), views, batch_size
+        )
+        array.flush()  # the rows are on disk before the chunk is recorded as done
+        done.add(start)
+        write_json(directory / "done.json", {"chunks": sorted(done)})
+        if bar is not None:
+            bar.update(len(rows))
+    if bar is not None:
+        bar.close()
+    del array
+    return FeatureCache(directory, np.load(directory / "features.npy", mmap_mode="r"), ids, meta)
+
+
+def _rows(starts: list[int], chunk_size: int, n: int) -> int:
+    return sum(min(chunk_size, n - s) for s in starts)
