@@ -377,3 +377,29 @@ def test_weights_from_another_network_give_one_short_line(tmp_path, toy_npz):
         ivae.load_run(tmp_path / "run")
     message = str(caught.value)
     assert "retrain the run" in message and "\n" not in message and len(message) < 400
+
+
+def test_a_run_saved_with_a_removed_option_loads_only_at_its_no_op_value(tmp_path, toy_npz):
+    from ivae.models import model_class
+    from ivae.run import RunError
+
+    run_dir = tmp_path / "run"
+    train(
+        load_dataset(toy_npz),
+        run_dir,
+        "implicit-ivae",
+        {"latent_dim": 3, "hidden": 16},
+        TrainConfig(epochs=1, batch_size=32),
+        progress=False,
+    )
+    checkpoint = run_dir / "model.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    codes = ivae.load_run(run_dir).encode_x(load_dataset(toy_npz).x[:4])
+    retired = model_class("implicit-ivae").Config.retired
+    state["config"]["model_config"].update(retired)  # as a run saved before their removal
+    torch.save(state, checkpoint)
+    assert np.array_equal(ivae.load_run(run_dir).encode_x(load_dataset(toy_npz).x[:4]), codes)
+    state["config"]["model_config"]["input_noise"] = 0.1
+    torch.save(state, checkpoint)
+    with pytest.raises(RunError, match="input_noise=0.1 was removed"):
+        ivae.load_run(run_dir)
