@@ -159,7 +159,7 @@ def wait_healthy(server: Server, timeout: float = 120.0) -> float:
 
 
 def launch_browser(playwright, **options):
-    """Headless system Chromium."""
+    """Headless system Chromium; with Playwright's async API, an awaitable of it."""
     return playwright.chromium.launch(
         executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, **options
     )
