@@ -38,7 +38,8 @@ def main() -> None:
             "",
             f"`{command('bench.default_run')}` — {report['model']}, k = {report['latent_dim']}, "
             f"{report['n_items']} test items of `{data.source}`; trained by `make default-model` "
-            f"in {train_seconds:.0f} s of CPU training (2 shared cores).",
+            f"(`ivae train --preset {run.config.get('preset')}`) in {train_seconds:.0f} s of CPU "
+            "training (2 shared cores).",
             "",
             f"- MCC over the four shared factors: **{report['mcc']:.3f}** (Spearman "
             f"{report['mcc_spearman']:.3f}); per factor: {per_factor}.",
