@@ -130,8 +130,36 @@ def train_options(args) -> tuple[str, dict, dict]:
     return model, options, fields
 
 
-def cmd_train(args) -> None:
+def training_data(args, vocab) -> tuple:
+    """The data set, and for a backbone run (--backbone, its preset's, or the resumed run's)
+    train()'s ``views`` and ``backbone``: x is then the cached backbone features."""
     from ivae.data import load_dataset
+
+    saved_path = Path(args.out) / "config.json"
+    saved = json.loads(saved_path.read_text()) if args.resume and saved_path.exists() else {}
+    expected = saved.get("backbone")
+    name = args.backbone or (preset_backbone(args.preset) if args.preset else None)
+    name = name or (expected or {}).get("name")
+    if not name:
+        return load_dataset(args.data, vocab=vocab), {}
+    from ivae.head import load_feature_data
+
+    weights = args.backbone_weights or (expected or {}).get("weights")
+    data, views, record = load_feature_data(
+        args.data, name, weights, vocab=vocab, progress=not args.quiet, expected=expected
+    )
+    if weights:
+        record["weights"] = str(Path(weights).resolve())
+    return data, {"views": views, "backbone": record}
+
+
+def preset_backbone(name: str) -> str | None:
+    from ivae.presets import preset
+
+    return getattr(preset(name), "backbone", None) or None
+
+
+def cmd_train(args) -> None:
     from ivae.models import model_class
     from ivae.train import TrainConfig, train
 
@@ -143,7 +171,7 @@ def cmd_train(args) -> None:
         from ivae.data.text import Vocab
 
         vocab = Vocab.from_json(json.loads((Path(args.out) / "vocab.json").read_text()))
-    data = load_dataset(args.data, vocab=vocab)
+    data, features = training_data(args, vocab)
     metrics = train(
         data,
         args.out,
@@ -152,6 +180,7 @@ def cmd_train(args) -> None:
         config,
         resume=args.resume,
         progress=not args.quiet,
+        **features,
         preset=args.preset,
     )
     print(json.dumps({k: metrics[k] for k in ("model", "mcc", "train_seconds")}))
@@ -298,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["none", "dihedral"],
         help="dihedral: random flips and quarter turns of training images (default none)",
     )
+    train.add_argument(
+        "--backbone",
+        help="a pretrained image backbone (e.g. efficientnet-lite0): train the encoder head "
+        "on its cached features (`ivae features`) instead of a CNN on pixels",
+    )
+    train.add_argument("--backbone-weights", help="the backbone's weight file, if not the default")
     train.add_argument(
         "--set",
         action="append",

@@ -41,6 +41,8 @@ class Run:
         self.x_kind: str = config["data"]["x"]["kind"]
         self.y_kind: str = config["data"]["y"]["kind"]
         self.image_size: int = config["data"]["x"]["shape"][-1] if self.x_kind == "image" else 0
+        # A backbone run (ivae.head): x is the features of this frozen backbone, not pixels
+        self.backbone: dict | None = config.get("backbone")
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, model={self.model_name!r}, k={self.latent_dim})"
@@ -111,8 +113,22 @@ class Run:
         return base / "data" / configured.name
 
     def load_data(self, path: str | Path | None = None) -> Dataset:
+        """The run's data (or another data set in its format); a backbone run's x is then the
+        cached backbone features (N, F), computed once if missing."""
         from ivae.data import load_dataset
 
+        if self.backbone is not None:
+            from ivae.head import load_feature_data
+
+            data, _, _ = load_feature_data(
+                path or self.data_dir(),
+                self.backbone["name"],
+                self.backbone.get("weights"),
+                vocab=self.vocab,
+                max_len=self._max_len(),
+                expected=self.backbone,
+            )
+            return data
         return load_dataset(
             path or self.data_dir(),
             vocab=self.vocab,
@@ -125,7 +141,42 @@ class Run:
         return y["shape"][0] if y["kind"] == "text" else 256
 
     # ---- encoding ----------------------------------------------------------------------
+    @cached_property
+    def image_backbone(self):
+        """The frozen backbone of a backbone run, checked against the one it was trained on."""
+        if self.backbone is None:
+            raise RunError(f"{self.path}: this run encodes pixels itself; it has no backbone")
+        from ivae.head import BackboneMismatch, load_backbone
+
+        try:
+            return load_backbone(self.backbone)
+        except BackboneMismatch as error:
+            raise RunError(f"{self.path}: {error}") from None
+
+    def image_features(self, images) -> np.ndarray:
+        """Photos (PIL images, or uint8 (N,H,W,3) / (N,3,H,W)) -> (N, F) float32 backbone
+        features, the head's input (backbone runs only)."""
+        if isinstance(images, list | tuple) and not images:
+            return np.zeros((0, self.backbone["feature_dim"]), np.float32)
+        return np.asarray(self.image_backbone.features(images), dtype=np.float32)
+
+    def _features(self, x) -> np.ndarray:
+        """A backbone run's head input: photos through the backbone, features as they are."""
+        if isinstance(x, list | tuple) or np.asarray(x).dtype == np.uint8:
+            return self.image_features(x)
+        x = np.asarray(x, dtype=np.float32)
+        dim = self.backbone["feature_dim"]
+        if x.ndim != 2 or x.shape[1] != dim:
+            raise RunError(
+                f"{self.path}: expects photos or {self.backbone['name']} features of shape "
+                f"(N, {dim}), got an array of shape {x.shape} (features of another backbone?); "
+                f"compute them with `ivae features DATA --backbone {self.backbone['name']}`"
+            )
+        return x
+
     def _x_tensor(self, x) -> torch.Tensor:
+        if self.backbone is not None:
+            return torch.from_numpy(self._features(x))
         if isinstance(x, list | tuple):  # PIL images
             from ivae.images import image_to_array
 

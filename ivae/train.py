@@ -1,6 +1,6 @@
 """The training loop. Nothing here knows which model it trains: models return named terms.
 
-A run directory (DESIGN.md) holds ``config.json``, ``last.pt`` (everything needed to resume,
+A run directory (docs/design.md) holds ``config.json``, ``last.pt`` (everything needed to resume,
 written atomically at least every ``checkpoint_seconds`` and at each epoch end),
 ``history.csv`` (one row per epoch: every named term, train and validation), ``model.pt`` and
 ``metrics.json`` once training finishes.
@@ -100,14 +100,17 @@ def run_config(
     model: str,
     model_options: dict,
     train: TrainConfig,
+    backbone: dict | None = None,
     preset: str | None = None,
 ) -> dict:
-    """Everything needed to rebuild the model and reload its data (config.json). The
+    """Everything needed to rebuild the model and reload its data (config.json). A backbone
+    run also records its backbone (ivae.head.backbone_record): x is then its features. The
     preset (ivae/presets.py) the options started from is recorded, or null."""
     x, y = modalities(data)
     return {
         "version": CONFIG_VERSION,
         "preset": preset,
+        **({"backbone": backbone} if backbone else {}),
         "model": model,
         "model_config": model_options,
         "train": asdict(train),
@@ -131,7 +134,14 @@ def optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
 
 
 class Trainer:
-    def __init__(self, data: Dataset, out: Path, config: dict, progress: bool = True):
+    def __init__(
+        self,
+        data: Dataset,
+        out: Path,
+        config: dict,
+        progress: bool = True,
+        views: np.ndarray | None = None,
+    ):
         self.out, self.config, self.progress = out, config, progress
         self.train_cfg = TrainConfig.from_json(config["train"])
         self.device = resolve_device(self.train_cfg.device)
@@ -146,6 +156,11 @@ class Trainer:
             raise TrainingError(f"{data.source}: the train split has {len(self.train_data)} items")
         self.x = torch.from_numpy(self.train_data.x).to(self.device)
         self.y = torch.from_numpy(self.train_data.y).to(self.device)
+        # Backbone runs: (N_train, V, F) float16 features of the V flips and quarter turns of
+        # every training photo (x is view 0); augment "dihedral" draws one view per item.
+        self.views = None
+        if views is not None:
+            self.views = torch.from_numpy(np.asarray(views)[data.split == "train"])
         self.batch = min(self.train_cfg.batch_size, len(self.x))
         self.steps_per_epoch = len(self.x) // self.batch
         self.epoch, self.step, self.history = 0, 0, []
@@ -186,13 +201,22 @@ class Trainer:
         # The order depends on (seed, epoch) alone, so a resumed epoch replays it exactly.
         g = torch.Generator().manual_seed(self.train_cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(self.x), generator=g).to(self.device)
-        augment = self.train_cfg.augment == "dihedral" and self.x.dim() == 4
+        augment = self.train_cfg.augment == "dihedral"
         for step in range(self.step, self.steps_per_epoch):
             idx = order[step * self.batch : (step + 1) * self.batch]
             x = self.x[idx]
             if augment:  # seeded by (seed, epoch, step): a resumed step replays it
-                x = dihedral(x, torch.Generator().manual_seed(g.initial_seed() * 7919 + step))
+                x = self.augmented(x, idx, g.initial_seed() * 7919 + step)
             yield step, {"x": x, "y": self.y[idx]}
+
+    def augmented(self, x: torch.Tensor, idx: torch.Tensor, seed: int) -> torch.Tensor:
+        """Each item under one of the 8 symmetries of the square, drawn apart: from the cached
+        features of its views (backbone runs), else applied to its pixels."""
+        generator = torch.Generator().manual_seed(seed)
+        if self.views is not None:
+            view = torch.randint(0, self.views.shape[1], (len(idx),), generator=generator)
+            return self.views[idx.cpu(), view].to(self.device, torch.float32)  # (B, F)
+        return dihedral(x, generator) if x.dim() == 4 else x
 
     def train_step(self, batch: dict) -> dict[str, float]:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
@@ -303,17 +327,23 @@ def train(
     config: TrainConfig | None = None,
     resume: bool = False,
     progress: bool = True,
+    views: np.ndarray | None = None,
+    backbone: dict | None = None,
     preset: str | None = None,
 ) -> dict:
     """Train ``model`` on ``data`` into the run directory ``out``; returns the test metrics.
-    ``preset`` names the preset the options came from, for config.json alone."""
+    ``preset`` names the preset the options came from, for config.json alone.
+
+    Backbone runs (ivae.head): ``data.x`` holds the backbone's view-0 features, ``views``
+    (N, V, F) those of every flip and quarter turn, ``backbone`` its record for config.json.
+    """
     out = Path(out)
     last = out / "last.pt"
     if resume:
         if not last.exists():
             raise TrainingError(f"{out}: nothing to resume (no last.pt); start without --resume")
         state_config = torch.load(last, map_location="cpu", weights_only=True)["config"]
-        trainer = Trainer(data, out, state_config, progress)
+        trainer = Trainer(data, out, state_config, progress, views)
         trainer.restore(last)
     else:
         if last.exists() or (out / "model.pt").exists():
@@ -321,8 +351,10 @@ def train(
                 f"{out} already holds a run; continue it with --resume "
                 "or choose another --out (nothing was changed)"
             )
-        cfg = run_config(data, model, model_options or {}, config or TrainConfig(), preset)
-        trainer = Trainer(data, out, cfg, progress)
+        cfg = run_config(
+            data, model, model_options or {}, config or TrainConfig(), backbone, preset
+        )
+        trainer = Trainer(data, out, cfg, progress, views)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", trainer.config)
         if data.vocab is not None:

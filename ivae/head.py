@@ -1,0 +1,133 @@
+"""Backbone runs: a frozen pretrained image backbone, then the Jacobian-regularized encoder
+head trained on its cached features (issue 12; docs/method.md, "Backbone features").
+
+The head is the implicit iVAE's own vector encoder with x := the backbone's pooled features
+(F = 1280 for EfficientNet-Lite0), so eq. 1's 1/2 log det(J J^T) is taken on an exact
+k x F Jacobian per item, cheap at k = 8. The backbone runs once per image, in
+``ivae features`` (cached, with the 8 flips and quarter turns), never in a training step.
+
+A run's ``config.json`` records which backbone made its features::
+
+    "backbone": {"name": ..., "weights_hash": ..., "image_size": ..., "feature_dim": ...}
+
+and features from any other backbone, weights or image size are refused (BackboneMismatch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ivae.data.dataset import Dataset
+
+RECORD_KEYS = ("name", "weights_hash", "image_size", "feature_dim")
+
+
+class BackboneMismatch(ValueError):
+    """Features or a backbone that differ from the ones a run was trained on."""
+
+
+def backbone_record(source) -> dict:
+    """What config.json keeps of a backbone (an ivae.backbones.Backbone, or a FeatureCache's
+    meta): enough to rebuild it for new photos and to refuse another one later."""
+    if isinstance(source, dict):
+        keys = {"name": "backbone", "weights_hash": "weights_hash"}
+        record = {key: source[keys.get(key, key)] for key in RECORD_KEYS}
+    else:
+        record = {key: getattr(source, key) for key in RECORD_KEYS}
+    record["image_size"], record["feature_dim"] = (
+        int(record["image_size"]),
+        int(record["feature_dim"]),
+    )
+    return record
+
+
+def check_backbone(expected: dict, found: dict, what: str) -> None:
+    """Raise BackboneMismatch naming every field in which ``found`` differs from ``expected``."""
+    differ = [
+        f"{key} {found.get(key)!r} (the run's: {expected.get(key)!r})"
+        for key in RECORD_KEYS
+        if key in expected and key in found and expected[key] != found[key]
+    ]
+    if differ:
+        raise BackboneMismatch(
+            f"{what} come from another backbone than the run was trained on: "
+            + ", ".join(differ)
+            + f"; use the run's {expected['name']} weights ({expected.get('weights_hash')}), "
+            f"or train a new run on these features"
+        )
+
+
+def load_backbone(record: dict):
+    """The backbone a run's record names, at its image size; refused if its weights differ."""
+    from ivae.backbones import get_backbone
+
+    backbone = get_backbone(
+        record["name"], weights=record.get("weights"), image_size=record["image_size"]
+    )
+    check_backbone(record, backbone_record(backbone), f"the {record['name']} weights found")
+    return backbone
+
+
+def feature_cache_of(
+    data_dir: str | Path,
+    name: str,
+    weights: str | Path | None = None,
+    image_size: int | None = None,
+    progress: bool = True,
+):
+    """The data set's FeatureCache: (N, V, F) float16 features of its items under the 8 flips
+    and quarter turns (view 0 = the photo as it is), computed once (ivae.features)."""
+    from ivae.features import feature_cache
+
+    return feature_cache(
+        Path(data_dir), name, image_size=image_size, weights=weights, progress=progress
+    )
+
+
+def with_features(data: Dataset, cache, record: dict) -> tuple[Dataset, np.ndarray]:
+    """``data`` with x := the view-0 features (N, F) float32, and every view (N, V, F) float16.
+
+    The cache's rows must be the data's items in order, made by the ``record``'s backbone.
+    """
+    check_backbone(record, backbone_record(cache.meta), f"{data.source}: the cached features")
+    ids = np.asarray(cache.ids).astype(str)
+    if len(ids) != len(data) or not np.array_equal(ids, np.asarray(data.ids).astype(str)):
+        raise BackboneMismatch(
+            f"{data.source}: the feature cache holds other items than items.parquet "
+            f"({len(ids)} vs {len(data)} rows); recompute it with "
+            f"`ivae features {data.source} --backbone {record['name']}`"
+        )
+    views = np.asarray(cache.features)  # (N, V, F) float16, read once from the memmap
+    x = np.ascontiguousarray(views[:, 0], dtype=np.float32)
+    return replace(data, x=x, x_kind="vector"), views
+
+
+def load_feature_data(
+    path: str | Path,
+    name: str,
+    weights: str | Path | None = None,
+    vocab=None,
+    progress: bool = True,
+    expected: dict | None = None,
+    max_len: int = 256,
+) -> tuple[Dataset, np.ndarray, dict]:
+    """A paired data set with its backbone features as x: (data, views, backbone record).
+
+    ``expected``: the record of the run these features are for; features of another
+    backbone, weights or image size are refused (BackboneMismatch).
+    """
+    from ivae.data import load_dataset
+
+    if expected is not None and expected["name"] != name:
+        check_backbone(expected, {"name": name}, f"the {name} backbone's features")
+    image_size = expected["image_size"] if expected is not None else None
+    data = load_dataset(path, vocab=vocab, max_len=max_len)
+    cache = feature_cache_of(data.source or path, name, weights, image_size, progress)
+    record = backbone_record(cache.meta)
+    if expected is not None:
+        check_backbone(expected, record, f"the {name} features of {data.source or path}")
+    data, views = with_features(data, cache, record)
+    return data, views, record
