@@ -20,6 +20,12 @@ def command(module: str, argv: list[str] | None = None) -> str:
     return " ".join([".venv/bin/python -m", module, *args])
 
 
+def shown(path: str | Path) -> str:
+    """``path`` as the docs write it: relative to the repository root when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def mean_sd(values: list[float]) -> str:
     values = [v for v in values if v is not None]
     if not values:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import ivae
-from bench.common import ROOT, command, write_section
+from bench.common import ROOT, command, shown, write_section
 from ivae.evaluate import encode, evaluate, leakage
 
 
@@ -34,10 +34,11 @@ def main() -> None:
         rows.append(f"| {label} | {cells} |")
     body = "\n".join(
         [
-            f"### The shipped default run (`{Path(args.run).relative_to(ROOT)}`)",
+            f"### The shipped default run (`{shown(args.run)}`)",
             "",
             f"`{command('bench.default_run')}` — {report['model']}, k = {report['latent_dim']}, "
-            f"{report['n_items']} test items of `{data.source}`; trained by `make default-model` "
+            f"{report['n_items']} test items of `{shown(data.source)}`; "
+            "trained by `make default-model` "
             f"(`ivae train --preset {run.config.get('preset')}`) in {train_seconds:.0f} s of CPU "
             "training (2 shared cores).",
             "",

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import dashboard
-from bench.common import ROOT, command, load_average, write_section
+from bench.common import ROOT, command, load_average, shown, write_section
 from tests.browser.driver import HOME, VIEWPORT, launch_browser, start_server
 
 DEFAULT_RUN = ROOT / "assets" / "default-run"
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> dict:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     r = {
-        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "run": label(run),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "run": shown(run),
         "run_info": run_info(run), "load_start": load_average(),
         "command": command("bench.latency", argv),
     }  # fmt: skip
@@ -474,13 +474,6 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.quick:
         print(f"wrote {write_section('latency', table)}")
     return r
-
-
-def label(run: Path) -> str:
-    try:
-        return str(run.relative_to(ROOT))
-    except ValueError:
-        return str(run)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ byte outside it is kept (other benchmarks own the other sections)."""
 
 from __future__ import annotations
 
-from bench.common import command, write_section
+from bench.common import ROOT, command, shown, write_section
 
 DOC = (
     "# Results\n\nIntro text.\n\n"
@@ -60,3 +60,9 @@ def test_the_command_written_next_to_a_figure_runs_the_module():
         command("bench.kitchen", ["--seeds", "3"]) == ".venv/bin/python -m bench.kitchen --seeds 3"
     )
     assert command("bench.default_run", []) == ".venv/bin/python -m bench.default_run"
+
+
+def test_paths_are_shown_from_the_repository_root_when_inside_it(tmp_path):
+    assert shown(ROOT / "data" / "kitchen") == "data/kitchen"
+    assert shown(ROOT / "assets" / ".." / "data") == "data"
+    assert shown(tmp_path) == str(tmp_path.resolve())
