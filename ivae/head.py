@@ -1,5 +1,5 @@
 """Backbone runs: a frozen pretrained image backbone, then the Jacobian-regularized encoder
-head trained on its cached features (issue 12; docs/method.md, "Backbone features").
+head trained on its cached features (issue 12; docs/method.md, "The model").
 
 The head is the implicit iVAE's own vector encoder with x := the backbone's pooled features
 (F = 1280 for EfficientNet-Lite0), so eq. 1's 1/2 log det(J J^T) is taken on an exact
