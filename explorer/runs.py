@@ -17,6 +17,7 @@ import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN = REPO_ROOT / "assets" / "default-run"
+EXAMPLES = REPO_ROOT / "assets" / "examples"  # photos the Photo reader offers to try
 RUN_ROOTS = ("runs", "assets")
 # The files of a run that cached objects are built from: weights, names and orientations, the
 # vocabulary, and the index.
@@ -151,3 +152,9 @@ def compare_runs(paths: list[Path]) -> pd.DataFrame:
         row["train time (s)"] = metrics.get("train_seconds")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def example_photos(folder: Path = EXAMPLES) -> list[Path]:
+    """The example photos (JPEG or PNG), kitchen dishes first, by name."""
+    photos = [p for p in Path(folder).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+    return sorted(photos, key=lambda p: (not p.name.startswith("kitchen"), p.name))

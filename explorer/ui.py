@@ -93,6 +93,19 @@ def load_index(path: str) -> Index:
     return _load_index(path, run_fingerprint(path, ("model.pt", "index/codes.npz")), run)
 
 
+@st.cache_resource(show_spinner="Loading the photo check…", max_entries=4)
+def _load_photo_reader(path: str, fingerprint: tuple, _run, _index: Index):
+    from ivae.read_photo import PhotoReader
+
+    return PhotoReader.for_run(_run, _index.z, require_check=False)
+
+
+def photo_reader(path: str):
+    """The run's ivae.read_photo.PhotoReader: factors, percentiles and unfamiliarity."""
+    files = ("model.pt", "factors.json", "vocab.json", "index/codes.npz", "index/familiarity.npz")
+    return _load_photo_reader(path, run_fingerprint(path, files), load_run(path), load_index(path))
+
+
 # --------------------------------------------------------------------------- the run picker
 
 

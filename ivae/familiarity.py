@@ -67,10 +67,9 @@ def pass_threshold(scores: np.ndarray, pass_rate: float = PASS_RATE) -> float:
 
 
 def reference_rows(n_train: int, size: int = REFERENCE_SIZE, seed: int = 0) -> np.ndarray:
-    """Sorted indices of a seeded subset of ``size`` train rows (all of them when fewer)."""
-    if size >= n_train:
-        return np.arange(n_train)
-    return np.sort(np.random.default_rng(seed).choice(n_train, size=size, replace=False))
+    """Sorted indices of a seeded subset of ``size`` train rows (all of them when fewer): the
+    first ``size`` of one seeded permutation, so a smaller subset lies inside a larger one."""
+    return np.sort(np.random.default_rng(seed).permutation(n_train)[:size])
 
 
 @dataclass
@@ -82,6 +81,7 @@ class Familiarity:
     threshold: float
     backbone: str
     weights_hash: str
+    image_size: int = 0  # the backbone's input size (photos are resized to it)
     pass_rate: float = PASS_RATE
     _searcher: NearestNeighbors | None = field(default=None, repr=False, compare=False)
 
@@ -108,12 +108,13 @@ def fit_familiarity(
     k: int = K,
     backbone: str = "",
     weights_hash: str = "",
+    image_size: int = 0,
     pass_rate: float = PASS_RATE,
 ) -> Familiarity:
     """The check over ``reference_features`` (train photos), its threshold set so that
     ``pass_rate`` of ``calibration_features`` (held-out photos) pass."""
     reference = normalise(reference_features).astype(np.float16)  # stored as float16
-    check = Familiarity(reference, k, np.inf, backbone, weights_hash, pass_rate)
+    check = Familiarity(reference, k, np.inf, backbone, weights_hash, image_size, pass_rate)
     check.threshold = pass_threshold(check.scores(calibration_features), pass_rate)
     return check
 
@@ -131,6 +132,7 @@ def save_familiarity(check: Familiarity, path: Path) -> None:
             "pass_rate": np.asarray(check.pass_rate),
             "backbone": np.asarray(check.backbone),
             "weights_hash": np.asarray(check.weights_hash),
+            "image_size": np.asarray(check.image_size),
         },
     )
 
@@ -144,6 +146,7 @@ def read_familiarity(path: Path) -> Familiarity:
             threshold=float(f["threshold"]),
             backbone=str(f["backbone"]),
             weights_hash=str(f["weights_hash"]),
+            image_size=int(f["image_size"]),
             pass_rate=float(f["pass_rate"]),
         )
 
@@ -153,28 +156,33 @@ def read_familiarity(path: Path) -> Familiarity:
 
 @dataclass
 class FeatureSpace:
-    """The backbone a run's photos are compared in: name, weights hash and the features of a
-    list of PIL images, (N, F) float32."""
+    """The backbone a run's photos are compared in: name, weights hash, input size and the
+    features of a list of PIL images, (N, F) float32."""
 
     name: str
     weights_hash: str
+    image_size: int
     features: Callable[[list[Image.Image]], np.ndarray]
 
 
-@functools.lru_cache(maxsize=2)
-def _backbone(name: str):
+@functools.lru_cache(maxsize=4)
+def _backbone(name: str, image_size: int | None):
     from ivae.backbones import get_backbone
 
-    return get_backbone(name)
+    return get_backbone(name, image_size=image_size)
 
 
-def feature_space(run) -> FeatureSpace:
-    """The run's own pretrained backbone, or FALLBACK_BACKBONE for a from-scratch encoder."""
+def feature_space(run, image_size: int | None = None) -> FeatureSpace:
+    """The run's own pretrained backbone, or else FALLBACK_BACKBONE at ``image_size`` (the
+    data set's own size, as ivae.features computes features: photos are not upsampled)."""
     spec = run.config.get("backbone") or {}
     if spec.get("name") not in (None, "cnn"):
-        return FeatureSpace(spec["name"], spec.get("weights_hash", ""), run.image_features)
-    backbone = _backbone(FALLBACK_BACKBONE)
-    return FeatureSpace(backbone.name, backbone.weights_hash, backbone.features)
+        size = int(spec.get("image_size", 0))
+        return FeatureSpace(spec["name"], spec.get("weights_hash", ""), size, run.image_features)
+    backbone = _backbone(FALLBACK_BACKBONE, image_size or None)
+    return FeatureSpace(
+        backbone.name, backbone.weights_hash, backbone.image_size, backbone.features
+    )
 
 
 def photo_features(space: FeatureSpace, paths: list[Path], progress: bool = False) -> np.ndarray:
@@ -199,16 +207,18 @@ def _open_rgb(path: Path) -> Image.Image:
 def build_familiarity(
     run,
     data_dir: Path | None = None,
-    k: int = K,
-    reference_size: int = REFERENCE_SIZE,
+    k: int | None = None,
+    reference_size: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> Familiarity:
     """Features of a seeded subset of the train photos and of every val photo, the check fitted
-    on them and saved to ``RUN_DIR/index/familiarity.npz``."""
-    from ivae.data.paired import read_items
+    on them and saved to ``RUN_DIR/index/familiarity.npz``. k and reference_size default to
+    K and REFERENCE_SIZE."""
+    k, reference_size = k or K, reference_size or REFERENCE_SIZE
+    from ivae.data.paired import read_info, read_items
 
-    data_dir = Path(data_dir or run.data_path)
+    data_dir = Path(data_dir or run.data_dir())
     items = read_items(data_dir)
     train, val = (items[items["split"] == s]["image"].tolist() for s in ("train", "val"))
     if not train or not val:
@@ -217,14 +227,19 @@ def build_familiarity(
             f"({len(train)} train, {len(val)} val)"
         )
     rows = reference_rows(len(train), reference_size, seed)
-    space = feature_space(run)
+    space = feature_space(run, read_info(data_dir).get("image_size"))
     reference = photo_features(space, [data_dir / train[i] for i in rows], progress)
     calibration = photo_features(space, [data_dir / p for p in val], progress)
     check = fit_familiarity(
-        reference, calibration, min(k, len(rows)), space.name, space.weights_hash
+        reference, calibration, min(k, len(rows)), space.name, space.weights_hash, space.image_size
     )
     save_familiarity(check, Path(run.path) / FAMILIARITY_FILE)
     return check
+
+
+def reads_photos(run) -> bool:
+    """Whether a run's encoder takes photos (pixels, or a backbone's features of them)."""
+    return bool(run.config.get("backbone")) or run.config["data"]["x"]["kind"] == "image"
 
 
 def load_familiarity(run, space: FeatureSpace | None = None) -> Familiarity:
@@ -242,11 +257,17 @@ def load_familiarity(run, space: FeatureSpace | None = None) -> Familiarity:
         raise FamiliarityError(
             f"{path} is unreadable ({error}); rebuild it with `{command}`"
         ) from None
-    space = space or feature_space(run)
-    if (check.backbone, check.weights_hash) != (space.name, space.weights_hash):
+    space = space or feature_space(run, check.image_size)
+    built = (check.backbone, check.weights_hash, check.image_size)
+    now = (space.name, space.weights_hash, space.image_size)
+    if built != now:
         raise FamiliarityError(
-            f"{path} was built with {check.backbone} weights {check.weights_hash or '?'}, "
-            f"the run reads photos with {space.name} {space.weights_hash or '?'}; "
-            f"rebuild it with `{command}`"
+            f"{path} was built in the features of {_describe(built)}, the run reads photos "
+            f"with {_describe(now)}; rebuild it with `{command}`"
         )
     return check
+
+
+def _describe(space: tuple[str, str, int]) -> str:
+    name, weights_hash, image_size = space
+    return f"{name} (weights {weights_hash or '?'}, {image_size} px)"

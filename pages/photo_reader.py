@@ -7,14 +7,17 @@ import pandas as pd
 import streamlit as st
 
 from explorer import ui
-from ivae.factors import image_to_recipes, percentiles, poles, search_weights
+from explorer.runs import example_photos
+from ivae.factors import image_to_recipes, poles, search_weights
+from ivae.read_photo import verdict
 from ivae.uploads import ACCEPTED_EXTENSIONS, MAX_BYTES, UploadError, read_upload
 
 st.title("Photo reader")
 st.caption(
     "Upload a food photo: the image encoder reads each shared factor from it. Percentiles "
     "compare the photo with every dish in the data; the recipes are retrieved by the model's "
-    "own image–recipe score."
+    "own image–recipe score. Every photo is also checked against the training photos: one "
+    "unlike them all is flagged, and its factor values are extrapolations."
 )
 ctx = ui.require_context()
 upload = st.file_uploader(
@@ -22,20 +25,33 @@ upload = st.file_uploader(
     type=ACCEPTED_EXTENSIONS,
     key="reader_upload",
 )
-if upload is None:
-    st.info("Upload a photo to read its factors.")
+examples = {path.name: path for path in example_photos()}
+example = st.selectbox("…or try an example photo", ["(none)", *examples], key="reader_example")
+if upload is not None:
+    name, content = upload.name, upload.getvalue()
+elif example in examples:
+    name, content = example, examples[example].read_bytes()
+else:
+    st.info("Upload a photo, or pick an example, to read its factors.")
     st.stop()
 try:
-    photo = read_upload(upload.getvalue(), upload.name, max_bytes=MAX_BYTES)
+    photo = read_upload(content, name, max_bytes=MAX_BYTES)
 except UploadError as error:
     st.error(str(error))
     st.stop()
 
-z = ctx.run.encode_x([photo])[0]
-pct = percentiles(ctx.index.z, z)
+reader = ui.photo_reader(str(ctx.run.path))
+reading = reader.read(photo)
+z, pct = reading.z, reading.percentiles
+if reading.unfamiliarity is None:
+    st.info(f"No unfamiliarity check for this run: {reader.problem}")
+elif reading.unfamiliar:
+    st.warning(f"**Unlike the training dishes.** {verdict(reading, reader.check.pass_rate)}")
+else:
+    st.success(verdict(reading, reader.check.pass_rate))
 near, distances = ctx.index.nearest(z, n=8, weights=search_weights(ctx.index.z))
 left, right = st.columns([1, 2])
-left.image(photo, caption=f"{upload.name} ({photo.width}x{photo.height})", width="stretch")
+left.image(photo, caption=f"{name} ({photo.width}x{photo.height})", width="stretch")
 with right:
     st.subheader("Factor values")
     table = pd.DataFrame({"factor": ctx.names, "value": np.round(z, 3), "percentile": pct})
