@@ -13,6 +13,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from tiny_run import make_tiny_run
 
+import ivae
+
 HOME = str(Path(__file__).resolve().parent.parent / "explorer" / "Home.py")
 PAGES = {  # page -> keys of widgets it must show before any input
     "studio": ["studio_z0", "studio_start_mode", "studio_weights", "studio_traverse_factor"],
@@ -160,3 +162,36 @@ def test_run_without_index_offers_to_build_it(tiny_run, tmp_path):
     assert_ok(at)
     assert "ivae index" in at.warning[0].value
     assert any(b.key == "build_index" for b in at.button)
+
+
+def test_rewritten_run_files_show_on_the_next_rerun(tiny_run, tmp_path):
+    """`ivae name` rewrites factors.json and `ivae index` codes.npz while the dashboard runs:
+    the same session shows the new names, orientations and index on its next rerun."""
+    from ivae.index import INDEX_FILE, read_index, save_index
+
+    run_copy = tmp_path / "run"
+    shutil.copytree(tiny_run, run_copy)
+    reader = app(run_copy, "photo_reader")
+    reader.file_uploader(key="reader_upload").set_value(("dish.png", png_bytes(), "image/png"))
+    before = reader.run().dataframe[0].value  # factor, value, percentile
+    atlas = app(run_copy, "atlas")
+    assert "redness" not in atlas.selectbox(key="atlas_colour").options
+
+    notes = ivae.load_run(run_copy).factor_notes()  # as `ivae name` writes it
+    notes["factors"][0].update(name="redness", sign=-1)
+    (run_copy / "factors.json").write_text(json.dumps(notes))
+    after = reader.run().dataframe[0].value
+    assert_ok(reader)
+    assert after["factor"].iat[0] == "redness"
+    assert after["value"].iat[0] == pytest.approx(-before["value"].iat[0], abs=2e-3)
+    assert after["value"].iat[1] == pytest.approx(before["value"].iat[1], abs=2e-3)
+    assert "redness" in atlas.run().selectbox(key="atlas_colour").options
+
+    index = read_index(run_copy / INDEX_FILE)
+    for name in ("ids", "z", "y_mean", "y_logvar", "map2d"):
+        setattr(index, name, getattr(index, name)[:100])
+    save_index(index, run_copy / INDEX_FILE)
+    home = app(run_copy)
+    assert_ok(home)
+    assert next(m.value for m in home.metric if m.label == "Dishes indexed") == "100"
+    assert_ok(atlas.run())  # its cached table follows the smaller index
