@@ -78,7 +78,7 @@ def evaluate(
     repeats: int = 10,
     device: str | torch.device = "cpu",
 ) -> dict:
-    """The ``ivae evaluate --json`` report (DESIGN.md schema) on one split of ``data``."""
+    """The ``ivae evaluate --json`` report (docs/design.md schema) on one split of ``data``."""
     part = data.part(split)
     if len(part) == 0:
         raise ValueError(f"the {split!r} split of {data.source or data.name} is empty")
