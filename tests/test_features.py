@@ -1,0 +1,136 @@
+"""The feature cache: shape and order, the dihedral views, resuming after an interruption,
+invalidation by a changed item table, a corrupt image, and the `ivae features` command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ivae.backbones import get_backbone
+from ivae.backbones.base import Backbone
+from ivae.cli import main
+from ivae.data.dataset import DataError
+from ivae.data.paired import decode_image
+from ivae.features import dihedral_view, feature_cache
+from ivae.train import dihedral
+
+SIZE = 32  # the smallest input EfficientNet-Lite0 takes: keeps the tests fast
+
+
+@pytest.fixture(scope="module")
+def kitchen(tmp_path_factory):
+    from ivae.data.kitchen import generate_kitchen
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return generate_kitchen(
+        tmp_path_factory.mktemp("kitchen") / "k", n=20, image_size=SIZE, progress=False, workers=1
+    )
+
+
+@pytest.fixture
+def data(kitchen, tmp_path):
+    """A fresh copy, so each test starts without a cache."""
+    return shutil.copytree(kitchen, tmp_path / "k")
+
+
+def images_of(data, rows=None) -> torch.Tensor:
+    items = pd.read_parquet(data / "items.parquet")
+    rows = range(len(items)) if rows is None else rows
+    arrays = [decode_image(data, items.id[r], items.image[r], SIZE) for r in rows]
+    return torch.from_numpy(np.stack(arrays))
+
+
+def test_cache_shape_order_and_meta(data):
+    cache = feature_cache(data, "efficientnet-lite0", views=8, progress=False, chunk_size=8)
+    assert cache.features.shape == (20, 8, 1280) and cache.features.dtype == np.float16
+    assert isinstance(cache.features, np.memmap) and not cache.features.flags.writeable
+    assert cache.ids == pd.read_parquet(data / "items.parquet")["id"].tolist()
+    assert cache.directory == data / ".cache/features/efficientnet-lite0-57934424-32px-8v"
+    meta = json.loads((cache.directory / "meta.json").read_text())
+    assert meta["image_size"] == SIZE and meta["views"] == 8 and meta["weights_hash"] == "57934424"
+    backbone = get_backbone("efficientnet-lite0", image_size=SIZE)
+    x = images_of(data, [3, 17])
+    for view in (0, 1, 6):
+        expected = backbone.features(dihedral_view(x, view))
+        np.testing.assert_allclose(cache.features[[3, 17], view], expected, rtol=2e-3, atol=2e-3)
+
+
+def test_views_are_the_training_augmentations_in_order():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4)
+    assert torch.equal(dihedral_view(x, 0), x)
+    ops = torch.randint(0, 8, (2,), generator=torch.Generator().manual_seed(5))
+    drawn = dihedral(x, torch.Generator().manual_seed(5))  # the trainer's own draw
+    for i, op in enumerate(ops.tolist()):
+        assert torch.equal(drawn[i], dihedral_view(x[i : i + 1], op)[0])
+    views = {dihedral_view(x, v)[0].numpy().tobytes() for v in range(8)}
+    assert len(views) == 8  # eight different symmetries
+
+
+def test_a_second_call_reads_the_cache(data, monkeypatch):
+    first = feature_cache(data, "efficientnet-lite0", views=1, progress=False)
+    monkeypatch.setattr(Backbone, "features", lambda *a, **k: pytest.fail("recomputed"))
+    again = feature_cache(data, "efficientnet-lite0", views=1, progress=False)
+    assert np.array_equal(first.features, again.features)
+
+
+def test_an_interrupted_extraction_continues_where_it_stopped(data, monkeypatch):
+    original, calls = Backbone.features, []
+
+    def interrupted(self, images, batch_size=64):
+        calls.append(len(images))
+        if len(calls) == 3:  # the third chunk, after two were written
+            raise KeyboardInterrupt
+        return original(self, images, batch_size)
+
+    monkeypatch.setattr(Backbone, "features", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        feature_cache(data, "efficientnet-lite0", views=1, progress=False, chunk_size=6)
+    key = "efficientnet-lite0-57934424-32px-1v"
+    done = json.loads((data / ".cache/features" / key / "done.json").read_text())
+    assert done == {"chunks": [0, 6]}
+    calls.clear()
+    resumed = feature_cache(data, "efficientnet-lite0", views=1, progress=False, chunk_size=6)
+    assert calls == [6, 2]  # only the chunks at rows 12 and 18
+    monkeypatch.setattr(Backbone, "features", original)
+    backbone = get_backbone("efficientnet-lite0", image_size=SIZE)
+    expected = backbone.features(images_of(data))
+    np.testing.assert_allclose(resumed.features[:, 0], expected, rtol=2e-3, atol=2e-3)
+
+
+def test_a_changed_item_table_recomputes_with_a_warning(data):
+    feature_cache(data, "efficientnet-lite0", views=1, progress=False)
+    items = pd.read_parquet(data / "items.parquet")
+    items.iloc[:15].to_parquet(data / "items.parquet", index=False)
+    with pytest.warns(UserWarning, match="item table changed .*20 -> 15 items"):
+        cache = feature_cache(data, "efficientnet-lite0", views=1, progress=False)
+    assert cache.features.shape == (15, 1, 1280) and len(cache.ids) == 15
+
+
+def test_a_corrupt_image_stops_with_one_line_naming_the_file(data):
+    items = pd.read_parquet(data / "items.parquet")
+    bad = data / items.image[11]
+    bad.write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(DataError, match=str(bad)) as error:
+        feature_cache(data, "efficientnet-lite0", views=1, progress=False, chunk_size=4)
+    assert "\n" not in str(error.value) and "replace it or drop the row" in str(error.value)
+    key = "efficientnet-lite0-57934424-32px-1v"
+    done = json.loads((data / ".cache/features" / key / "done.json").read_text())
+    assert done == {"chunks": [0, 4]}  # the chunks before it are kept
+
+
+def test_views_must_be_8_or_1(data):
+    with pytest.raises(ValueError, match="views must be one of"):
+        feature_cache(data, "efficientnet-lite0", views=4, progress=False)
+
+
+def test_the_command(data, capsys):
+    args = ["features", str(data), "--backbone", "efficientnet-lite0", "--views", "1", "--quiet"]
+    assert main(args) == 0
+    assert "20 items x 1 views x 1280 features" in capsys.readouterr().out
+    assert main(["features", str(data), "--backbone", "vgg"]) == 2
+    assert "choose one of: efficientnet-lite0, resnet50, cnn" in capsys.readouterr().err
