@@ -1,4 +1,4 @@
-"""The ``ivae`` command (DESIGN.md, "Command line"). User mistakes end in one line on stderr
+"""The ``ivae`` command (docs/design.md, "Command line"). User mistakes end in one line on stderr
 and a non-zero exit, never a traceback."""
 
 from __future__ import annotations
@@ -130,9 +130,10 @@ def train_options(args) -> tuple[str, dict, dict]:
     return model, options, fields
 
 
-def training_data(args, vocab) -> tuple:
+def training_data(args, vocab, augment: str) -> tuple:
     """The data set, and for a backbone run (--backbone, its preset's, or the resumed run's)
-    train()'s ``views`` and ``backbone``: x is then the cached backbone features."""
+    train()'s ``views`` and ``backbone``: x is then the cached backbone features, of the 8
+    flips and quarter turns under ``augment`` "dihedral"."""
     from ivae.data import load_dataset
 
     saved_path = Path(args.out) / "config.json"
@@ -146,7 +147,13 @@ def training_data(args, vocab) -> tuple:
 
     weights = args.backbone_weights or (expected or {}).get("weights")
     data, views, record = load_feature_data(
-        args.data, name, weights, vocab=vocab, progress=not args.quiet, expected=expected
+        args.data,
+        name,
+        weights,
+        vocab=vocab,
+        progress=not args.quiet,
+        expected=expected,
+        views=8 if augment == "dihedral" else 1,
     )
     if weights:
         record["weights"] = str(Path(weights).resolve())
@@ -171,7 +178,7 @@ def cmd_train(args) -> None:
         from ivae.data.text import Vocab
 
         vocab = Vocab.from_json(json.loads((Path(args.out) / "vocab.json").read_text()))
-    data, features = training_data(args, vocab)
+    data, features = training_data(args, vocab, config.augment)
     metrics = train(
         data,
         args.out,
@@ -228,6 +235,17 @@ def cmd_index(args) -> None:
     data = run.load_data(args.data) if args.data else None
     build_index(run, data=data)
     print(f"indexed {args.run_dir}")
+    from ivae.familiarity import build_familiarity, reads_photos
+
+    if reads_photos(run):  # the Photo reader's unfamiliarity check (ivae.familiarity)
+        check = build_familiarity(run, data_dir=args.data)
+        print(f"unfamiliarity check: {check.backbone}, threshold {check.threshold:.3f}")
+
+
+def cmd_read_photo(args) -> int:
+    from ivae.read_photo import read_photo_command
+
+    return read_photo_command(args.run_dir, args.photos, args.json)
 
 
 def cmd_features(args) -> None:
@@ -362,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--data")
     index.set_defaults(func=cmd_index)
 
+    read = sub.add_parser("read-photo", help="factor values and unfamiliarity of photos")
+    read.add_argument("run_dir")
+    read.add_argument("photos", nargs="+", metavar="PHOTO")
+    read.add_argument("--json", action="store_true", help="a JSON list, one object per photo")
+    read.set_defaults(func=cmd_read_photo)
+
     name = sub.add_parser("name", help="name and orient factors after the true ones they match")
     name.add_argument("run_dir")
     name.add_argument("--data")
@@ -392,14 +416,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except (DataError, RunError, TrainingError, FileNotFoundError, ValueError) as exc:
         print(f"ivae: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ivae: interrupted; a training run continues with --resume", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":
