@@ -77,13 +77,15 @@ def feature_cache_of(
     weights: str | Path | None = None,
     image_size: int | None = None,
     progress: bool = True,
+    views: int = 1,
 ):
-    """The data set's FeatureCache: (N, V, F) float16 features of its items under the 8 flips
-    and quarter turns (view 0 = the photo as it is), computed once (ivae.features)."""
+    """The data set's FeatureCache: (N, V, F) float16 features of its items, V = 1 (the photo
+    as it is) or 8 (its flips and quarter turns, view 0 the photo), computed once
+    (ivae.features)."""
     from ivae.features import feature_cache
 
     return feature_cache(
-        Path(data_dir), name, image_size=image_size, weights=weights, progress=progress
+        Path(data_dir), name, image_size=image_size, views=views, weights=weights, progress=progress
     )
 
 
@@ -113,8 +115,12 @@ def load_feature_data(
     progress: bool = True,
     expected: dict | None = None,
     max_len: int = 256,
+    views: int = 1,
 ) -> tuple[Dataset, np.ndarray, dict]:
     """A paired data set with its backbone features as x: (data, views, backbone record).
+
+    ``views``: 1 (x alone, enough to encode and evaluate), or 8 to train under flips and
+    quarter turns (each step draws one view per item; 8 times the extraction).
 
     ``expected``: the record of the run these features are for; features of another
     backbone, weights or image size are refused (BackboneMismatch).
@@ -125,7 +131,7 @@ def load_feature_data(
         check_backbone(expected, {"name": name}, f"the {name} backbone's features")
     image_size = expected["image_size"] if expected is not None else None
     data = load_dataset(path, vocab=vocab, max_len=max_len)
-    cache = feature_cache_of(data.source or path, name, weights, image_size, progress)
+    cache = feature_cache_of(data.source or path, name, weights, image_size, progress, views)
     record = backbone_record(cache.meta)
     if expected is not None:
         check_backbone(expected, record, f"the {name} features of {data.source or path}")

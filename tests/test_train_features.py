@@ -49,8 +49,10 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cached(tiny, weights):
-    """The tiny set's features, extracted once (32 px, 8 views)."""
-    return feature_cache(tiny, BACKBONE, weights=weights.run, progress=False)
+    """The tiny set's features, extracted once (32 px): 8 views to train under flips and
+    quarter turns, and the photos alone, which encoding and evaluation read."""
+    feature_cache(tiny, BACKBONE, weights=weights.run, views=1, progress=False)
+    return feature_cache(tiny, BACKBONE, weights=weights.run, views=8, progress=False)
 
 
 def train_cli(tiny, weights, out, *extra) -> int:
@@ -132,7 +134,7 @@ def test_features_of_another_backbone_are_refused(tiny, weights, trained, capsys
 def test_each_step_draws_one_cached_view_per_item_and_a_resumed_step_replays_it(
     tiny, weights, cached, tmp_path
 ):
-    data, views, _ = head.load_feature_data(tiny, BACKBONE, weights.run, progress=False)
+    data, views, _ = head.load_feature_data(tiny, BACKBONE, weights.run, progress=False, views=8)
     assert views.shape == (240, 8, FEATURES) and views.dtype == np.float16
     marked = np.zeros((240, 8, 4), np.float16)  # feature 0: the view, feature 1: the item
     marked[:, :, 0] = np.arange(8)
@@ -156,7 +158,9 @@ def test_each_step_draws_one_cached_view_per_item_and_a_resumed_step_replays_it(
 def test_an_interrupted_backbone_run_resumes_to_the_same_weights(
     tiny, weights, cached, tmp_path, monkeypatch
 ):
-    data, views, record = head.load_feature_data(tiny, BACKBONE, weights.run, progress=False)
+    data, views, record = head.load_feature_data(
+        tiny, BACKBONE, weights.run, progress=False, views=8
+    )
     options = {"latent_dim": 3, "hidden": 32, "likelihood_weight": 0.1}
     config = TrainConfig(epochs=2, batch_size=32, augment="dihedral")
 
