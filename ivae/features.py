@@ -72,6 +72,28 @@ def chunk_features(backbone: Backbone, images: torch.Tensor, views: int, batch_s
     return np.stack(out, axis=1).astype(np.float16)
 
 
+def cache_meta(backbone: Backbone, ids: list[str], views: int, chunk_size: int) -> dict:
+    """What the cached features are of: a cache whose meta.json differs is recomputed."""
+    return {
+        "format": FORMAT,
+        "backbone": backbone.name,
+        "weights_hash": backbone.weights_hash,
+        "image_size": backbone.image_size,
+        "views": views,
+        "feature_dim": backbone.feature_dim,
+        "n_items": len(ids),
+        "items_digest": ids_digest(ids),
+        "chunk_size": chunk_size,
+        "dtype": "float16",
+    }
+
+
+def decode_rows(data_dir: Path, rows, size: int) -> torch.Tensor:
+    """(B, 3, size, size) uint8 photos of some item rows; an unreadable file -> DataError."""
+    pairs = zip(rows["id"], rows["image"], strict=True)
+    return torch.from_numpy(np.stack([decode_image(data_dir, i, rel, size) for i, rel in pairs]))
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -130,18 +152,7 @@ def feature_cache(
     size = image_size or info.get("image_size") or backbone_spec(backbone_name).image_size
     backbone = get_backbone(backbone_name, weights=weights, image_size=int(size))
     ids = items["id"].tolist()
-    meta = {
-        "format": FORMAT,
-        "backbone": backbone.name,
-        "weights_hash": backbone.weights_hash,
-        "image_size": backbone.image_size,
-        "views": views,
-        "feature_dim": backbone.feature_dim,
-        "n_items": len(ids),
-        "items_digest": ids_digest(ids),
-        "chunk_size": chunk_size,
-        "dtype": "float16",
-    }
+    meta = cache_meta(backbone, ids, views, chunk_size)
     directory = cache_directory(data_dir, backbone, views)
     array, done = _prepare(directory, meta, (len(ids), views, backbone.feature_dim))
     starts = [s for s in range(0, len(ids), chunk_size) if s not in done]
@@ -154,15 +165,8 @@ def feature_cache(
                    desc=desc, unit="item")  # fmt: skip
     for start in starts:
         rows = items.iloc[start : start + chunk_size]
-        images = np.stack(
-            [
-                decode_image(data_dir, i, rel, backbone.image_size)
-                for i, rel in zip(rows["id"], rows["image"], strict=True)
-            ]
-        )
-        array[start : start + len(rows)] = chunk_features(
-            backbone, torch.from_numpy(images), views, batch_size
-        )
+        images = decode_rows(data_dir, rows, backbone.image_size)
+        array[start : start + len(rows)] = chunk_features(backbone, images, views, batch_size)
         array.flush()  # the rows are on disk before the chunk is recorded as done
         done.add(start)
         write_json(directory / "done.json", {"chunks": sorted(done)})

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from ivae.backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, BackboneError, get_backbone
+from ivae.backbones.base import fold_batch_norms
 from ivae.backbones.efficientnet_lite0 import EfficientNetLite0, SameConv2d
 from ivae.backbones.resnet import ResNet50
 
@@ -193,3 +194,22 @@ def test_resnet50_mismatched_weights_name_the_file(tmp_path, damage):
     assert "\n" not in message and str(path) in message
     assert {"missing key": "layer2.1.conv2.weight", "wrong shape": "fc.weight",
             "unexpected key": "head.weight"}[damage] in message  # fmt: skip
+
+
+@pytest.mark.parametrize("net", [EfficientNetLite0, ResNet50])
+def test_folded_batch_norms_compute_the_same_function(net):
+    torch.manual_seed(0)
+    net = net().eval()
+    for module in net.modules():  # batch norms with statistics, so folding is not a no-op
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    fast = fold_batch_norms(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = net.features(x)
+        got = fast.features(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
