@@ -15,6 +15,7 @@ from ivae.factors import (
     typical_gap,
 )
 from ivae.figures import contact_sheet
+from ivae.read_photo import verdict
 from ivae.uploads import ACCEPTED_EXTENSIONS, UploadError, read_upload
 
 MODES = {
@@ -116,11 +117,17 @@ with st.sidebar:
                 st.error(str(error))
             else:
                 st.image(photo, caption="your photo", width=160)
+                reader = ui.photo_reader(str(ctx.run.path))
+                reading = reader.read(photo)  # the Photo reader's factors and check
+                if reading.unfamiliar:
+                    st.warning(verdict(reading, reader.check.pass_rate))
+                elif reading.unfamiliarity is not None:
+                    st.caption(verdict(reading, reader.check.pass_rate))
                 st.button(
                     "Start from this photo",
                     key="studio_use_photo",
                     on_click=set_point,
-                    args=(ctx.run.encode_x([photo])[0], None),
+                    args=(reading.z, None),
                 )
     st.subheader("Retrieval")
     weight_mode = st.radio("Distance", list(MODES), format_func=MODES.get, key="studio_weights")

@@ -195,3 +195,62 @@ def test_rewritten_run_files_show_on_the_next_rerun(tiny_run, tmp_path):
     assert_ok(home)
     assert next(m.value for m in home.metric if m.label == "Dishes indexed") == "100"
     assert_ok(atlas.run())  # its cached table follows the smaller index
+
+
+# --------------------------------------------------------------------------- unfamiliar photos
+
+
+@pytest.fixture(scope="module")
+def checked_run(tmp_path_factory) -> Path:
+    """The tiny run with its unfamiliarity check (tests/checked_run.py)."""
+    from checked_run import make_checked_run
+
+    return make_checked_run(tmp_path_factory.mktemp("checked"))
+
+
+def own_dish_png(run: Path) -> bytes:
+    data = Path(json.loads((run / "config.json").read_text())["data"]["path"])
+    return (data / "images" / "0009.png").read_bytes()  # a test-split dish of the run's data
+
+
+def test_photo_reader_warns_on_an_unfamiliar_photo_only(checked_run):
+    from checked_run import real_photo_jpeg
+
+    at = app(checked_run, "photo_reader")
+    upload = at.file_uploader(key="reader_upload")
+    upload.set_value(("coffee.jpg", real_photo_jpeg(), "image/jpeg")).run()
+    assert_ok(at)
+    assert "unlike the dishes the model was trained on" in at.warning[0].value
+    assert "extrapolations" in at.warning[0].value and len(at.dataframe) >= 2  # still shown
+    at.file_uploader(key="reader_upload").set_value(
+        ("d.png", own_dish_png(checked_run), "image/png")
+    )
+    at.run()
+    assert_ok(at)
+    assert not at.warning and "Like the dishes" in at.success[0].value
+
+
+def test_photo_reader_example_photos(checked_run):
+    at = app(checked_run, "photo_reader")
+    examples = at.selectbox(key="reader_example").options
+    assert "real-coffee.jpg" in examples and sum(e.startswith("kitchen") for e in examples) >= 2
+    at.selectbox(key="reader_example").set_value("real-coffee.jpg").run()
+    assert_ok(at)
+    assert "unlike the dishes" in at.warning[0].value
+
+
+def test_studio_photo_start_uses_the_same_check(checked_run):
+    from checked_run import real_photo_jpeg
+
+    at = app(checked_run, "studio")
+    at.radio(key="studio_start_mode").set_value("Upload a photo").run()
+    at.file_uploader(key="studio_upload").set_value(("c.jpg", real_photo_jpeg(), "image/jpeg"))
+    at.run()
+    assert_ok(at)
+    assert any("unlike the dishes the model was trained on" in w.value for w in at.warning)
+    at.file_uploader(key="studio_upload").set_value(
+        ("d.png", own_dish_png(checked_run), "image/png")
+    )
+    at.run()
+    assert_ok(at)
+    assert not any("unlike the dishes" in w.value for w in at.warning)
