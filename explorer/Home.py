@@ -16,15 +16,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only explorer/ on the path
 import streamlit as st  # noqa: E402
 
 from explorer import ui  # noqa: E402
-
-PAGES = [
-    ("../pages/studio.py", "Factor studio", ":material/tune:"),
-    ("../pages/photo_reader.py", "Photo reader", ":material/photo_camera:"),
-    ("../pages/recipe_search.py", "Recipe search", ":material/menu_book:"),
-    ("../pages/atlas.py", "Factor atlas", ":material/scatter_plot:"),
-    ("../pages/factor_cards.py", "Factor cards", ":material/style:"),
-    ("../pages/model_report.py", "Model report", ":material/monitoring:"),
-]
+from explorer.navigation import PAGES  # noqa: E402
 
 
 def home() -> None:

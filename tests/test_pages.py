@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from tiny_run import make_tiny_run
 
 import ivae
+from explorer.navigation import page_names
 
 HOME = str(Path(__file__).resolve().parent.parent / "explorer" / "Home.py")
 PAGES = {  # page -> keys of widgets it must show before any input
@@ -60,6 +61,10 @@ def png_bytes(colour=(180, 60, 40), size=(48, 40), fmt="PNG") -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def test_every_registered_page_is_under_test():
+    assert sorted(PAGES) == sorted(page_names())
 
 
 def test_home(tiny_run):
