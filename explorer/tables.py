@@ -66,11 +66,13 @@ def recipe_table(
     return table
 
 
-def find_titles(titles: np.ndarray, query: str, limit: int = 200) -> np.ndarray:
-    """Rows whose title contains ``query`` (case-insensitive, literal), at most ``limit``."""
+def find_titles(items: pd.DataFrame, query: str, limit: int = 200) -> np.ndarray:
+    """Rows whose full title (else recipe text) contains ``query`` (case-insensitive,
+    literal), at most ``limit``."""
     if not query:
         return np.zeros(0, dtype=int)
-    found = pd.Series(titles).str.contains(query, case=False, regex=False).to_numpy()
+    column = items["title"] if "title" in items else items["text"]
+    found = column.astype(str).str.contains(query, case=False, regex=False).to_numpy()
     return np.flatnonzero(found)[:limit]
 
 

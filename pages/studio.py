@@ -97,7 +97,7 @@ with st.sidebar:
         st.button("Another random dish", key="studio_random", on_click=random_dish)
     elif mode == "Search by title":
         query = st.text_input("Title contains", key="studio_search", placeholder="e.g. curry")
-        hits = tables.find_titles(ctx.titles, query)
+        hits = tables.find_titles(ctx.items, query)
         if query and len(hits) == 0:
             st.info("No dish title contains that.")
         elif query:

@@ -138,7 +138,11 @@ def items() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "id": ["a", "b", "c"],
-            "title": ["Tomato soup", "Green CURRY with a very long name " * 3, "Pea salad"],
+            "title": [
+                "Tomato soup",
+                "Green CURRY with a very long name " * 2 + "and basil",
+                "Pea salad",
+            ],
             "text": ["x", "y", "z"],
             "dish": ["soup", "curry", "salad"],
             "ingredients": [["tomato"], ["peas", "chilli"], ["peas"]],
@@ -151,11 +155,13 @@ def test_titles_and_title_search(items):
     titles = tables.item_titles(items)
     assert titles[0] == "Tomato soup" and len(titles[1]) == tables.TITLE_LENGTH
     assert tables.item_titles(items.drop(columns="title")).tolist() == ["x", "y", "z"]
-    assert tables.find_titles(titles, "curry").tolist() == [1]
-    assert tables.find_titles(titles, "A").tolist() == [0, 1, 2]  # case-insensitive
-    assert tables.find_titles(titles, "(").tolist() == []  # literal, not a pattern
-    assert tables.find_titles(titles, "").tolist() == []
-    assert tables.find_titles(titles, "a", limit=2).tolist() == [0, 1]
+    assert tables.find_titles(items, "curry").tolist() == [1]
+    assert tables.find_titles(items, "basil").tolist() == [1]  # past the displayed 60
+    assert tables.find_titles(items, "A").tolist() == [0, 1, 2]  # case-insensitive
+    assert tables.find_titles(items, "(").tolist() == []  # literal, not a pattern
+    assert tables.find_titles(items, "").tolist() == []
+    assert tables.find_titles(items, "a", limit=2).tolist() == [0, 1]
+    assert tables.find_titles(items.drop(columns="title"), "y").tolist() == [1]
 
 
 def test_atlas_table(items):
