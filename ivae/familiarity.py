@@ -29,8 +29,8 @@ from ivae.io import save_npz
 
 FAMILIARITY_FILE = Path("index") / "familiarity.npz"
 PASS_RATE = 0.95  # share of held-out kitchen photos that pass the threshold
-K = 10  # the k-th neighbour (bench/photo_ood.py: AUROC and false alarms vs k)
-REFERENCE_SIZE = 4000  # train photos kept (bench/photo_ood.py: AUROC vs subset size)
+K = 5  # the k-th neighbour (bench/photo_ood.py: AUROC and false alarms vs k)
+REFERENCE_SIZE = 2000  # train photos kept (bench/photo_ood.py: AUROC vs subset size)
 FALLBACK_BACKBONE = "efficientnet-lite0"
 FEATURE_BATCH = 64
 
@@ -215,26 +215,48 @@ def build_familiarity(
     """Features of a seeded subset of the train photos and of every val photo, the check fitted
     on them and saved to ``RUN_DIR/index/familiarity.npz``. k and reference_size default to
     K and REFERENCE_SIZE."""
-    k, reference_size = k or K, reference_size or REFERENCE_SIZE
-    from ivae.data.paired import read_info, read_items
+    from ivae.data.paired import read_info
 
+    k, reference_size = k or K, reference_size or REFERENCE_SIZE
     data_dir = Path(data_dir or run.data_dir())
-    items = read_items(data_dir)
-    train, val = (items[items["split"] == s]["image"].tolist() for s in ("train", "val"))
-    if not train or not val:
-        raise FamiliarityError(
-            f"{data_dir}: the unfamiliarity check needs train and val photos "
-            f"({len(train)} train, {len(val)} val)"
-        )
-    rows = reference_rows(len(train), reference_size, seed)
     space = feature_space(run, read_info(data_dir).get("image_size"))
-    reference = photo_features(space, [data_dir / train[i] for i in rows], progress)
-    calibration = photo_features(space, [data_dir / p for p in val], progress)
+    if run.config.get("backbone"):  # its data's features are cached already (ivae.features)
+        train, val = _cached_features(run, data_dir, reference_size, seed)
+    else:
+        train, val = _file_features(space, data_dir, reference_size, seed, progress)
     check = fit_familiarity(
-        reference, calibration, min(k, len(rows)), space.name, space.weights_hash, space.image_size
+        train, val, min(k, len(train)), space.name, space.weights_hash, space.image_size
     )
     save_familiarity(check, Path(run.path) / FAMILIARITY_FILE)
     return check
+
+
+def _check_splits(data_dir: Path, n_train: int, n_val: int) -> None:
+    if not n_train or not n_val:
+        raise FamiliarityError(
+            f"{data_dir}: the unfamiliarity check needs train and val photos "
+            f"({n_train} train, {n_val} val)"
+        )
+
+
+def _file_features(space, data_dir: Path, size: int, seed: int, progress: bool) -> tuple:
+    """(reference, calibration) features of the image files: the train subset, every val."""
+    from ivae.data.paired import read_items
+
+    items = read_items(data_dir)
+    train, val = (items[items["split"] == s]["image"].tolist() for s in ("train", "val"))
+    _check_splits(data_dir, len(train), len(val))
+    rows = reference_rows(len(train), size, seed)
+    reference = photo_features(space, [data_dir / train[i] for i in rows], progress)
+    return reference, photo_features(space, [data_dir / p for p in val], progress)
+
+
+def _cached_features(run, data_dir: Path, size: int, seed: int) -> tuple:
+    """The same from a backbone run's data, whose x is the photos' cached features (N, F)."""
+    data = run.load_data(data_dir)
+    train, val = data.x[data.split == "train"], data.x[data.split == "val"]
+    _check_splits(data_dir, len(train), len(val))
+    return train[reference_rows(len(train), size, seed)], val
 
 
 def reads_photos(run) -> bool:

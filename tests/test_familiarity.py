@@ -145,3 +145,27 @@ def test_a_missing_or_mismatched_check_says_to_rebuild(tmp_path, monkeypatch):
     other = FeatureSpace("toy", "ffff", 16, mean_colour)
     with pytest.raises(FamiliarityError, match="ffff.*ivae index"):
         load_familiarity(run, other)
+
+
+def test_a_backbone_run_uses_its_cached_features_alike(tmp_path, monkeypatch):
+    """A backbone run's data holds the photos' features already: the check built from them
+    equals the one built from the image files."""
+    from PIL import Image
+
+    from ivae.data.paired import read_items
+
+    monkeypatch.setattr(familiarity, "feature_space", lambda run, size=None: toy_space())
+    files_run = fake_run(tmp_path)
+    from_files = familiarity.build_familiarity(files_run, k=3, reference_size=20, progress=False)
+    items = read_items(files_run.data_dir())
+    photos = [Image.open(files_run.data_dir() / p).convert("RGB") for p in items["image"]]
+    data = SimpleNamespace(x=mean_colour(photos), split=items["split"].to_numpy())
+    cached_run = SimpleNamespace(
+        path=files_run.path,
+        config={"backbone": {"name": "toy"}},
+        data_dir=files_run.data_dir,
+        load_data=lambda path=None: data,
+    )
+    from_cache = familiarity.build_familiarity(cached_run, k=3, reference_size=20, progress=False)
+    np.testing.assert_allclose(from_cache.reference, from_files.reference)
+    assert from_cache.threshold == pytest.approx(from_files.threshold)
