@@ -165,8 +165,12 @@ def format_table(results: list[dict]) -> str:
 
 def read_photo_command(run_dir: str, paths: list[str], as_json: bool) -> int:
     """``ivae read-photo``: print every photo's reading; 1 when any file could not be read."""
-    from ivae.run import load_run
+    from ivae.familiarity import reads_photos
+    from ivae.run import RunError, load_run
 
-    results = read_files(PhotoReader.for_run(load_run(run_dir)), paths)
+    run = load_run(run_dir)
+    if not reads_photos(run):
+        raise RunError(f"{run_dir}: this run encodes vectors, not photos; give a photo run")
+    results = read_files(PhotoReader.for_run(run), paths)
     print(json.dumps(results, indent=2) if as_json else format_table(results))
     return 1 if any("error" in result for result in results) else 0

@@ -114,3 +114,13 @@ def test_a_run_without_the_check_says_how_to_build_it(capsys, run_dir, photos, t
     status = main(["read-photo", str(bare), str(photos["dish1"])])
     _, err = capsys.readouterr()
     assert status == 2 and f"ivae index {bare}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_vector_run_is_refused_in_one_line(capsys, toy_npz, tmp_path, photos):
+    run = tmp_path / "toy-run"
+    train = ["train", "--data", toy_npz, "--model", "vae", "--out", str(run), "--epochs", "1"]
+    assert main([*train, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["read-photo", str(run), str(photos["dish1"])]) == 2
+    err = capsys.readouterr().err
+    assert "encodes vectors, not photos" in err and len(err.strip().splitlines()) == 1
