@@ -137,3 +137,18 @@ def load_feature_data(
         check_backbone(expected, record, f"the {name} features of {data.source or path}")
     data, views = with_features(data, cache, record)
     return data, views, record
+
+
+def encoder_summary(config: dict) -> str:
+    """The image encoder of a run, in words, from its config.json (the model report shows it)."""
+    x = config["data"]["x"]
+    backbone = config.get("backbone")
+    if backbone:
+        return (
+            f"{backbone['name']} (pretrained, frozen; weights {backbone['weights_hash']}, "
+            f"{backbone['image_size']}-px photos) and the encoder head, an MLP on its "
+            f"{backbone['feature_dim']} features"
+        )
+    if x["kind"] == "image":
+        return f"a CNN trained from scratch on {x['shape'][-1]}-px photos"
+    return f"an encoder on {x['shape'][0]}-dimensional vectors"

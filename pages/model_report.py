@@ -8,6 +8,7 @@ import streamlit as st
 
 from explorer import tables, ui
 from explorer.runs import compare_runs
+from ivae.head import encoder_summary
 
 st.title("Model report")
 st.caption(
@@ -16,6 +17,14 @@ st.caption(
 )
 ctx = ui.require_context()
 run = ctx.run
+
+st.subheader("How it was trained")
+st.markdown(f"**Image encoder:** {encoder_summary(run.config)}.")
+terms = getattr(run.model.config, "objective_terms", lambda: [])()
+if terms:
+    st.markdown("**Objective:**\n" + "\n".join(f"- {term}" for term in terms))
+else:
+    st.markdown(f"**Objective:** the {run.model_name} model's own (see docs/method.md).")
 
 st.subheader("Training curves")
 history = run.history

@@ -186,3 +186,30 @@ def test_an_interrupted_backbone_run_resumes_to_the_same_weights(
         for name in ("whole", "parts")
     )
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
+
+
+@pytest.mark.parametrize(
+    "options, says",
+    [
+        ({"likelihood_weight": 0}, ["density ratio (eq. 3)", "no Jacobian term"]),
+        ({"likelihood_weight": 0.1}, ["with its Jacobian term 1/2 log det(J Jᵀ), weight 0.1"]),
+        ({"likelihood_weight": 0.1, "jacobian": "none"}, ["without its Jacobian", "no Jacobian"]),
+        ({"likelihood_weight": 0, "frobenius_weight": 0.5}, ["||J||²_F, weight 0.5"]),
+    ],
+)
+def test_the_model_report_states_the_objective_terms(options, says):
+    from ivae.models.implicit_ivae import ImplicitIVAEConfig
+
+    text = " | ".join(ImplicitIVAEConfig(**options).objective_terms())
+    assert all(phrase in text for phrase in says), text
+    jacobian_on = any(options.get(k, 0) > 0 for k in ("likelihood_weight", "frobenius_weight"))
+    assert ("no Jacobian term" in text) == (not jacobian_on or options.get("jacobian") == "none")
+
+
+def test_the_model_report_names_the_backbone(trained):
+    config = ivae.load_run(trained).config
+    text = head.encoder_summary(config)
+    assert f"{BACKBONE} (pretrained, frozen; weights {config['backbone']['weights_hash']}" in text
+    assert f"{FEATURES} features" in text
+    pixels = {"data": {"x": {"kind": "image", "shape": [3, 64, 64]}}}
+    assert head.encoder_summary(pixels) == "a CNN trained from scratch on 64-px photos"

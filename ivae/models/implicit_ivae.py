@@ -82,6 +82,30 @@ class ImplicitIVAEConfig(ModelConfig):
         if not self.prior_logvar_min < self.prior_logvar_max:
             raise ValueError("prior_logvar_min must be below prior_logvar_max")
 
+    def objective_terms(self) -> list[str]:
+        """The terms this configuration trains with, in words, with their weights."""
+        jacobian = self.jacobian == "exact"
+        terms = []
+        if self.ratio_weight > 0:
+            terms.append(f"density ratio (eq. 3), weight {self.ratio_weight:g}")
+        if self.posterior == "stochastic":
+            terms.append(
+                f"first-order implicit decoder ELBO (eq. 5), weight {self.likelihood_weight:g}"
+            )
+        elif self.likelihood_weight > 0:
+            volume = "with" if jacobian else "without"
+            terms.append(
+                f"likelihood (eq. 1) {volume} its Jacobian term 1/2 log det(J Jᵀ), "
+                f"weight {self.likelihood_weight:g}"
+            )
+        if jacobian and self.frobenius_weight > 0:
+            terms.append(f"Jacobian penalty ||J||²_F, weight {self.frobenius_weight:g}")
+        if self.gauge_weight > 0:
+            terms.append(f"scale gauge on the prior's log-variances, weight {self.gauge_weight:g}")
+        if not any(w > 0 for w in (self.likelihood_weight, self.frobenius_weight)) or not jacobian:
+            terms.append("no Jacobian term: in the density ratio alone the Jacobian cancels")
+        return terms
+
 
 @register
 class ImplicitIVAE(Model):
