@@ -158,7 +158,7 @@ def format_table(results: list[dict]) -> str:
         width = max(len(name) for name in result["factors"])
         for name, value in result["factors"].items():
             pct = result["percentiles"][name]
-            lines.append(f"  {name:<{width}}  {value:+8.3f}  {pct:5.1f}th percentile")
+            lines.append(f"  {name:<{width}}  {value:+8.3f}  percentile {pct:5.1f}")
         lines.append("")
     return "\n".join(lines).rstrip()
 
