@@ -196,12 +196,15 @@ def _index_or_stop(run, path: str) -> Index:
 
 
 def _build_index(run) -> None:
+    from ivae.familiarity import build_familiarity, reads_photos
     from ivae.index import build_index
 
     with st.status("Encoding every dish and recipe, then the 2-D map…", expanded=True) as status:
         try:
             data_dir = data.ensure_data(run)
             build_index(run, data=run.load_data(data_dir), progress=False)
+            if reads_photos(run):  # the Photo reader's unfamiliarity check, as `ivae index`
+                build_familiarity(run, data_dir, progress=False)
         except (ValueError, OSError) as error:
             status.update(label="Building the index failed", state="error")
             st.error(str(error))
