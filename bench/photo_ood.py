@@ -152,21 +152,22 @@ def sweep(train, val, test, real) -> list[dict]:
     return rows
 
 
-def latency(run_path: Path, space_check, repeats: int = 30) -> dict:
-    """Median ms of a 1600 x 1200 JPEG -> upload checks -> factors + percentiles + score,
-    one torch thread (the dashboard's setting)."""
+def latency(run_path: Path, repeats: int = 30) -> dict:
+    """Median ms of a 1600 x 1200 JPEG -> upload checks -> factors + percentiles + score, as
+    the dashboard reads a photo (the run's own check), one torch thread (its setting)."""
     import torch
     from PIL import Image
 
     import ivae
-    from ivae.index import load_index
+    from ivae.familiarity import FamiliarityError
     from ivae.read_photo import PhotoReader
     from ivae.uploads import read_upload
 
     torch.set_num_threads(1)
-    run = ivae.load_run(run_path)
-    space, check = space_check
-    reader = PhotoReader(run, load_index(run).z, check, space)
+    try:
+        reader = PhotoReader.for_run(ivae.load_run(run_path))
+    except FamiliarityError as error:
+        raise SystemExit(f"bench.photo_ood: {error}") from None
     photo = Image.open(_skimage("coffee.png")).convert("RGB").resize((1600, 1200))
     buffer = io.BytesIO()
     photo.save(buffer, format="JPEG", quality=90)
@@ -182,6 +183,7 @@ def latency(run_path: Path, space_check, repeats: int = 30) -> dict:
         "p95_ms": float(np.percentile(times, 95)),
         "load": load_average(),
         "run": str(run_path),
+        "encoder": (reader.run.config.get("backbone") or {}).get("name", "a CNN on pixels"),
         "kb": len(buffer.getvalue()) / 1e3,
     }
 
@@ -250,7 +252,8 @@ def section(rows: list[dict], chosen: dict, real_scores, threshold, timing, args
         lines += [
             "",
             f"Photo -> factors + percentiles + score, a {timing['kb']:.0f} KB 1600 x 1200 JPEG "
-            f"(upload checks and decode included), one torch thread, run `{timing['run']}`: "
+            f"(upload checks and decode included), one torch thread, run `{timing['run']}` "
+            f"(encoder: {timing['encoder']}): "
             f"median **{timing['median_ms']:.0f} ms**, p95 {timing['p95_ms']:.0f} ms "
             f"(target <= 300 ms; load {timing['load']:.1f}).",
         ]
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     check = fit_familiarity(
         train[: chosen["size"]], val, chosen["k"], space.name, space.weights_hash, space.image_size
     )
-    timing = latency(Path(args.run), (space, check)) if args.run else None
+    timing = latency(Path(args.run)) if args.run else None
     body = section(rows, chosen, check.scores(real), check.threshold, timing, args)
     print(body)
     if not args.dry:
