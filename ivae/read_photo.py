@@ -37,10 +37,11 @@ class Reading:
         return self.unfamiliarity is not None and self.unfamiliarity > self.threshold
 
     def as_json(self) -> dict:
-        pairs = zip(self.names, self.z, self.percentiles, strict=True)
+        values = zip(self.names, self.z, strict=True)
+        percentiles = zip(self.names, self.percentiles, strict=True)
         return {
-            "factors": {name: round(float(v), 6) for name, v, _ in pairs},
-            "percentiles": {n: round(float(p), 2) for n, p in zip(self.names, self.percentiles)},
+            "factors": {name: round(float(v), 6) for name, v in values},
+            "percentiles": {name: round(float(p), 2) for name, p in percentiles},
             "unfamiliar": self.unfamiliar,
             "unfamiliarity": self.unfamiliarity,
             "threshold": self.threshold,
