@@ -2,19 +2,23 @@
 
 ``ivae index RUN_DIR`` encodes every image (``z``) and every recipe (the conditional prior
 ``p(z | y)``: ``y_mean``, ``y_logvar``) of a run's dataset once, adds a UMAP map of ``z`` and
-writes ``RUN_DIR/index/codes.npz``. Search is exact (no approximation): a blocked numpy
-matmul plus ``argpartition``, fast enough for a million items on a CPU.
+writes ``RUN_DIR/index/codes.npz``. Search is exact up to ``ANN_THRESHOLD`` (a million)
+points: a blocked numpy matmul plus ``argpartition``. Above it, a faiss IVF index
+(``ivae.ann``, built by ``ivae index`` and saved next to the codes) proposes candidates and
+they are re-ranked exactly, with the query's weights.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ivae import ann as ann_module
 from ivae.io import save_npz
 
 INDEX_FILE = Path("index") / "codes.npz"
@@ -25,13 +29,19 @@ class MissingIndexError(ValueError):
 
 
 class NearestNeighbors:
-    """Exact (weighted) Euclidean nearest neighbours over fixed points.
+    """(Weighted) Euclidean nearest neighbours over fixed points.
 
-    points: (N, k). ``search`` scans them in blocks so memory stays O(block * queries).
+    points: (N, k). Up to ``ann.ANN_THRESHOLD`` points ``search`` is exact, scanning them in
+    blocks so memory stays O(block * queries). Above it, or whenever ``ann`` is given (an
+    ``ivae.ann.IvfCandidates`` over these points; built here on first use when missing), the
+    IVF proposes candidates and every candidate is re-ranked exactly. ``exact=True`` scans at
+    any size (benchmarks' ground truth).
     """
 
-    def __init__(self, points: np.ndarray, block_size: int = 131072):
+    def __init__(self, points: np.ndarray, block_size: int = 131072, ann=None, exact: bool = False):
         self.points = np.ascontiguousarray(points, dtype=np.float32)  # (N, k)
+        self.ann = ann
+        self.exact = exact
         self.sq_norms = np.einsum("ij,ij->i", self.points, self.points)  # (N,)
         self.block_size = block_size
         self._weighted = (b"", self.sq_norms)  # (weights' bytes, sum_j w_j p_j^2): one tuple,
@@ -61,7 +71,10 @@ class NearestNeighbors:
         if n <= 0:
             empty = np.zeros((len(q), 0))
             return (empty[0].astype(int), empty[0]) if single else (empty.astype(int), empty)
-        best_d, best_i = self._scan(q, n, w, banned)
+        if not self.exact and (self.ann is not None or len(self) > ann_module.ANN_THRESHOLD):
+            best_d, best_i = self._approximate(q, n, w, banned)
+        else:
+            best_d, best_i = self._scan(q, n, w, banned)
         order = np.argsort(best_d, axis=1, kind="stable")
         indices = np.take_along_axis(best_i, order, axis=1)
         distances = np.sqrt(np.maximum(np.take_along_axis(best_d, order, axis=1), 0.0))
@@ -84,6 +97,28 @@ class NearestNeighbors:
             norms = (self.points * self.points) @ w
             self._weighted = (w.tobytes(), norms)
         return norms
+
+    def _approximate(self, q, n, w, banned) -> tuple[np.ndarray, np.ndarray]:
+        """Per query: the IVF's candidates, re-ranked exactly; an exact scan for a query whose
+        candidates (after ``exclude``) are fewer than n, so n results always come back."""
+        if self.ann is None:
+            params = ann_module.default_params(len(self))
+            built, scale = ann_module.build_ivf(self.points, params)
+            self.ann = ann_module.IvfCandidates(built, params.nprobe, scale)
+        best_d = np.empty((len(q), n), dtype=np.float32)
+        best_i = np.empty((len(q), n), dtype=np.int64)
+        for row, query in enumerate(q):
+            found = self.ann.candidates(query, w)
+            if banned is not None:
+                found = found[~banned[found]]
+            if len(found) < n:
+                best_d[row], best_i[row] = (a[0] for a in self._scan(query[None], n, w, banned))
+                continue
+            gaps = (self.points[found] - query) ** 2  # (C, k)
+            d2 = gaps.sum(axis=1) if w is None else gaps @ w
+            top = np.argpartition(d2, n - 1)[:n]
+            best_d[row], best_i[row] = d2[top], found[top]
+        return best_d, best_i
 
     def _scan(self, q, n, w, banned) -> tuple[np.ndarray, np.ndarray]:
         """Per block: squared distances, then keep the n smallest; merge across blocks."""
@@ -120,7 +155,9 @@ class Index:
     """Every item of a run's dataset, encoded once.
 
     ids: (N,) str. z: (N, k) image codes (run.encode_x). y_mean, y_logvar: (N, k) the
-    recipe's conditional prior (run.encode_y). map2d: (N, 2) UMAP of z.
+    recipe's conditional prior (run.encode_y). map2d: (N, 2) UMAP of z. ann_meta: per space
+    (``image``, ``recipe``) the saved faiss index's metadata (``ivae.ann.save_ann``), above
+    ``ANN_THRESHOLD`` items only; ann: those indexes, loaded.
     """
 
     ids: np.ndarray
@@ -130,6 +167,8 @@ class Index:
     map2d: np.ndarray
     model_digest: str = ""
     data_source: str = ""
+    ann_meta: dict = field(default_factory=dict)
+    ann: dict = field(default_factory=dict, repr=False, compare=False)
     _searchers: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -140,7 +179,8 @@ class Index:
         if space not in ("image", "recipe"):
             raise ValueError(f"space must be 'image' or 'recipe', got {space!r}")
         if space not in self._searchers:
-            self._searchers[space] = NearestNeighbors(self.z if space == "image" else self.y_mean)
+            points = self.z if space == "image" else self.y_mean
+            self._searchers[space] = NearestNeighbors(points, ann=self.ann.get(space))
         return self._searchers[space]
 
     def nearest(
@@ -188,8 +228,21 @@ def build_index(run, data=None, progress: bool = True) -> Index:
         model_digest=model_digest(run.path),
         data_source=str(getattr(data, "source", "") or ""),
     )
+    if len(index) > ann_module.ANN_THRESHOLD:
+        build_ann(index, Path(run.path))
     save_index(index, Path(run.path) / INDEX_FILE)
     return index
+
+
+def build_ann(index: Index, run_path: Path) -> None:
+    """The faiss index of each space, saved under ``run_path`` (index/ann-*.faiss), kept in
+    ``index.ann`` and described in ``index.ann_meta`` (saved with the codes afterwards)."""
+    for space, points in (("image", index.z), ("recipe", index.y_mean)):
+        params = ann_module.default_params(len(points))
+        built, scale = ann_module.build_ivf(points, params)
+        path = run_path / ann_module.ANN_FILES[space]
+        index.ann_meta[space] = ann_module.save_ann(built, scale, points, params, path)
+        index.ann[space] = ann_module.IvfCandidates(built, params.nprobe, scale)
 
 
 def map_2d(z: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -221,6 +274,7 @@ def save_index(index: Index, path: Path) -> None:
         ids=np.asarray(index.ids).astype(str),
         model_digest=np.asarray(index.model_digest),
         data_source=np.asarray(index.data_source),
+        ann_meta=np.asarray(json.dumps(index.ann_meta)),
     )
     save_npz(path, arrays)
 
@@ -236,6 +290,7 @@ def read_index(path: Path) -> Index:
             map2d=f["map2d"].astype(np.float32),
             model_digest=str(f["model_digest"]) if "model_digest" in f else "",
             data_source=str(f["data_source"]) if "data_source" in f else "",
+            ann_meta=json.loads(str(f["ann_meta"])) if "ann_meta" in f else {},
         )
 
 
@@ -263,7 +318,22 @@ def load_index(run) -> Index:
         raise MissingIndexError(
             f"{path} was built for different weights; rebuild it with `{command}`"
         )
+    if len(index) > ann_module.ANN_THRESHOLD:
+        index.ann = _load_anns(index, Path(run.path), command)
     return index
+
+
+def _load_anns(index: Index, run_path: Path, command: str) -> dict:
+    """Both spaces' saved faiss indexes, or MissingIndexError naming the file: all or none."""
+    anns = {}
+    for space, points in (("image", index.z), ("recipe", index.y_mean)):
+        try:
+            anns[space] = ann_module.load_ann(
+                run_path / ann_module.ANN_FILES[space], index.ann_meta.get(space), points
+            )
+        except ann_module.AnnFileError as error:
+            raise MissingIndexError(f"{error}; rebuild it with `{command}`") from None
+    return anns
 
 
 def load_items(directory: Path, ids: np.ndarray | None = None) -> pd.DataFrame:
