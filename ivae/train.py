@@ -18,10 +18,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ivae import distributed
 from ivae.checkpoint import CONFIG_VERSION
 from ivae.data.dataset import Dataset
 from ivae.evaluate import encode, evaluate, leakage
 from ivae.io import save_torch, write_json, write_text
+from ivae.loader import EpochBatches, TrainRows, epoch_seed, train_loader
 from ivae.metrics import mcc
 from ivae.models.base import Model, build_model
 from ivae.nets import Modality
@@ -133,6 +135,18 @@ def optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
     )
 
 
+class LossOf(torch.nn.Module):
+    """``model.loss`` as a forward pass: what DistributedDataParallel wraps, so that the
+    backward of every step all-reduces the gradients (torchrun, ivae.distributed)."""
+
+    def __init__(self, model: Model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict) -> dict:
+        return self.model.loss(batch)
+
+
 class Trainer:
     def __init__(
         self,
@@ -141,28 +155,39 @@ class Trainer:
         config: dict,
         progress: bool = True,
         views: np.ndarray | None = None,
+        workers: int = 0,
+        world: distributed.World = distributed.ALONE,
     ):
-        self.out, self.config, self.progress = out, config, progress
+        self.out, self.config, self.world = out, config, world
+        self.progress, self.workers = progress and world.main, workers
         self.train_cfg = TrainConfig.from_json(config["train"])
-        self.device = resolve_device(self.train_cfg.device)
+        self.device = distributed.device_of(resolve_device(self.train_cfg.device), world)
         torch.manual_seed(self.train_cfg.seed)
         x, y = (Modality.from_json(config["data"][k]) for k in ("x", "y"))
         model = build_model(config["model"], config["model_config"], x, y)
         self.model: Model = model.to(self.device)
         self.config["model_config"] = self.model.config.to_json()  # defaults filled in
         self.optimizer = optimizer(self.model, self.train_cfg)
-        self.train_data, self.val_data = data.part("train"), data.part("val")
-        if len(self.train_data) < 2:
-            raise TrainingError(f"{data.source}: the train split has {len(self.train_data)} items")
-        self.x = torch.from_numpy(self.train_data.x).to(self.device)
-        self.y = torch.from_numpy(self.train_data.y).to(self.device)
-        # Backbone runs: (N_train, V, F) float16 features of the V flips and quarter turns of
-        # every training photo (x is view 0); augment "dihedral" draws one view per item.
-        self.views = None
-        if views is not None:
-            self.views = torch.from_numpy(np.asarray(views)[data.split == "train"])
-        self.batch = min(self.train_cfg.batch_size, len(self.x))
-        self.steps_per_epoch = len(self.x) // self.batch
+        # The train split stays in the data set's arrays (memory-mapped or not): the loader
+        # reads a batch at a time (ivae.loader). Backbone runs: ``views`` (N, V, F) float16
+        # features of the V flips and quarter turns of every photo (x is view 0); augment
+        # "dihedral" draws one view per item.
+        self.val_data = data.part("val")
+        train_rows = np.flatnonzero(data.split == "train")
+        if len(train_rows) < 2:
+            raise TrainingError(f"{data.source}: the train split has {len(train_rows)} items")
+        dihedral_views = views if self.train_cfg.augment == "dihedral" else None
+        self.rows = TrainRows(
+            data.x, data.y, train_rows, dihedral_views, self.train_cfg.seed, world
+        )
+        self.batch = min(self.train_cfg.batch_size, len(train_rows))
+        self.steps_per_epoch = len(train_rows) // self.batch
+        self.step_module: torch.nn.Module = LossOf(self.model)
+        if world.size > 1:
+            self.step_module = torch.nn.parallel.DistributedDataParallel(
+                self.step_module,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            )
         self.epoch, self.step, self.history = 0, 0, []
         self.elapsed = 0.0
 
@@ -188,7 +213,8 @@ class Trainer:
         torch.set_rng_state(state["rng"].cpu())
 
     def checkpoint(self) -> None:
-        save_torch(self.out / "last.pt", self.state())
+        if self.world.main:  # rank 0 alone writes the run directory
+            save_torch(self.out / "last.pt", self.state())
 
     # ---- one epoch ---------------------------------------------------------------------
     def lr_at(self, epoch: int, step: int) -> float:
@@ -199,32 +225,34 @@ class Trainer:
 
     def batches(self, epoch: int):
         # The order depends on (seed, epoch) alone, so a resumed epoch replays it exactly.
-        g = torch.Generator().manual_seed(self.train_cfg.seed * 100_003 + epoch)
-        order = torch.randperm(len(self.x), generator=g).to(self.device)
-        augment = self.train_cfg.augment == "dihedral"
-        for step in range(self.step, self.steps_per_epoch):
-            idx = order[step * self.batch : (step + 1) * self.batch]
-            x = self.x[idx]
+        sampler = EpochBatches(
+            len(self.rows), self.batch, self.train_cfg.seed, epoch, self.step, self.world
+        )
+        pin = self.device.type == "cuda"
+        augment = self.train_cfg.augment == "dihedral" and self.rows.views is None
+        loader = train_loader(self.rows, sampler, self.workers, pin_memory=pin)
+        for step, batch in zip(range(self.step, sampler.steps), loader, strict=True):
+            x = batch["x"].to(self.device, non_blocking=pin)
             if augment:  # seeded by (seed, epoch, step): a resumed step replays it
-                x = self.augmented(x, idx, g.initial_seed() * 7919 + step)
-            yield step, {"x": x, "y": self.y[idx]}
+                x = self.augmented(x, epoch_seed(self.train_cfg.seed, epoch) * 7919 + step)
+            yield step, {"x": x, "y": batch["y"].to(self.device, non_blocking=pin)}
 
-    def augmented(self, x: torch.Tensor, idx: torch.Tensor, seed: int) -> torch.Tensor:
-        """Each item under one of the 8 symmetries of the square, drawn apart: from the cached
-        features of its views (backbone runs), else applied to its pixels."""
+    def augmented(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        """Each image under one of the 8 symmetries of the square, drawn apart (backbone runs
+        draw one cached view per item in the loader instead). Under torchrun the draws are
+        each process's own."""
+        if self.world.size > 1:
+            seed = seed * 1_000_003 + self.world.rank
         generator = torch.Generator().manual_seed(seed)
-        if self.views is not None:
-            view = torch.randint(0, self.views.shape[1], (len(idx),), generator=generator)
-            return self.views[idx.cpu(), view].to(self.device, torch.float32)  # (B, F)
         return dihedral(x, generator) if x.dim() == 4 else x
 
     def train_step(self, batch: dict) -> dict[str, float]:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        with autocast:
-            terms = self.model.loss(batch)
+        with autocast, distributed.spanning():
+            terms = self.step_module(batch)
         values = {k: float(v.detach()) for k, v in terms.items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
-        if bad:
+        if distributed.any_process(bool(bad)):  # every process stops, none waits on the others
             raise TrainingError(
                 f"non-finite loss at epoch {self.epoch + 1}, step {self.step + 1}: "
                 + ", ".join(f"{k} = {values[k]}" for k in bad)
@@ -265,7 +293,7 @@ class Trainer:
                 last_save = time.monotonic()
         bar.close()
         count = max(1, self.steps_per_epoch)
-        return {f"train_{k}": v / count for k, v in sums.items()}
+        return distributed.mean_over_processes({f"train_{k}": v / count for k, v in sums.items()})
 
     def validate(self) -> dict[str, float]:
         if len(self.val_data) < 2:
@@ -295,17 +323,22 @@ class Trainer:
         self.model.train()
         while self.epoch < self.train_cfg.epochs:
             row = {"epoch": self.epoch + 1, **self.run_epoch()}
-            row.update(self.validate())
+            row.update(self.validate() if self.world.main else {})
             row["seconds"] = round(self.elapsed, 2)
             self.history.append(row)
             self.epoch, self.step = self.epoch + 1, 0
             self.checkpoint()
-            write_text(self.out / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+            if self.world.main:
+                write_text(self.out / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+            distributed.barrier()  # the others wait while rank 0 validates and writes
             if self.progress:
                 shown = {k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_mcc")}
                 tqdm.write(f"epoch {row['epoch']}: {shown}")
 
     def finish(self, data: Dataset) -> dict:
+        """Rank 0 writes model.pt and metrics.json and returns the metrics; the others {}."""
+        if not self.world.main:
+            return {}
         self.model.eval()
         save_torch(
             self.out / "model.pt", {"config": self.config, "state_dict": self.model.state_dict()}
@@ -330,9 +363,16 @@ def train(
     views: np.ndarray | None = None,
     backbone: dict | None = None,
     preset: str | None = None,
+    workers: int = 0,
+    rendezvous_timeout: float = 1800.0,
 ) -> dict:
     """Train ``model`` on ``data`` into the run directory ``out``; returns the test metrics.
     ``preset`` names the preset the options came from, for config.json alone.
+
+    ``workers``: DataLoader worker processes reading the batches (0: read in this process).
+    Under torchrun (ivae.distributed) every process calls this; rank 0 writes the run and
+    returns the metrics, the others return {}. ``rendezvous_timeout``: seconds a process waits
+    for the others (to start, and at every collective) before it stops with a message.
 
     Backbone runs (ivae.head): ``data.x`` holds the backbone's view-0 features, ``views``
     (N, V, F) those of every flip and quarter turn, ``backbone`` its record for config.json.
@@ -343,7 +383,8 @@ def train(
         if not last.exists():
             raise TrainingError(f"{out}: nothing to resume (no last.pt); start without --resume")
         state_config = torch.load(last, map_location="cpu", weights_only=True)["config"]
-        trainer = Trainer(data, out, state_config, progress, views)
+        world = _join(state_config["train"]["device"], rendezvous_timeout)
+        trainer = Trainer(data, out, state_config, progress, views, workers, world)
         trainer.restore(last)
     else:
         if last.exists() or (out / "model.pt").exists():
@@ -354,10 +395,44 @@ def train(
         cfg = run_config(
             data, model, model_options or {}, config or TrainConfig(), backbone, preset
         )
-        trainer = Trainer(data, out, cfg, progress, views)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", trainer.config)
-        if data.vocab is not None:
-            write_json(out / "vocab.json", data.vocab.to_json())
-    trainer.fit()
-    return trainer.finish(data)
+        world = _join(cfg["train"]["device"], rendezvous_timeout)
+        trainer = Trainer(data, out, cfg, progress, views, workers, world)
+        if world.main:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / "config.json", trainer.config)
+            if data.vocab is not None:
+                write_json(out / "vocab.json", data.vocab.to_json())
+    try:
+        trainer.fit()
+        return trainer.finish(data)
+    except RuntimeError as error:
+        if isinstance(error, TrainingError) or "DataLoader worker" not in str(error):
+            raise
+        raise TrainingError(
+            f"a data-loading worker died ({str(error).splitlines()[0]}); {last} is intact: "
+            "continue with --resume, with fewer --workers (or 0) if memory ran short"
+        ) from None
+    finally:
+        distributed.stop()
+
+
+def _join(device: str, timeout: float) -> distributed.World:
+    """This process's place under torchrun (a group of one without it)."""
+    try:
+        return distributed.start(resolve_device(device), timeout)
+    except distributed.DistributedError as error:
+        raise TrainingError(str(error)) from None
+
+
+def resume_mismatch(saved: dict, model: str, options: dict, train_fields: dict) -> str | None:
+    """Why the flags given to ``--resume`` describe another run than ``saved`` (its
+    config.json), or None. Only what was given is compared; the rest comes from the run."""
+    given = {"model": (saved["model"], model)}
+    model_config = saved.get("model_config", {})
+    given.update({k: (model_config.get(k), v) for k, v in options.items()})
+    train_config = saved.get("train", {})
+    given.update({k: (train_config.get(k), v) for k, v in train_fields.items()})
+    differ = [f"{k} {was!r} (given {now!r})" for k, (was, now) in given.items() if was != now]
+    if not differ:
+        return None
+    return "it was trained with " + ", ".join(differ)
