@@ -169,3 +169,20 @@ def test_bad_saved_index_is_refused_in_one_line(built_run, tmp_path, monkeypatch
     assert expected in message and "\n" not in message
     assert str(built_run.path / ann_module.ANN_FILES["image"]) in message
     assert f"`ivae index {built_run.path}`" in message
+
+
+def test_cells_are_probed_under_the_query_weights(low_threshold):
+    """Four tight clusters on the axes; from (2, 2.4) the nearest is (0, 3) unweighted but
+    (3, 0) when factor 2 barely counts, and with one cell probed only a probe that uses the
+    weights can find it."""
+    rng = np.random.default_rng(3)
+    centres = np.array([[3, 0], [0, 3], [-3, 0], [0, -3]], dtype=np.float32)
+    points = np.repeat(centres, 500, axis=0) + rng.normal(0, 0.1, (2000, 2)).astype(np.float32)
+    nn = NearestNeighbors(points)
+    nn.search(points[0], n=1)
+    nn.ann.nprobe = 1
+    query = np.array([2.0, 2.4])
+    plain, _ = nn.search(query, n=8)
+    weighted, _ = nn.search(query, n=8, weights=np.array([1.0, 0.01]))
+    assert np.all((plain >= 500) & (plain < 1000))  # cluster (0, 3)
+    assert np.all(weighted < 500)  # cluster (3, 0)
