@@ -166,12 +166,38 @@ def preset_backbone(name: str) -> str | None:
     return getattr(preset(name), "backbone", None) or None
 
 
+def check_resume(args) -> None:
+    """``--resume`` with flags that describe another run than the one in --out: one line
+    naming what differs (only the flags given are compared; the rest comes from the run)."""
+    from ivae.train import TrainingError, resume_mismatch
+
+    saved_path = Path(args.out) / "config.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())
+    options = dict(args.set or [])
+    if args.latent_dim is not None:
+        options["latent_dim"] = args.latent_dim
+    fields = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    why = resume_mismatch(saved, args.model or saved["model"], options, fields)
+    if args.preset and args.preset != saved.get("preset"):
+        why = f"it was trained with preset {saved.get('preset')!r} (given {args.preset!r})"
+    if why:
+        raise TrainingError(
+            f"--resume: {args.out} holds another configuration: {why}; resume with the run's "
+            "own flags (or none of them), or train this one into another --out "
+            "(the run was not changed)"
+        )
+
+
 def cmd_train(args) -> None:
     from ivae.models import model_class
     from ivae.train import TrainConfig, train
 
     model, options, fields = train_options(args)
     model_class(model).Config.from_json(options)  # unknown names fail before data loads
+    if args.resume:
+        check_resume(args)
     config = TrainConfig(**fields, device=args.device, checkpoint_seconds=args.checkpoint_seconds)
     vocab = None
     if args.resume and (Path(args.out) / "vocab.json").exists():
@@ -189,8 +215,11 @@ def cmd_train(args) -> None:
         progress=not args.quiet,
         **features,
         preset=args.preset,
+        workers=args.workers,
+        rendezvous_timeout=args.rendezvous_timeout,
     )
-    print(json.dumps({k: metrics[k] for k in ("model", "mcc", "train_seconds")}))
+    if metrics:  # under torchrun rank 0 alone reports
+        print(json.dumps({k: metrics[k] for k in ("model", "mcc", "train_seconds")}))
 
 
 def cmd_evaluate(args) -> None:
@@ -364,6 +393,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=non_negative_float,
         default=30.0,
         help="save last.pt at least this often within an epoch",
+    )
+    train.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=0,
+        help="processes reading the training batches (default 0: read in the trainer)",
+    )
+    train.add_argument(
+        "--rendezvous-timeout",
+        type=positive_float,
+        default=1800.0,
+        help="under torchrun: seconds to wait for the other processes (default 1800)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)

@@ -18,6 +18,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import sys
+import tempfile
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -72,9 +75,8 @@ def start(device: torch.device, timeout_seconds: float) -> World:
     backend = "nccl" if device.type == "cuda" else "gloo"
     where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
     try:
-        dist.init_process_group(
-            backend, timeout=datetime.timedelta(seconds=timeout_seconds), device_id=None
-        )
+        with _stderr_held():  # the C++ store logs a trace per retry: our one line replaces it
+            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_seconds))
     except (RuntimeError, ValueError, OSError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DistributedError(
@@ -84,6 +86,24 @@ def start(device: torch.device, timeout_seconds: float) -> World:
             "--nnodes and --rdzv-endpoint (the run directory was not changed)"
         ) from None
     return world
+
+
+@contextlib.contextmanager
+def _stderr_held():
+    """File descriptor 2 into a temporary file; written out after all if nothing failed."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+    finally:
+        os.close(saved)
 
 
 def device_of(device: torch.device, world: World) -> torch.device:
@@ -119,6 +139,11 @@ def spanning(enabled: bool = True):
         _spanning = before
 
 
+def spans() -> bool:
+    """True inside a training step of several processes (``gather`` then gathers)."""
+    return _spanning
+
+
 def gather(*tensors: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], int]:
     """(B, ...) tensors of this process -> the (N*B, ...) global ones, rank order, and the
     offset of this process's rows in them. Gradients flow back to every slice's owner
@@ -129,7 +154,9 @@ def gather(*tensors: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], int]:
     from torch.distributed.nn.functional import all_gather
 
     rank = dist.get_rank()
-    out = tuple(torch.cat(all_gather(t.contiguous()), dim=0) for t in tensors)
+    with warnings.catch_warnings():  # "deprecated": its successor has no gradient yet
+        warnings.simplefilter("ignore", FutureWarning)
+        out = tuple(torch.cat(all_gather(t.contiguous()), dim=0) for t in tensors)
     return out, rank * len(tensors[0])
 
 

@@ -8,6 +8,7 @@ written atomically at least every ``checkpoint_seconds`` and at each epoch end),
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, fields
@@ -383,6 +384,7 @@ def train(
         if not last.exists():
             raise TrainingError(f"{out}: nothing to resume (no last.pt); start without --resume")
         state_config = torch.load(last, map_location="cpu", weights_only=True)["config"]
+        _check_same_data(data, state_config, out)
         world = _join(state_config["train"]["device"], rendezvous_timeout)
         trainer = Trainer(data, out, state_config, progress, views, workers, world)
         trainer.restore(last)
@@ -414,6 +416,20 @@ def train(
         ) from None
     finally:
         distributed.stop()
+
+
+def _check_same_data(data: Dataset, config: dict, out: Path) -> None:
+    """--resume on other data than the run's: refused in one line, the run unchanged."""
+    found = run_config(data, config["model"], {}, TrainConfig())["data"]
+    as_json = json.loads(json.dumps({k: found[k] for k in ("n_items", "x", "y")}))
+    saved = json.loads(json.dumps({k: config["data"][k] for k in as_json}))
+    differ = [f"{k} {saved[k]} (given {as_json[k]})" for k in as_json if as_json[k] != saved[k]]
+    if differ:
+        raise TrainingError(
+            f"--resume: {out} was trained on other data than {data.source}: "
+            + ", ".join(differ)
+            + f"; resume with --data {config['data']['path']} (the run was not changed)"
+        )
 
 
 def _join(device: str, timeout: float) -> distributed.World:

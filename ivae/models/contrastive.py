@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ivae.distributed import gather, spans
 from ivae.models.base import Model, ModelConfig, register
 from ivae.nets import Modality, build_encoder
 
@@ -48,8 +49,12 @@ class Contrastive(Model):
         return z @ mean.T * self.log_scale.exp().clamp(max=100.0)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        logits = self.score(self.encode_x(batch["x"]), *self.encode_y(batch["y"]))
-        target = torch.arange(len(logits), device=logits.device)
+        z, (mean, logvar) = self.encode_x(batch["x"]), self.encode_y(batch["y"])
+        # Under torchrun both directions' negatives span the global batch (ivae.distributed):
+        # this process's B rows against all N*B columns, gathered with gradients.
+        (all_z, all_mean), offset = gather(z, mean)
+        logits = self.score(z, all_mean, logvar)  # (B, N*B)
+        target = torch.arange(len(z), device=logits.device) + offset
         x_to_y = F.cross_entropy(logits, target)
-        y_to_x = F.cross_entropy(logits.T, target)
+        y_to_x = F.cross_entropy(self.score(mean, all_z, logvar) if spans() else logits.T, target)
         return {"loss": 0.5 * (x_to_y + y_to_x), "nce_x_to_y": x_to_y, "nce_y_to_x": y_to_x}

@@ -28,6 +28,7 @@ from typing import ClassVar
 
 import torch
 
+from ivae.distributed import gather
 from ivae.jacobian import conditioning_gap, encoder_jacobian, frobenius_sq, half_logdet_jjt
 from ivae.models.base import (
     ConditionalPrior,
@@ -187,9 +188,13 @@ class ImplicitIVAE(Model):
             (z, log_volume), jac = self.encoder.forward_with_logdet(x), None
         else:
             (z, jac), log_volume = self._codes(x), None
-        logp = pairwise_log_prob(z, mean, logvar)  # (B, B): code i under query j's prior
-        positive = logp.diagonal()  # (B,)
-        ratio = positive - (torch.logsumexp(logp, dim=1) - math.log(len(x)))
+        # Under torchrun the negatives span the global batch: this process's B codes against
+        # the priors of all N*B queries (gathered with gradients, ivae.distributed); the mean
+        # of the N processes' ratios is then the ratio of one process on the whole batch.
+        (means, logvars), offset = gather(mean, logvar)
+        logp = pairwise_log_prob(z, means, logvars)  # (B, N*B): code i under query j's prior
+        positive = logp.diagonal(offset)  # (B,): code i under its own query's prior
+        ratio = positive - (torch.logsumexp(logp, dim=1) - math.log(logp.shape[1]))
         terms = {"ratio": ratio.mean(), "log_prior": positive.mean()}
         if c.posterior == "stochastic":
             terms.update(self._elbo_terms(x, mean, logvar, jac))
@@ -200,7 +205,7 @@ class ImplicitIVAE(Model):
         loss = -(c.ratio_weight * terms["ratio"] + c.likelihood_weight * fit)
         # The objective is invariant to z -> c z (the prior follows); without a gauge the scale
         # drifts until the prior's variances sit at a bound of their range and stop learning.
-        terms["gauge"] = logvar.mean() ** 2
+        terms["gauge"] = logvars.mean() ** 2  # over the global batch: not a mean of means
         loss = loss + c.gauge_weight * terms["gauge"]
         if jac is not None:
             loss = loss + c.frobenius_weight * terms["jacobian_frobenius"]
