@@ -1,0 +1,98 @@
+"""The training batches (ivae/loader.py): the seeded sampler, rows read a batch at a time from
+memory-mapped arrays without the process keeping them, worker processes, a worker that dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ivae.data.toy import write_toy
+from ivae.data.vectors import load_npz
+from ivae.distributed import World
+from ivae.loader import EpochBatches, TrainRows, train_loader
+from ivae.train import TrainConfig, TrainingError, train
+
+
+def test_the_processes_slices_make_the_one_process_batch():
+    one = list(EpochBatches(50, 8, seed=3, epoch=2))
+    assert len(one) == 6 and all(len(index) == 8 for _, _, index in one)
+    for rank in range(2):
+        part = list(EpochBatches(50, 8, seed=3, epoch=2, world=World(rank, 2, rank)))
+        for (_, step, index), (_, step_one, whole) in zip(part, one, strict=True):
+            assert step == step_one
+            assert torch.equal(index, whole[rank * 4 : (rank + 1) * 4])
+    resumed = list(EpochBatches(50, 8, seed=3, epoch=2, start_step=4))
+    assert [s for _, s, _ in resumed] == [4, 5]
+    assert torch.equal(resumed[0][2], one[4][2])  # a resumed epoch replays its batches
+    assert not torch.equal(one[0][2], next(iter(EpochBatches(50, 8, seed=3, epoch=3)))[2])
+
+
+def resident_file_kb() -> int:
+    """Resident pages of this process that belong to mapped files (/proc/self/status)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    pytest.skip("no RssFile in /proc/self/status")
+
+
+def test_rows_read_from_a_memory_map_are_not_kept_resident(tmp_path):
+    n, dim = 4096, 4096  # 64 MB of float32
+    np.save(tmp_path / "x.npy", np.arange(n * dim, dtype=np.float32).reshape(n, dim))
+    x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    y = np.zeros((n, 2), np.float32)
+    rows = TrainRows(x, y, np.arange(0, n, 2))
+    before = resident_file_kb()
+    seen = 0
+    for batch in train_loader(rows, EpochBatches(len(rows), 256, seed=0, epoch=0)):
+        first = int(batch["index"][0])
+        assert torch.equal(batch["x"][0], torch.from_numpy(np.array(x[2 * first])))
+        seen += len(batch["x"])
+    assert seen == n // 2
+    assert resident_file_kb() - before < 16_000  # 32 MB were read
+    np.asarray(x[::2]).sum()  # the same reads without handing the pages back
+    assert resident_file_kb() - before > 24_000
+
+
+def toy(tmp_path):
+    options = {"sources": 3, "data_dim": 3, "segments": 10, "per_segment": 40}
+    return load_npz(write_toy(tmp_path / "toy.npz", **options))
+
+
+def test_workers_change_nothing_but_the_time(tmp_path):
+    data = toy(tmp_path)
+    config = TrainConfig(epochs=2, batch_size=32)
+    options = {"hidden": 16, "flow_layers": 2}
+    histories = []
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        train(data, out, "implicit-ivae", options, config, progress=False, workers=workers)
+        histories.append(pd.read_csv(out / "history.csv").drop(columns="seconds"))
+    pd.testing.assert_frame_equal(*histories)
+
+
+def test_a_worker_that_dies_stops_the_run_in_one_line_and_it_resumes(tmp_path, monkeypatch):
+    data = toy(tmp_path)
+    config = TrainConfig(epochs=2, batch_size=32, checkpoint_seconds=0.0)
+    options = {"hidden": 16, "flow_layers": 2}
+    read = TrainRows.__getitem__
+
+    def dies_at_epoch_two(self, key):
+        if key[0] == 1 and key[1] == 3 and torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return read(self, key)
+
+    monkeypatch.setattr(TrainRows, "__getitem__", dies_at_epoch_two)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError) as error:
+        train(data, out, "implicit-ivae", options, config, progress=False, workers=1)
+    message = str(error.value)
+    assert "\n" not in message and "data-loading worker died" in message
+    assert "--resume" in message and "fewer --workers" in message
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
+    train(data, out, "implicit-ivae", resume=True, progress=False)  # in-process reads
+    assert len(pd.read_csv(out / "history.csv")) == 2 and (out / "model.pt").exists()
