@@ -11,7 +11,12 @@ from PIL import Image
 
 from ivae.backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, BackboneError, get_backbone
 from ivae.backbones.base import fold_batch_norms
-from ivae.backbones.efficientnet_lite0 import EfficientNetLite0, SameConv2d
+from ivae.backbones.efficientnet_lite0 import (
+    STAGES,
+    EfficientNetLite0,
+    EfficientNetLite0Stages,
+    SameConv2d,
+)
 from ivae.backbones.resnet import ResNet50
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -49,7 +54,10 @@ def lite0_probs(lite0) -> dict[str, np.ndarray]:
 
 # ---- registry -------------------------------------------------------------------------------
 def test_unknown_backbone_lists_the_valid_ones():
-    with pytest.raises(BackboneError, match="choose one of: efficientnet-lite0, resnet50, cnn"):
+    with pytest.raises(
+        BackboneError,
+        match="choose one of: efficientnet-lite0, efficientnet-lite0-stages, resnet50, cnn",
+    ):
         get_backbone("vgg16")
 
 
@@ -196,7 +204,7 @@ def test_resnet50_mismatched_weights_name_the_file(tmp_path, damage):
             "unexpected key": "head.weight"}[damage] in message  # fmt: skip
 
 
-@pytest.mark.parametrize("net", [EfficientNetLite0, ResNet50])
+@pytest.mark.parametrize("net", [EfficientNetLite0, EfficientNetLite0Stages, ResNet50])
 def test_folded_batch_norms_compute_the_same_function(net):
     torch.manual_seed(0)
     net = net().eval()
@@ -213,3 +221,28 @@ def test_folded_batch_norms_compute_the_same_function(net):
         expected = net.features(x)
         got = fast.features(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_lite0_stages_pools_the_last_block_of_every_stage():
+    """The stage features are the spatial means of each stage's output, in order, computed by
+    the same weights as the head's features (one forward pass for both)."""
+    torch.manual_seed(0)
+    head, stages = EfficientNetLite0().eval(), EfficientNetLite0Stages().eval()
+    stages.load_state_dict(head.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    outputs = []
+    with torch.no_grad():
+        h = torch.nn.functional.relu6(head._bn0(head._conv_stem(x)))
+        for block in head._blocks:
+            h = block(h)
+            outputs.append(h.mean(dim=(2, 3)))
+        got = stages.features(x)
+    ends = np.cumsum([stage[-1] for stage in STAGES]) - 1
+    torch.testing.assert_close(got, torch.cat([outputs[i] for i in ends], dim=1))
+    assert got.shape == (2, EfficientNetLite0Stages.feature_dim) == (2, 784)
+
+
+def test_lite0_stages_is_registered_with_the_same_weights(lite0):
+    stages = get_backbone("efficientnet-lite0-stages")
+    assert stages.name == "efficientnet-lite0-stages" and stages.feature_dim == 784
+    assert stages.weights_hash == lite0.weights_hash

