@@ -131,7 +131,7 @@ def train_options(args) -> tuple[str, dict, dict]:
 
 
 def training_data(args, vocab, augment: str) -> tuple:
-    """The data set, and for a backbone run (--backbone, its preset's, or the resumed run's)
+    """The data set, and for a backbone run (--backbone, or the resumed run's)
     train()'s ``views`` and ``backbone``: x is then the cached backbone features, of the 8
     flips and quarter turns under ``augment`` "dihedral"."""
     from ivae.data import load_dataset
@@ -139,8 +139,7 @@ def training_data(args, vocab, augment: str) -> tuple:
     saved_path = Path(args.out) / "config.json"
     saved = json.loads(saved_path.read_text()) if args.resume and saved_path.exists() else {}
     expected = saved.get("backbone")
-    name = args.backbone or (preset_backbone(args.preset) if args.preset else None)
-    name = name or (expected or {}).get("name")
+    name = args.backbone or (expected or {}).get("name")
     if not name:
         return load_dataset(args.data, vocab=vocab), {}
     from ivae.head import load_feature_data
@@ -158,12 +157,6 @@ def training_data(args, vocab, augment: str) -> tuple:
     if weights:
         record["weights"] = str(Path(weights).resolve())
     return data, {"views": views, "backbone": record}
-
-
-def preset_backbone(name: str) -> str | None:
-    from ivae.presets import preset
-
-    return getattr(preset(name), "backbone", None) or None
 
 
 def check_resume(args) -> None:

@@ -22,7 +22,6 @@ class Preset:
     augment: str = "none"
     seed: int = 0
     model_options: Mapping[str, object] = field(default_factory=dict)  # as `--set NAME=VALUE`
-    backbone: str = ""  # a pretrained image backbone: the encoder head trains on its features
 
     def __post_init__(self) -> None:  # read-only, so no caller can change the shipped recipe
         object.__setattr__(self, "model_options", MappingProxyType(dict(self.model_options)))
@@ -37,7 +36,6 @@ class Preset:
             f"--lr {self.lr:g}",
             f"--seed {self.seed}",
             f"--augment {self.augment}",
-            *([f"--backbone {self.backbone}"] if self.backbone else []),
             *(f"--set {k}={v}" for k, v in self.model_options.items()),
         ]
         return " ".join(flags)
