@@ -44,6 +44,7 @@ class Row(NamedTuple):
     lr: float = LR
     backbone: str = ""  # a pretrained backbone: the encoder head trains on its cached features
     likelihood_weight: float | None = None  # eq. 1's weight when not MODEL_OPTIONS'
+    frobenius_weight: float = 0.0  # the Jacobian penalty ||J||_F^2 (bounds eq. 1's volume)
 
     def label(self, main_epochs: int) -> str:
         if self == Row(self.model, main_epochs):
@@ -62,7 +63,8 @@ class Row(NamedTuple):
             return ""
         if self.likelihood_weight == 0:
             return ", Jacobian term off (density ratio alone)"
-        return f", Jacobian term on (eq. 1 weight {self.likelihood_weight:g})"
+        penalty = f", ||J||²_F weight {self.frobenius_weight:g}" if self.frobenius_weight else ""
+        return f", Jacobian term on (eq. 1 weight {self.likelihood_weight:g}{penalty})"
 
     def tag(self) -> str:
         """What the run directory's name adds for settings off the default."""
@@ -72,6 +74,7 @@ class Row(NamedTuple):
             + ("" if self.lr == LR else f"-lr{self.lr:g}")
             + (f"-{self.backbone}" if self.backbone else "")
             + ("" if self.likelihood_weight is None else f"-lw{self.likelihood_weight:g}")
+            + (f"-fw{self.frobenius_weight:g}" if self.frobenius_weight else "")
         )
 
 
@@ -117,6 +120,8 @@ def one_run(data, data_name: str, row: Row, seed: int, path: Path, features=None
         }
         if row.likelihood_weight is not None:
             options["likelihood_weight"] = row.likelihood_weight
+        if row.frobenius_weight:
+            options["frobenius_weight"] = row.frobenius_weight
         config = TrainConfig(
             epochs=row.epochs, seed=seed, batch_size=row.batch, lr=row.lr, augment=row.augment
         )
@@ -241,8 +246,16 @@ def report(args, results: dict) -> None:
 # with eq. 1's Jacobian term on and off: the ablation docs/results.md reports.
 BACKBONE = "efficientnet-lite0"
 BACKBONE_ROWS = [
-    Row("implicit-ivae", 30, lr=2e-3, backbone=BACKBONE, likelihood_weight=0.1),
-    Row("implicit-ivae", 30, lr=2e-3, backbone=BACKBONE, likelihood_weight=0.0),
+    Row("implicit-ivae", 15, lr=2e-3, backbone=BACKBONE, likelihood_weight=0.0),
+    Row("implicit-ivae", 15, lr=2e-3, backbone=BACKBONE, likelihood_weight=0.01),
+    Row(
+        "implicit-ivae",
+        15,
+        lr=2e-3,
+        backbone=BACKBONE,
+        likelihood_weight=0.1,
+        frobenius_weight=0.1,
+    ),
 ]
 FACTORS = ("savoriness", "wateriness", "greenness", "spiciness")
 
