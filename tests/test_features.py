@@ -133,4 +133,7 @@ def test_the_command(data, capsys):
     assert main(args) == 0
     assert "20 items x 1 views x 1280 features" in capsys.readouterr().out
     assert main(["features", str(data), "--backbone", "vgg"]) == 2
-    assert "choose one of: efficientnet-lite0, resnet50, cnn" in capsys.readouterr().err
+    assert (
+        "choose one of: efficientnet-lite0, efficientnet-lite0-stages, resnet50, cnn"
+        in capsys.readouterr().err
+    )
