@@ -63,7 +63,7 @@ class Row(NamedTuple):
             return ""
         if self.likelihood_weight == 0:
             return ", Jacobian term off (density ratio alone)"
-        penalty = f", ||J||²_F weight {self.frobenius_weight:g}" if self.frobenius_weight else ""
+        penalty = f", Frobenius penalty {self.frobenius_weight:g}" if self.frobenius_weight else ""
         return f", Jacobian term on (eq. 1 weight {self.likelihood_weight:g}{penalty})"
 
     def tag(self) -> str:
@@ -312,7 +312,7 @@ def backbone_report(args, results: dict, extraction: float, n_items: int, views:
         + " | ".join(FACTORS)
         + " | max nuisance \\|corr\\| | R@10 image→recipe | R@10 recipe→image | train s "
         "| features + training min | seeds |",
-        "|---" * (9 + len(FACTORS)) + "|",
+        "|---" * (8 + len(FACTORS)) + "|",
     ]
     for row, runs in results.items():
         col = {k: [r.get(k) for r in runs] for k in runs[0]}
