@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ivae.index import NearestNeighbors
-from ivae.io import save_npz
+from ivae.io import read_built, save_npz
 
 FAMILIARITY_FILE = Path("index") / "familiarity.npz"
 PASS_RATE = 0.95  # share of held-out kitchen photos that pass the threshold
@@ -269,16 +269,8 @@ def load_familiarity(run, space: FeatureSpace | None = None) -> Familiarity:
     unreadable or built in another backbone's features."""
     path = Path(run.path) / FAMILIARITY_FILE
     command = f"ivae index {run.path}"
-    if not path.exists():
-        raise FamiliarityError(
-            f"run {run.path} has no unfamiliarity check yet ({path}); build it with `{command}`"
-        )
-    try:
-        check = read_familiarity(path)
-    except (OSError, ValueError, KeyError) as error:
-        raise FamiliarityError(
-            f"{path} is unreadable ({error}); rebuild it with `{command}`"
-        ) from None
+    missing = f"run {run.path} has no unfamiliarity check yet"
+    check = read_built(path, read_familiarity, FamiliarityError, missing, command)
     space = space or feature_space(run, check.image_size)
     built = (check.backbone, check.weights_hash, check.image_size)
     now = (space.name, space.weights_hash, space.image_size)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ivae import ann as ann_module
-from ivae.io import save_npz
+from ivae.io import read_built, save_npz
 
 INDEX_FILE = Path("index") / "codes.npz"
 
@@ -299,16 +299,8 @@ def load_index(run) -> Index:
     """The run's saved index; MissingIndexError saying to run ``ivae index`` when absent/stale."""
     path = Path(run.path) / INDEX_FILE
     command = f"ivae index {run.path}"
-    if not path.exists():
-        raise MissingIndexError(
-            f"run {run.path} has no index yet ({path}); build it with `{command}`"
-        )
-    try:
-        index = read_index(path)
-    except (OSError, ValueError, KeyError) as error:
-        raise MissingIndexError(
-            f"{path} is unreadable ({error}); rebuild it with `{command}`"
-        ) from None
+    missing = f"run {run.path} has no index yet"
+    index = read_built(path, read_index, MissingIndexError, missing, command)
     if index.z.shape[1] != run.latent_dim:
         raise MissingIndexError(
             f"{path} has {index.z.shape[1]}-d codes but the model has {run.latent_dim}; "

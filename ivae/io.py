@@ -9,9 +9,11 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -51,3 +53,16 @@ def save_torch(path: str | Path, obj) -> Path:
 def save_npz(path: str | Path, arrays: dict, compressed: bool = False) -> Path:
     save = np.savez_compressed if compressed else np.savez
     return atomic_write(path, lambda f: save(f, **arrays))
+
+
+def read_built(
+    path: Path, read: Callable[[Path], T], error: type[Exception], missing: str, command: str
+) -> T:
+    """``read(path)`` of a file that ``command`` builds: ``error`` with one line saying to run
+    it when the file is absent (``missing`` says what is not there) or unreadable."""
+    if not path.exists():
+        raise error(f"{missing} ({path}); build it with `{command}`")
+    try:
+        return read(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise error(f"{path} is unreadable ({exc}); rebuild it with `{command}`") from None
