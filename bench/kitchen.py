@@ -259,6 +259,7 @@ BACKBONE_ROWS = [
         frobenius_weight=0.1,
     ),
     Row("implicit-ivae", 15, lr=2e-3, backbone=STAGES, likelihood_weight=0.0),
+    Row("implicit-ivae", 15, lr=2e-3, backbone=STAGES, likelihood_weight=0.01),
     Row("implicit-ivae", 15, lr=2e-3, backbone=STAGES, **JACOBIAN_ON),
     Row("implicit-ivae", 15, "dihedral", lr=2e-3, backbone=BACKBONE, **JACOBIAN_ON),
 ]
