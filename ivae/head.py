@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ivae.data.dataset import Dataset
+from ivae.data.dataset import Dataset, MappedRows
 
 RECORD_KEYS = ("name", "weights_hash", "image_size", "feature_dim")
 
@@ -92,6 +92,9 @@ def feature_cache_of(
 def with_features(data: Dataset, cache, record: dict) -> tuple[Dataset, np.ndarray]:
     """``data`` with x := the view-0 features (N, F) float32, and every view (N, V, F) float16.
 
+    Neither is read into memory: x is a ``MappedRows`` over the cache's view 0 (read as
+    float32 a batch of rows at a time), the views the cache's memory map itself.
+
     The cache's rows must be the data's items in order, made by the ``record``'s backbone.
     """
     check_backbone(record, backbone_record(cache.meta), f"{data.source}: the cached features")
@@ -102,8 +105,8 @@ def with_features(data: Dataset, cache, record: dict) -> tuple[Dataset, np.ndarr
             f"({len(ids)} vs {len(data)} rows); recompute it with "
             f"`ivae features {data.source} --backbone {record['name']}`"
         )
-    views = np.asarray(cache.features)  # (N, V, F) float16, read once from the memmap
-    x = np.ascontiguousarray(views[:, 0], dtype=np.float32)
+    views = cache.features  # (N, V, F) float16, memory-mapped
+    x = MappedRows(views[:, 0], np.arange(len(views)), np.float32)
     return replace(data, x=x, x_kind="vector"), views
 
 

@@ -16,12 +16,11 @@ and the steps per epoch do not depend on N: a run resumes with another number of
 
 from __future__ import annotations
 
-import mmap
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from ivae.data.dataset import release
 from ivae.distributed import ALONE
 
 
@@ -59,13 +58,6 @@ class EpochBatches(Sampler):
         for step in range(self.start_step, self.steps):
             batch = order[step * self.batch_size : (step + 1) * self.batch_size]
             yield self.epoch, step, batch[self.world.rank * local : (self.world.rank + 1) * local]
-
-
-def release(array: np.ndarray) -> None:
-    """Drop a memory map's resident pages from this process (the page cache keeps them)."""
-    mapping = getattr(array, "_mmap", None)
-    if isinstance(mapping, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
-        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 class TrainRows(torch.utils.data.Dataset):

@@ -1,7 +1,14 @@
-"""The in-memory form every loader returns and every model trains on."""
+"""The in-memory form every loader returns and every model trains on.
+
+Its x (and y) may be memory-mapped (the decoded-image cache, the backbone feature cache):
+then a split of it (``Dataset.part``) is a ``MappedRows``, the row numbers of the split over
+the same map, read a batch at a time when indexed, so that held-out validation and evaluation
+never copy a whole split into memory.
+"""
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -15,12 +22,74 @@ class DataError(ValueError):
     """A dataset file is missing or malformed; the message names the file and what to do."""
 
 
+def mapped(array) -> bool:
+    """Whether ``array`` reads from a memory map (``np.load(mmap_mode=...)``, or rows of one)."""
+    return isinstance(array, MappedRows) or isinstance(getattr(array, "_mmap", None), mmap.mmap)
+
+
+def release(array) -> None:
+    """Drop a memory map's resident pages from this process (the page cache keeps them): the
+    pages a read touched, and those the kernel mapped around them, would otherwise count in
+    the process's resident size until the whole file is resident."""
+    mapping = getattr(array.array if isinstance(array, MappedRows) else array, "_mmap", None)
+    if isinstance(mapping, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
+class MappedRows:
+    """Some rows of a memory-mapped array, read from the map only when indexed.
+
+    array: (N, ...) a memory map (or a view of one); rows: (M,) int64 the rows taken, in
+    order; dtype: what a read returns (the map's own unless given: float16 features are read
+    as float32). Indexing the first axis (an int, slice, index array or mask over the M rows)
+    returns an ndarray of those rows alone and releases the mapped pages again;
+    ``np.asarray`` reads all M rows, a chunk at a time.
+    """
+
+    CHUNK = 4096
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray, dtype=None):
+        self.array, self.rows = array, np.asarray(rows, dtype=np.int64)
+        self.dtype = np.dtype(dtype or array.dtype)
+        self.shape = (len(self.rows), *array.shape[1:])
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key) -> np.ndarray:
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        rows = self.rows[first]
+        out = np.array(self.array[rows], dtype=self.dtype)  # a copy, never a view of the map
+        release(self.array)
+        return out[(slice(None),) * np.ndim(rows) + rest] if rest else out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.empty(self.shape, dtype=dtype or self.dtype)
+        for start in range(0, len(self), self.CHUNK):
+            out[start : start + self.CHUNK] = self[start : start + self.CHUNK]
+        return out
+
+    def take(self, pick: np.ndarray) -> MappedRows:
+        return MappedRows(self.array, self.rows[pick], self.dtype)
+
+
+def take_rows(array, pick: np.ndarray):
+    """``array[pick]``; of a memory map, the rows it names without reading them."""
+    if isinstance(array, MappedRows):
+        return array.take(pick)
+    if mapped(array):
+        return MappedRows(array, np.arange(len(array))[pick])
+    return array[pick]
+
+
 @dataclass
 class Dataset:
     """Paired data: a target modality ``x`` and the query modality ``y`` it is conditioned on.
 
     x: (N, D) float32 vectors, or (N, 3, S, S) uint8 images.
     y: (N, Dy) float32 vectors, or (N, L) int64 token ids (0 = padding) for text.
+    Either may be memory-mapped, or a ``MappedRows`` over a map (read when indexed).
     """
 
     name: str
@@ -58,8 +127,8 @@ class Dataset:
 
         return replace(
             self,
-            x=self.x[pick],
-            y=self.y[pick],
+            x=take_rows(self.x, pick),
+            y=take_rows(self.y, pick),
             split=self.split[pick],
             ids=self.ids[pick],
             factors=take(self.factors),

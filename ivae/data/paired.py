@@ -165,14 +165,16 @@ def items_digest(directory: Path) -> str:
 
 
 def cached_images(directory: Path, items: pd.DataFrame, size: int, progress: bool) -> np.ndarray:
-    """Decoded images, from ``.cache/images-<size>.npy`` when it matches ``items.parquet``."""
+    """Decoded images, from ``.cache/images-<size>.npy`` when it matches ``items.parquet``:
+    memory-mapped, never read whole (copy-on-write: the array is writable, the file is never
+    changed); training and evaluation read a batch of rows at a time."""
     cache = directory / CACHE / f"images-{size}.npy"
     stamp = cache.with_suffix(".json")
     digest = items_digest(directory)
     if cache.is_file() and stamp.is_file():
         try:
             if json.loads(stamp.read_text()).get("items_sha1") == digest:
-                array = np.load(cache, mmap_mode=None)
+                array = np.load(cache, mmap_mode="c")
                 if array.shape == (len(items), 3, size, size):
                     return array
         except (OSError, ValueError) as error:
