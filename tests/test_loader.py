@@ -96,3 +96,33 @@ def test_a_worker_that_dies_stops_the_run_in_one_line_and_it_resumes(tmp_path, m
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
     train(data, out, "implicit-ivae", resume=True, progress=False)  # in-process reads
     assert len(pd.read_csv(out / "history.csv")) == 2 and (out / "model.pt").exists()
+
+
+def test_a_held_out_split_of_a_memory_map_is_read_a_batch_at_a_time(tmp_path):
+    from ivae.data.dataset import Dataset, MappedRows
+    from ivae.evaluate import encode
+    from ivae.models.base import build_model
+    from ivae.nets import Modality
+
+    n, dim = 4096, 4096  # 64 MB of float32
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((n, dim), np.float32))
+    x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    y = np.random.default_rng(1).random((n, 2), np.float32)
+    split = np.where(np.arange(n) % 2, "val", "train")
+    mapped, held = (
+        Dataset("m", a, y, "vector", "vector", split, np.arange(n).astype(str))
+        for a in (x, np.array(x))
+    )
+    val, val_held = mapped.part("val"), held.part("val")
+    assert isinstance(val.x, MappedRows) and val.x.shape == val_held.x.shape
+    assert np.array_equal(val.x[3:9], val_held.x[3:9]) and np.array_equal(val.x[7], val_held.x[7])
+    assert np.array_equal(val.x[[5, 1], 2], val_held.x[[5, 1], 2])
+    assert np.array_equal(val.part("all").subset(np.arange(4)).x, val_held.x[:4])
+    model = build_model(
+        "implicit-ivae", {"latent_dim": 2}, Modality("vector", (dim,)), Modality("vector", (2,))
+    )
+    before = resident_file_kb()
+    codes = encode(model, val)
+    assert resident_file_kb() - before < 16_000  # 32 MB were read
+    assert all(np.array_equal(a, b) for a, b in zip(codes, encode(model, val_held), strict=True))
+    assert np.array_equal(np.asarray(val.x), val_held.x)
