@@ -4,8 +4,9 @@ The data are vectors shaped like the backbone feature cache a photo run trains i
 (F = 1280 float32 features per item, 5 KB; 200k items = 1 GB), stored as ``.npy`` and
 memory-mapped, so the trainer's loader (ivae/loader.py) streams the train split from disk. The
 same model (the implicit iVAE's network encoder, one epoch) trains at each size in a child
-process; its peak resident size is the kernel's ``ru_maxrss``. For comparison the same run
-with the array read into memory first (what the trainer held before the loader).
+process; its peak resident size is the kernel's ``VmHWM`` (not ``ru_maxrss``, which Linux
+carries over from the spawning process, here the one that wrote the data). For comparison the
+same run with the array read into memory first (what the trainer held before the loader).
 
 Vectors, not photos: decoding 200k kitchen photos takes hours on this machine's two cores.
 
@@ -44,7 +45,12 @@ data = Dataset(name="features", x=x, y=arrays["y"], x_kind="vector", y_kind="vec
 options = {"latent_dim": 4, "hidden": 64, "encoder": "network", "jacobian": "none"}
 start = time.monotonic()
 train(data, out, "implicit-ivae", options, TrainConfig(epochs=1, batch_size=512), progress=False)
+# VmHWM, this process's own high-water mark: Linux carries ru_maxrss over from the process
+# that spawned this one (here the parent, which wrote the data), so it would count that
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        peak = int(line.split()[1]) / 1024
 held = sum(a.nbytes for a in (data.y, data.split, data.ids, data.factors)) / 2**20
 report = {"peak_mb": peak, "seconds": time.monotonic() - start, "held_mb": held}
 print("REPORT " + json.dumps(report))
