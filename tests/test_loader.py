@@ -3,8 +3,8 @@ memory-mapped arrays without the process keeping them, worker processes, a worke
 
 from __future__ import annotations
 
-import os
-import signal
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ from ivae.data.toy import write_toy
 from ivae.data.vectors import load_npz
 from ivae.distributed import World
 from ivae.loader import EpochBatches, TrainRows, train_loader
-from ivae.train import TrainConfig, TrainingError, train
+from ivae.train import TrainConfig, train
 
 
 def test_the_processes_slices_make_the_one_process_batch():
@@ -75,22 +75,40 @@ def test_workers_change_nothing_but_the_time(tmp_path):
     pd.testing.assert_frame_equal(*histories)
 
 
-def test_a_worker_that_dies_stops_the_run_in_one_line_and_it_resumes(tmp_path, monkeypatch):
+# A worker killed mid-epoch: run in a child process, because the DataLoader's SIGCHLD handler
+# can still fire after the training has stopped, and must not reach the tests that follow.
+WORKER_DIES = """
+import os, signal, sys
+import torch
+from ivae.data.vectors import load_npz
+from ivae.loader import TrainRows
+from ivae.train import TrainConfig, TrainingError, train
+
+read = TrainRows.__getitem__
+
+def dies_at_epoch_two(self, key):
+    if key[0] == 1 and key[1] == 3 and torch.utils.data.get_worker_info() is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return read(self, key)
+
+TrainRows.__getitem__ = dies_at_epoch_two
+config = TrainConfig(epochs=2, batch_size=32, checkpoint_seconds=0.0)
+try:
+    train(load_npz(sys.argv[1]), sys.argv[2], "implicit-ivae", {"hidden": 16, "flow_layers": 2},
+          config, progress=False, workers=1)
+except TrainingError as error:
+    print(error)
+    sys.exit(3)
+"""
+
+
+def test_a_worker_that_dies_stops_the_run_in_one_line_and_it_resumes(tmp_path):
     data = toy(tmp_path)
-    config = TrainConfig(epochs=2, batch_size=32, checkpoint_seconds=0.0)
-    options = {"hidden": 16, "flow_layers": 2}
-    read = TrainRows.__getitem__
-
-    def dies_at_epoch_two(self, key):
-        if key[0] == 1 and key[1] == 3 and torch.utils.data.get_worker_info() is not None:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return read(self, key)
-
-    monkeypatch.setattr(TrainRows, "__getitem__", dies_at_epoch_two)
     out = tmp_path / "run"
-    with pytest.raises(TrainingError) as error:
-        train(data, out, "implicit-ivae", options, config, progress=False, workers=1)
-    message = str(error.value)
+    child = [sys.executable, "-c", WORKER_DIES, str(tmp_path / "toy.npz"), str(out)]
+    done = subprocess.run(child, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr[-2000:]
+    message = done.stdout.strip()
     assert "\n" not in message and "data-loading worker died" in message
     assert "--resume" in message and "fewer --workers" in message
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
