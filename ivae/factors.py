@@ -143,7 +143,10 @@ def minimal_pairs(
     weights[factor] = 0.0
     rng = np.random.default_rng(seed)
     anchors = rng.choice(len(z), size=min(sample, len(z)), replace=False)
-    hits, others = NearestNeighbors(zs).search(zs[anchors], n=min(9, len(z)), weights=weights)
+    # exact: a few thousand queries scan in blocks; above a million codes an approximate
+    # index would otherwise be built on every call
+    search = NearestNeighbors(zs, exact=True).search
+    hits, others = search(zs[anchors], n=min(9, len(z)), weights=weights)
     a = np.repeat(anchors, hits.shape[1] - 1)
     b, other = hits[:, 1:].ravel(), others[:, 1:].ravel()
     gap = np.abs(zs[a, factor] - zs[b, factor])

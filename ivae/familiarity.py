@@ -254,9 +254,10 @@ def _file_features(space, data_dir: Path, size: int, seed: int, progress: bool) 
 def _cached_features(run, data_dir: Path, size: int, seed: int) -> tuple:
     """The same from a backbone run's data, whose x is the photos' cached features (N, F)."""
     data = run.load_data(data_dir)
-    train, val = data.x[data.split == "train"], data.x[data.split == "val"]
+    train, val = (np.flatnonzero(data.split == s) for s in ("train", "val"))
     _check_splits(data_dir, len(train), len(val))
-    return train[reference_rows(len(train), size, seed)], val
+    # read only the reference rows of the train split, not all of it
+    return data.x[train[reference_rows(len(train), size, seed)]], data.x[val]
 
 
 def reads_photos(run) -> bool:
