@@ -13,9 +13,12 @@ far, replaced atomically after each chunk is flushed, so an interrupted extracti
 where it stopped) and ``meta.json`` (what the features are of, including a hash of the item
 ids: a changed item table makes the cache stale and it is recomputed, with a warning).
 
-An unreadable image stops the extraction with one error naming the file, as loading the data
-set does (``ivae.data.paired``): data sets are validated whole, nothing is skipped silently.
-The chunks already written are kept; after the file is fixed a re-run continues.
+An image that cannot be decoded (corrupt, truncated) is skipped and counted, as the data set's
+image cache does (``ivae.data.paired``): its row of features stays zero, one line on stderr
+names the file and the count so far, and ``done.json``'s ``unreadable`` ({row: "file: error"})
+keeps the list with the chunks, so an interrupted extraction keeps its count. Loading the
+data set leaves those rows out of every split. A missing image file still stops the
+extraction with one error naming it; the chunks already written are kept.
 """
 
 from __future__ import annotations
@@ -24,14 +27,15 @@ import hashlib
 import json
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ivae.backbones import Backbone, backbone_spec, get_backbone
-from ivae.data.paired import CACHE, decode_image, read_info, read_items
+from ivae.data.paired import CACHE, UnreadableImage, decode_image, read_info, read_items
+from ivae.images import SkippedImages
 from ivae.io import write_json
 
 VIEWS = (1, 8)
@@ -45,6 +49,7 @@ class FeatureCache:
     features: np.ndarray  # (N, V, F) float16 memmap, read-only
     ids: list[str]  # item ids, row order of items.parquet
     meta: dict
+    unreadable: dict[int, str] = field(default_factory=dict)  # row -> "file: error", skipped
 
     @property
     def views(self) -> int:
@@ -88,10 +93,21 @@ def cache_meta(backbone: Backbone, ids: list[str], views: int, chunk_size: int) 
     }
 
 
-def decode_rows(data_dir: Path, rows, size: int) -> torch.Tensor:
-    """(B, 3, size, size) uint8 photos of some item rows; an unreadable file -> DataError."""
-    pairs = zip(rows["id"], rows["image"], strict=True)
-    return torch.from_numpy(np.stack([decode_image(data_dir, i, rel, size) for i, rel in pairs]))
+def decode_rows(
+    data_dir: Path, rows, size: int, skipped: SkippedImages | None = None, first: int = 0
+) -> torch.Tensor:
+    """(B, 3, size, size) uint8 photos of the item rows ``first``, ``first + 1``, ... of
+    items.parquet. A file that cannot be decoded is counted in ``skipped`` by its row and
+    left black (without ``skipped``: UnreadableImage); a missing one is a DataError."""
+    out = np.zeros((len(rows), 3, size, size), dtype=np.uint8)
+    for k, (item_id, relative) in enumerate(zip(rows["id"], rows["image"], strict=True)):
+        try:
+            out[k] = decode_image(data_dir, item_id, relative, size)
+        except UnreadableImage as error:
+            if skipped is None:
+                raise
+            skipped.skip(first + k, data_dir / relative, error.__cause__ or error)
+    return torch.from_numpy(out)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -101,8 +117,11 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _prepare(directory: Path, meta: dict, shape: tuple[int, int, int]) -> tuple[np.ndarray, set]:
-    """The writable memmap and the chunks already done; a stale or broken cache starts over."""
+def _prepare(
+    directory: Path, meta: dict, shape: tuple[int, int, int]
+) -> tuple[np.ndarray, set, dict]:
+    """The writable memmap, the chunks already done and the rows skipped in them; a stale or
+    broken cache starts over."""
     old = _read_json(directory / "meta.json")
     done = _read_json(directory / "done.json")
     features_file = directory / "features.npy"
@@ -117,15 +136,16 @@ def _prepare(directory: Path, meta: dict, shape: tuple[int, int, int]) -> tuple[
         try:
             array = np.lib.format.open_memmap(features_file, mode="r+")
             if array.shape == shape and array.dtype == np.float16:
-                return array, set(done.get("chunks", []))
+                unreadable = {int(k): v for k, v in done.get("unreadable", {}).items()}
+                return array, set(done.get("chunks", [])), unreadable
         except (OSError, ValueError):
             pass  # unreadable header: start over below
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     array = np.lib.format.open_memmap(features_file, mode="w+", dtype=np.float16, shape=shape)
     write_json(directory / "meta.json", meta)
-    write_json(directory / "done.json", {"chunks": []})
-    return array, set()
+    write_json(directory / "done.json", {"chunks": [], "unreadable": {}})
+    return array, set(), {}
 
 
 def feature_cache(
@@ -154,7 +174,8 @@ def feature_cache(
     ids = items["id"].tolist()
     meta = cache_meta(backbone, ids, views, chunk_size)
     directory = cache_directory(data_dir, backbone, views)
-    array, done = _prepare(directory, meta, (len(ids), views, backbone.feature_dim))
+    array, done, unreadable = _prepare(directory, meta, (len(ids), views, backbone.feature_dim))
+    skipped = SkippedImages(unreadable)
     starts = [s for s in range(0, len(ids), chunk_size) if s not in done]
     bar = None
     if progress and starts:
@@ -165,17 +186,27 @@ def feature_cache(
                    desc=desc, unit="item")  # fmt: skip
     for start in starts:
         rows = items.iloc[start : start + chunk_size]
-        images = decode_rows(data_dir, rows, backbone.image_size)
-        array[start : start + len(rows)] = chunk_features(backbone, images, views, batch_size)
+        before = len(skipped)
+        images = decode_rows(data_dir, rows, backbone.image_size, skipped, start)
+        features = chunk_features(backbone, images, views, batch_size)
+        for row in list(skipped.files)[before:]:  # a skipped photo's features are zero
+            features[row - start] = 0
+        array[start : start + len(rows)] = features
         array.flush()  # the rows are on disk before the chunk is recorded as done
         done.add(start)
-        write_json(directory / "done.json", {"chunks": sorted(done)})
+        write_json(directory / "done.json", done_record(done, skipped))
         if bar is not None:
             bar.update(len(rows))
     if bar is not None:
         bar.close()
     del array
-    return FeatureCache(directory, np.load(directory / "features.npy", mmap_mode="r"), ids, meta)
+    features = np.load(directory / "features.npy", mmap_mode="r")
+    return FeatureCache(directory, features, ids, meta, dict(skipped.files))
+
+
+def done_record(done: set, skipped: SkippedImages) -> dict:
+    """done.json: the chunks written, and the rows skipped in them (JSON keys are strings)."""
+    return {"chunks": sorted(done), "unreadable": {str(k): v for k, v in skipped.files.items()}}
 
 
 def _rows(starts: list[int], chunk_size: int, n: int) -> int:

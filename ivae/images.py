@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from PIL import Image
 
@@ -20,3 +22,33 @@ def image_to_array(img: Image.Image, size: int) -> np.ndarray:
     if side != size:
         img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+
+
+# What decoding a damaged file raises: a truncated JPEG "image file is truncated" (OSError),
+# an unrecognised one UnidentifiedImageError (an OSError), a broken header ValueError or
+# SyntaxError, an absurd size DecompressionBombError (an Exception, not an OSError).
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+class SkippedImages:
+    """Images that could not be decoded, skipped and counted: one line on stderr for each.
+
+    ``files`` maps a key (the row of ``items.parquet``, or the source path for an import) to
+    ``"<file>: <error>"``; ``known`` starts the count where an earlier, interrupted pass left it.
+    """
+
+    def __init__(self, known: dict | None = None):
+        self.files: dict = dict(known or {})
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def skip(self, key, path, error: BaseException) -> None:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        self.files[key] = f"{path}: {reason}"
+        print(
+            f"ivae: skipped an unreadable image, {path} ({reason}); "
+            f"{len(self.files)} skipped so far",
+            file=sys.stderr,
+            flush=True,
+        )

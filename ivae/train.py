@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ivae import distributed
 from ivae.checkpoint import CONFIG_VERSION
 from ivae.data.dataset import Dataset
+from ivae.data.paired import SKIPPED
 from ivae.evaluate import encode, evaluate, leakage
 from ivae.io import save_torch, write_json, write_text
 from ivae.loader import EpochBatches, TrainRows, epoch_seed, train_loader
@@ -347,6 +348,8 @@ class Trainer:
         split = "test" if (data.split == "test").any() else "all"
         metrics = evaluate(self.model, data, split=split, device=self.device)
         metrics["train_seconds"] = round(self.elapsed, 2)
+        # photos that could not be decoded: in no split, left out of training (ivae.data.paired)
+        metrics["skipped_images"] = int(np.sum(data.split == SKIPPED))
         part = data.part(split)  # beyond the evaluate schema: what the dashboard also shows
         metrics["nuisance_leakage"] = leakage(part, encode(self.model, part, device=self.device)[0])
         write_json(self.out / "metrics.json", metrics)

@@ -98,8 +98,9 @@ def bad_info(d):
     (d / "dataset.json").write_text('{"name": "tiny", "factor_names": ["redness", "saltiness"]}')
 
 
-def broken_image(d):
-    (d / "images" / "2.png").write_bytes(b"not a png")
+def every_image_broken(d):
+    for path in (d / "images").glob("*.png"):
+        path.write_bytes(b"not a png")
 
 
 @pytest.mark.parametrize(
@@ -111,7 +112,7 @@ def broken_image(d):
         (rewrite(set_cell("id", "item0")), ["duplicate id", "'item0'"]),
         (rewrite(set_cell("split", "training")), ["row 2", "'item2'", "'training'", "train"]),
         (rewrite(set_cell("image", "images/gone.png")), ["'item2'", "gone.png", "missing"]),
-        (broken_image, ["'item2'", "2.png", "unreadable"]),
+        (every_image_broken, ["none of the 4 images", ".png", "check the image files"]),
         (bad_info, ["factor.saltiness", "factor_names"]),
         (rewrite(set_cell("factor.redness", np.nan)), ["row 2", "non-finite"]),
         (rewrite(set_cell("text", None)), ["row 2", "'text'", "string"]),

@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ivae.data.dataset import DataError, Dataset
+from ivae.data.dataset import DataError, Dataset, release
 from ivae.data.text import Vocab
-from ivae.images import image_to_array
+from ivae.images import DECODE_ERRORS, SkippedImages, image_to_array
 from ivae.io import atomic_write
 
 ITEMS, INFO, CACHE = "items.parquet", "dataset.json", ".cache"
 REQUIRED_COLUMNS = ("id", "image", "text", "split")
 SPLITS = ("train", "val", "test")
+SKIPPED = "skipped"  # the split of a row whose image cannot be decoded: it is in none
+FLUSH_ROWS = 4096  # rows decoded between flushes of the image cache (~50 MB at 64 px)
 
 
 # --------------------------------------------------------------------------- writing
@@ -130,6 +134,10 @@ def ground_truth(items: pd.DataFrame, prefix: str, names: list[str], path: Path)
     return values
 
 
+class UnreadableImage(DataError):
+    """An image file that is there but cannot be decoded (corrupt, truncated, not an image)."""
+
+
 def decode_image(directory: Path, item_id: str, relative: str, size: int) -> np.ndarray:
     path = directory / relative
     try:
@@ -140,56 +148,107 @@ def decode_image(directory: Path, item_id: str, relative: str, size: int) -> np.
             f"{directory / ITEMS}: row id {item_id!r}: image file {path} is missing; "
             "restore it or drop the row"
         ) from error
-    except (UnidentifiedImageError, OSError) as error:
-        raise DataError(
+    except DECODE_ERRORS as error:
+        raise UnreadableImage(
             f"{directory / ITEMS}: row id {item_id!r}: image file {path} is "
             f"unreadable ({error}); replace it or drop the row"
         ) from error
 
 
-def decode_images(directory: Path, items: pd.DataFrame, size: int, progress: bool) -> np.ndarray:
-    """(N, 3, size, size) uint8, decoded one file at a time."""
-    out = np.empty((len(items), 3, size, size), dtype=np.uint8)
-    rows = zip(items["id"], items["image"], strict=True)
+def decode_images(
+    directory: Path, items: pd.DataFrame, out: np.ndarray, progress: bool
+) -> SkippedImages:
+    """Decode every item's photo into ``out`` (N, 3, S, S) uint8, one file at a time.
+
+    A file that cannot be decoded is skipped (its row stays black) and counted, one line on
+    stderr each: a corrupt photo met mid-way does not lose the work before it. A memory-mapped
+    ``out`` is flushed and its pages released every ``FLUSH_ROWS`` rows, so memory stays flat.
+    """
+    skipped, size = SkippedImages(), out.shape[-1]
+    rows = enumerate(zip(items["id"], items["image"], strict=True))
     if progress:
         from tqdm import tqdm
 
         rows = tqdm(rows, total=len(items), desc=f"decoding images at {size}px", unit="img")
-    for i, (item_id, relative) in enumerate(rows):
-        out[i] = decode_image(directory, item_id, relative, size)
-    return out
+    for i, (item_id, relative) in rows:
+        try:
+            out[i] = decode_image(directory, item_id, relative, size)
+        except UnreadableImage as error:
+            out[i] = 0
+            skipped.skip(i, directory / relative, error.__cause__ or error)
+        if isinstance(out, np.memmap) and i % FLUSH_ROWS == FLUSH_ROWS - 1:
+            out.flush()
+            release(out)
+    if len(items) and len(skipped) == len(items):
+        raise DataError(
+            f"{directory / ITEMS}: none of the {len(items)} images can be decoded "
+            f"(the first: {skipped.files[0]}); check the image files"
+        )
+    return skipped
 
 
 def items_digest(directory: Path) -> str:
     return hashlib.sha1((directory / ITEMS).read_bytes()).hexdigest()
 
 
-def cached_images(directory: Path, items: pd.DataFrame, size: int, progress: bool) -> np.ndarray:
-    """Decoded images, from ``.cache/images-<size>.npy`` when it matches ``items.parquet``:
-    memory-mapped, never read whole (copy-on-write: the array is writable, the file is never
-    changed); training and evaluation read a batch of rows at a time."""
-    cache = directory / CACHE / f"images-{size}.npy"
+def read_stamp(cache: Path, digest: str, shape: tuple) -> tuple[np.ndarray, dict] | None:
+    """The cached images and their unreadable rows, when the cache matches the items."""
     stamp = cache.with_suffix(".json")
-    digest = items_digest(directory)
-    if cache.is_file() and stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()).get("items_sha1") == digest:
-                array = np.load(cache, mmap_mode="c")
-                if array.shape == (len(items), 3, size, size):
-                    return array
-        except (OSError, ValueError) as error:
-            warnings.warn(f"{cache}: ignoring an unreadable image cache ({error})", stacklevel=2)
-    array = decode_images(directory, items, size, progress)
+    if not (cache.is_file() and stamp.is_file()):
+        return None
     try:
-        atomic_write(cache, lambda f: np.save(f, array))
-        atomic_write(stamp, lambda f: f.write(json.dumps({"items_sha1": digest}).encode()))
+        record = json.loads(stamp.read_text())
+        if record.get("items_sha1") == digest:
+            array = np.load(cache, mmap_mode="c")
+            if array.shape == shape:
+                return array, {int(k): v for k, v in record.get("unreadable", {}).items()}
+    except (OSError, ValueError, AttributeError) as error:
+        warnings.warn(f"{cache}: ignoring an unreadable image cache ({error})", stacklevel=3)
+    return None
+
+
+def cached_images(
+    directory: Path, items: pd.DataFrame, size: int, progress: bool
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Decoded images and the rows whose file cannot be decoded ({row: "file: error"}).
+
+    From ``.cache/images-<size>.npy`` when it matches ``items.parquet``: memory-mapped, never
+    read whole (copy-on-write: the array is writable, the file is never changed); training
+    and evaluation read a batch of rows at a time. Otherwise decoded straight into the file
+    (``images-<size>.npy.<pid>.partial``, renamed into place when complete), never whole in memory;
+    ``images-<size>.json`` records the items' hash and the unreadable rows.
+    """
+    cache = directory / CACHE / f"images-{size}.npy"
+    digest, shape = items_digest(directory), (len(items), 3, size, size)
+    found = read_stamp(cache, digest, shape)
+    if found is not None:
+        if found[1]:
+            print(
+                f"ivae: {len(found[1])} image(s) of {directory} cannot be decoded and are left "
+                f"out of every split (listed in {cache.with_suffix('.json')})",
+                file=sys.stderr,
+            )
+        return found
+    # one partial file per process: ranks under torchrun may decode at the same time
+    partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
     except OSError as error:
         warnings.warn(
-            f"{cache}: could not write the image cache ({error}); the next load "
-            "will decode the images again",
+            f"{cache}: could not write the image cache ({error}); the images are decoded "
+            "into memory and the next load will decode them again",
             stacklevel=2,
         )
-    return array
+        array = np.empty(shape, dtype=np.uint8)
+        return array, decode_images(directory, items, array, progress).files
+    skipped = decode_images(directory, items, array, progress)
+    array.flush()
+    del array
+    partial.replace(cache)
+    record = {"items_sha1": digest, "unreadable": {str(k): v for k, v in skipped.files.items()}}
+    atomic_write(cache.with_suffix(".json"), lambda f: f.write(json.dumps(record).encode()))
+    return np.load(cache, mmap_mode="c"), skipped.files
 
 
 def load_paired(
@@ -215,7 +274,10 @@ def load_paired(
     path = directory / ITEMS
     factor_names = list(info.get("factor_names", []))
     nuisance_names = [c.split(".", 1)[1] for c in items.columns if c.startswith("nuisance.")]
-    x = cached_images(directory, items, image_size, progress)
+    x, unreadable = cached_images(directory, items, image_size, progress)
+    split = items["split"].to_numpy(dtype=str)
+    if unreadable:  # their rows stay (aligned with items.parquet), in no split
+        split = np.where(np.isin(np.arange(len(items)), list(unreadable)), SKIPPED, split)
     texts = items["text"].tolist()
     if vocab is None:
         vocab = Vocab.build(items["text"][items["split"] == "train"])
@@ -225,7 +287,7 @@ def load_paired(
         y=vocab.encode(texts, max_len=max_len),
         x_kind="image",
         y_kind="text",
-        split=items["split"].to_numpy(dtype=str),
+        split=split,
         ids=items["id"].to_numpy(dtype=str),
         factors=ground_truth(items, "factor", factor_names, path),
         factor_names=factor_names,

@@ -25,11 +25,11 @@ import ijson
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ivae.data.dataset import DataError
 from ivae.data.paired import INFO, ITEMS, SPLITS
-from ivae.images import image_to_array
+from ivae.images import DECODE_ERRORS, SkippedImages, image_to_array
 from ivae.io import atomic_write
 
 CHUNK_BYTES = 1 << 20
@@ -259,12 +259,17 @@ class ItemsWriter:
         self.tmp.replace(self.path)
 
 
-def save_image(source: Path, target: Path, image_size: int) -> bool:
-    """Resize one photo into the dataset; False when it cannot be decoded."""
+def save_image(
+    source: Path, target: Path, image_size: int, skipped: SkippedImages | None = None
+) -> bool:
+    """Resize one photo into the dataset; False when it cannot be decoded (corrupt,
+    truncated), counted in ``skipped`` with one line on stderr."""
     try:
         with Image.open(source) as img:
             array = image_to_array(img, image_size)
-    except (UnidentifiedImageError, OSError):
+    except DECODE_ERRORS as error:
+        if skipped is not None:
+            skipped.skip(str(source), source, error)
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(array.transpose(1, 2, 0))).save(target, "JPEG", quality=92)
@@ -310,7 +315,7 @@ def import_recipe1m(
         "unreadable_image_files": 0,
         "counts": dict.fromkeys(SPLITS, 0),
     }
-    writer = ItemsWriter(out)
+    writer, skipped = ItemsWriter(out), SkippedImages()
     det = detected(None if det_ingrs is None else Path(det_ingrs))
     for index, record in enumerate(with_bar(iter_json_array(layer1), progress, "layer1")):
         if limit is not None and report["recipes_imported"] >= limit:
@@ -334,9 +339,10 @@ def import_recipe1m(
             layer1,
             writer,
             report,
+            skipped,
         )
     writer.close()
-    write_info(out, report, det_ingrs is not None)
+    write_info(out, report, det_ingrs is not None, image_size)
     report["seconds"] = round(time.perf_counter() - started, 2)
     report["out"] = str(out)
     return report
@@ -354,6 +360,7 @@ def import_recipe(
     layer1: Path,
     writer: ItemsWriter,
     report: dict,
+    skipped: SkippedImages | None = None,
 ) -> None:
     recipe_id = need(record, "id", str, layer1, index)
     title = need(record, "title", str, layer1, index)
@@ -381,7 +388,7 @@ def import_recipe(
         if not source.is_file():
             report["missing_image_files"] += 1
             continue
-        if not save_image(source, out / relative, image_size):
+        if not save_image(source, out / relative, image_size, skipped):
             report["unreadable_image_files"] += 1
             continue
         row_id = recipe_id if not all_images else f"{recipe_id}/{Path(image_id).stem}"
@@ -405,7 +412,7 @@ def import_recipe(
     report["recipes_without_existing_images"] += kept == 0
 
 
-def write_info(out: Path, report: dict, detected_ingredients: bool) -> None:
+def write_info(out: Path, report: dict, detected_ingredients: bool, image_size: int) -> None:
     info = {
         "name": "recipe1m",
         "version": "1.0",
@@ -414,6 +421,7 @@ def write_info(out: Path, report: dict, detected_ingredients: bool) -> None:
         "factor_names": [],
         "generator": "ivae data recipe1m",
         "ingredients": "det_ingrs (valid)" if detected_ingredients else "layer1 lines",
+        "image_size": image_size,  # the photos' side as imported: features default to it
         "counts": report["counts"],
         "skipped": {
             k: report[k]
