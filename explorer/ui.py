@@ -6,6 +6,7 @@ failures into messages with a way forward.
 
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer import data, tables
+from explorer import data, tables, thumbs
 from explorer.runs import REPO_ROOT, relative_label, resolve, run_fingerprint, summarize_run
 from explorer.runs import run_options as find_run_options
 from ivae.index import Index, MissingIndexError
@@ -36,10 +37,7 @@ class Context:
     titles: np.ndarray  # (N,) display title per row
     data_dir: Path
     key: tuple
-
-    @property
-    def names(self) -> list[str]:
-        return self.run.factor_names
+    names: list[str]  # the run's factor names, read from factors.json once per rerun
 
     @property
     def k(self) -> int:
@@ -47,6 +45,10 @@ class Context:
 
     def image_path(self, row: int) -> str:
         return str(self.data_dir / self.items["image"].iat[int(row)])
+
+    def thumbnail(self, row: int) -> str:
+        """The item's image as a small ``data:`` URI (explorer.thumbs); MissingImageError."""
+        return thumbs.thumbnail(self.image_path(row))
 
     def title(self, row: int) -> str:
         return str(self.titles[int(row)])
@@ -60,12 +62,16 @@ class Context:
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _load_run(path: str, fingerprint: tuple):
     import torch
+    from threadpoolctl import threadpool_limits
 
     import ivae
 
     # One photo at a time: a single thread avoids contention between sessions and is
     # faster than two on a busy 2-core machine (bench/latency.py, photo -> factors).
     torch.set_num_threads(1)
+    # The same for numpy's BLAS: a search of 7 traversal points over 20k codes took 8.6 ms
+    # with OpenBLAS's threads waiting for a busy core, 0.2 ms on one.
+    threadpool_limits(1, user_api="blas")
     return ivae.load_run(path)
 
 
@@ -160,7 +166,34 @@ def require_context() -> Context:
     except (ValueError, OSError) as error:
         st.error(f"The run's data does not match its index: {error}")
         st.stop()
-    return Context(run=run, index=index, items=items, titles=titles, data_dir=data_dir, key=key)
+    _freeze_once(key)
+    return Context(
+        run=run,
+        index=index,
+        items=items,
+        titles=titles,
+        data_dir=data_dir,
+        key=key,
+        names=run.factor_names,
+    )
+
+
+_FROZEN: set[tuple] = set()
+
+
+def _freeze_once(key: tuple) -> None:
+    """Move what is loaded by now (torch, the run, its index and items) out of the garbage
+    collector's reach, once per index.
+
+    Streamlit collects garbage after every rerun (``runner.postScriptGC``): a full pass over
+    the ~400k objects of the imports and the loaded run took 200-300 ms of CPU on every slider
+    move, holding the GIL while the rerun's last messages waited to be sent. Frozen, the pass
+    sees only what reruns create (bench/latency.py, slider -> screen).
+    """
+    if key not in _FROZEN:
+        _FROZEN.add(key)
+        gc.collect()
+        gc.freeze()
 
 
 def _no_runs() -> None:
@@ -271,11 +304,34 @@ def image_grid(ctx: Context, rows, captions: list[str] | None = None, columns: i
     """Images of the given item rows in a grid, each captioned with its recipe title."""
     rows = [int(r) for r in np.asarray(rows).ravel()]
     captions = captions or [ctx.title(r) for r in rows]
+    missing = []
     for start in range(0, len(rows), columns):
         cells = st.columns(columns)
         chunk = zip(cells, rows[start : start + columns], captions[start:], strict=False)
-        for cell, row, caption in chunk:
-            cell.image(ctx.image_path(row), caption=caption, width="stretch")
+        missing += [show_image(cell, ctx, row, caption) for cell, row, caption in chunk]
+    missing_images(ctx, missing)
+
+
+def show_image(place, ctx: Context, row: int, caption: str, width="stretch") -> str | None:
+    """The item's image in ``place`` (a column, the sidebar, ``st``); when its file is missing,
+    the caption alone, and the missing path is returned (for ``missing_images``)."""
+    try:
+        place.image(ctx.thumbnail(row), caption=caption, width=width)
+    except thumbs.MissingImageError:
+        place.caption(f"{caption} (image missing)")
+        return ctx.image_path(row)
+    return None
+
+
+def missing_images(ctx: Context, paths: list[str | None]) -> None:
+    """One line when images of the data set are not where its items table says."""
+    paths = [p for p in paths if p]
+    if paths:
+        st.error(
+            f"{len(paths)} image file(s) of the data set are missing, e.g. `{paths[0]}`. Put the "
+            f"images back under `{label(str(ctx.data_dir))}`, or index the data where it is now: "
+            f"`ivae index {label(str(ctx.run.path))} --data PATH`."
+        )
 
 
 def recipe_table(ctx: Context, rows, extra: dict | None = None) -> pd.DataFrame:

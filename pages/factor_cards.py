@@ -82,14 +82,16 @@ st.caption("Dishes alike in every other factor but far apart on this one (left: 
 found = pairs(ctx.key, j)
 if found.empty:
     st.info("No close pairs found for this factor.")
+missing = []
 for row in found.itertuples():
     cells = st.columns([1, 1, 2])
-    cells[0].image(ctx.image_path(row.low), caption=ctx.title(row.low), width="stretch")
-    cells[1].image(ctx.image_path(row.high), caption=ctx.title(row.high), width="stretch")
+    missing.append(ui.show_image(cells[0], ctx, row.low, ctx.title(row.low)))
+    missing.append(ui.show_image(cells[1], ctx, row.high, ctx.title(row.high)))
     delta = ctx.index.z[row.high, j] - ctx.index.z[row.low, j]
     cells[2].markdown(
         f"Δ {ctx.names[j]} = {delta:+.2f}  \nother factors apart by {row.other_distance:.2f} sd"
     )
+ui.missing_images(ctx, missing)
 
 st.subheader("Export")
 all_cards = cards.factor_cards(notes, table, ctx.index.z, ctx.index.y_mean, ctx.titles)

@@ -152,7 +152,7 @@ def explore() -> None:
     left, right = st.columns([1, 2])
     with left:
         if start_row is not None:
-            st.image(ctx.image_path(start_row), caption=f"start: {ctx.title(start_row)}", width=200)
+            ui.show_image(st, ctx, start_row, f"start: {ctx.title(start_row)}", width=200)
         else:
             st.caption("Start: a point set by hand or from a photo.")
         for j in range(k):
@@ -229,8 +229,11 @@ def explore() -> None:
         f"q{q:.0f}: {v:.2f}\n{ctx.title(r)}"
         for q, v, r in zip(strip["quantile"], strip["value"], strip["item"], strict=True)
     ]
-    for cell, row, caption in zip(cells, strip["item"], captions, strict=True):
-        cell.image(ctx.image_path(row), caption=caption.replace("\n", " · "), width="stretch")
+    missing = [
+        ui.show_image(cell, ctx, row, caption.replace("\n", " · "))
+        for cell, row, caption in zip(cells, strip["item"], captions, strict=True)
+    ]
+    ui.missing_images(ctx, missing)
     paths = [ctx.image_path(r) for r in strip["item"]]
     st.download_button(
         "Download the strip (PNG)",

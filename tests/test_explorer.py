@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explorer import data, runs, tables
+from explorer import data, runs, tables, thumbs
 from ivae.run import Run
 
 
@@ -218,3 +218,84 @@ def test_correlation_frame_and_retrieval_table():
     table = tables.retrieval_table(metrics["retrieval"])
     assert table.loc["recipe → image", "median rank"] == 3.0
     assert table.loc["image → recipe", "R@1 %"] == 40.0
+
+
+# --------------------------------------------------------------------------- thumbnails
+
+
+def write_image(path: Path, size: tuple[int, int], fmt: str, colour=(200, 80, 40)) -> Path:
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    pixels[: size[1] // 2] = colour  # half flat, half noise: a real encoder's work
+    Image.fromarray(pixels).save(path, format=fmt)
+    return path
+
+
+def decoded(uri: str):
+    import base64
+    import io
+
+    from PIL import Image
+
+    header, payload = uri.split(",", 1)
+    return header, Image.open(io.BytesIO(base64.b64decode(payload)))
+
+
+def test_small_images_pass_as_they_are_large_ones_are_shrunk(tmp_path):
+    small = write_image(tmp_path / "small.png", (64, 48), "PNG")
+    header, image = decoded(thumbs.thumbnail(small))
+    assert header == "data:image/png;base64" and image.size == (64, 48)
+    assert thumbs.thumbnail(small).endswith(
+        __import__("base64").b64encode(small.read_bytes()).decode()
+    )  # the file's own bytes
+    large = write_image(tmp_path / "large.jpg", (1600, 1200), "JPEG")
+    header, image = decoded(thumbs.thumbnail(large))
+    assert header == "data:image/jpeg;base64" and image.size == (thumbs.MAX_SIDE, 192)
+    assert len(thumbs.thumbnail(large)) < large.stat().st_size
+
+
+def test_a_rewritten_image_is_read_again_and_a_missing_one_is_named(tmp_path):
+    path = write_image(tmp_path / "dish.png", (32, 32), "PNG", colour=(255, 0, 0))
+    red = thumbs.thumbnail(path)
+    write_image(path, (40, 32), "PNG", colour=(0, 0, 255))
+    assert thumbs.thumbnail(path) != red and decoded(thumbs.thumbnail(path))[1].size == (40, 32)
+    path.unlink()
+    with pytest.raises(thumbs.MissingImageError, match="dish.png is missing"):
+        thumbs.thumbnail(path)
+
+
+def test_the_image_cache_is_bounded(tmp_path, monkeypatch):
+    from functools import lru_cache
+
+    assert thumbs.cache_info()["bound"] == thumbs.CACHE_IMAGES
+    bounded = lru_cache(maxsize=3)(thumbs._encoded.__wrapped__)
+    monkeypatch.setattr(thumbs, "_encoded", bounded)
+    for i in range(5):
+        thumbs.thumbnail(write_image(tmp_path / f"{i}.png", (16, 16), "PNG"))
+    assert thumbs.cache_info()["images"] == 3 and thumbs.cache_info()["bound"] == 3
+
+
+def test_pages_name_a_missing_image_and_the_command(tmp_path):
+    """Images moved away from the data set: the studio says which file and what to run, and
+    shows the rest of the page."""
+    from streamlit.testing.v1 import AppTest
+    from tiny_run import make_tiny_run
+
+    import ivae
+
+    tiny = make_tiny_run(tmp_path / "tiny")  # shared by the test session: put back below
+    images = ivae.load_run(tiny).data_dir() / "images"
+    aside = images.with_name("images-moved")
+    images.rename(aside)
+    try:
+        at = AppTest.from_file(str(runs.REPO_ROOT / "explorer" / "Home.py"), default_timeout=120)
+        at.session_state["run_path"] = str(tiny)
+        at.switch_page("../pages/studio.py").run()
+    finally:
+        aside.rename(images)
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert errors and all("ivae index" in e and str(images) in e for e in errors)
+    assert any("(image missing)" in c.value for c in at.caption)
+    assert at.slider(key="studio_z0").value is not None  # the rest of the page is there
