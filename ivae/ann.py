@@ -3,7 +3,11 @@
 An inverted-file (IVF) index splits the codes into ``nlist`` k-means cells (Jegou et al.
 2011; faiss, Douze et al. 2024). A query probes the ``nprobe`` cells whose centres are
 closest *under the query's own per-factor weights*, and every code in them is re-ranked
-exactly by ``ivae.index.NearestNeighbors``. Why IVF and not HNSW: the studio weights the
+exactly by ``ivae.index.NearestNeighbors``; then it scans, in a second round, the cells whose
+bounding box lies nearer (under the same weights) than the n-th best code found so far, up
+to ``EXTRA_PROBES * nprobe`` cells in all. Without that cap the answer would be exact; with
+it, a weighting far from uniform (one factor counted 4x) still finds the cells its squeezed
+ball reaches, which the centres alone rank too low. Why IVF and not HNSW: the studio weights the
 factors per query ("weight the moved factor", "hold the others"); an IVF probe can use those
 weights, an HNSW graph is fixed to the metric it was built with. The comparison is measured
 in ``bench/search_scale.py`` (docs/results.md, "Search beyond a million items").
@@ -24,6 +28,9 @@ from ivae.io import atomic_write
 
 ANN_THRESHOLD = 1_000_000  # above this many points search goes through faiss; at or below, exact
 ANN_FORMAT = 1  # bump when what is saved (or how it is read) changes
+# A query scans its nprobe nearest cells, then the cells whose bounding box is nearer than
+# the n-th best code found, up to this many times nprobe cells in all (bench/search_scale.py).
+EXTRA_PROBES = 8
 ANN_FILES = {
     "image": Path("index") / "ann-image.faiss",
     "recipe": Path("index") / "ann-recipe.faiss",
@@ -49,15 +56,19 @@ def default_params(n_points: int) -> IvfParams:
 
 
 class IvfCandidates:
-    """The cells of a built IVF index, as numpy: centres (nlist, k), member ids, offsets.
+    """The cells of a built IVF index, as numpy: centres (nlist, k), member ids, offsets, and
+    each cell's bounding box.
 
     The cells live in standardised space (codes times ``scale``, 1 / their spread), where the
     studio's "equal" weights are the plain metric. Only the cell memberships are kept; the
     faiss object (and its copy of the codes) is dropped, since candidates are re-ranked from
-    the exact codes.
+    the exact codes. The boxes (the least and greatest standardised code per cell and factor)
+    give, for any weights, a lower bound on the distance from a query to every member of a
+    cell: the second round of a search (``cells_within``) scans the cells that may still hold
+    a closer code than the first round found.
     """
 
-    def __init__(self, index, nprobe: int, scale: np.ndarray):
+    def __init__(self, index, nprobe: int, scale: np.ndarray, points: np.ndarray):
         import faiss
 
         self.scale = np.asarray(scale, dtype=np.float32)  # (k,)
@@ -70,22 +81,72 @@ class IvfCandidates:
             self.ids[self.offsets[cell] : self.offsets[cell + 1]] = ids
         self.centres = index.quantizer.reconstruct_n(0, index.nlist).astype(np.float32)
         self.nprobe = min(int(nprobe), index.nlist)
+        self.max_cells = min(EXTRA_PROBES * self.nprobe, index.nlist)
+        self.low, self.high = cell_boxes(points, self.ids, self.offsets, self.scale)
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def candidates(self, query: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-        """Ids of every code in the nprobe cells nearest ``query`` (k,) under ``weights``."""
+    def standard_weights(self, weights: np.ndarray | None) -> np.ndarray:
+        """(k,) the query's weights in standardised space."""
         ones = np.ones_like(self.scale)
-        weights = (ones if weights is None else weights) / self.scale**2  # in standardised space
-        d2 = ((self.centres - query * self.scale) ** 2) @ weights  # (nlist,)
-        # One factor weighted far above the rest ("emphasise") stretches the weighted ball
-        # across more cells: recall@8 fell to 0.989 at 1M, k = 16 with 48 cells; probing
-        # sqrt(max / mean weight) times more cells (at most 2x) restores it (docs/results.md).
-        boost = np.sqrt(np.clip(weights.max() / max(weights.mean(), 1e-12), 1.0, 4.0))
-        count = min(int(np.ceil(self.nprobe * boost)), len(self.centres))
-        probe = np.argpartition(d2, count - 1)[:count]
-        return np.concatenate([self.ids[self.offsets[c] : self.offsets[c + 1]] for c in probe])
+        return (ones if weights is None else weights) / self.scale**2
+
+    def first_cells(self, query: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        """The nprobe cells whose centres are nearest ``query`` (k,) under ``weights``."""
+        d2 = ((self.centres - query * self.scale) ** 2) @ self.standard_weights(weights)
+        return np.argpartition(d2, self.nprobe - 1)[: self.nprobe]
+
+    def cells_within(
+        self, query: np.ndarray, weights: np.ndarray | None, d2: float, probed: np.ndarray
+    ) -> np.ndarray:
+        """Cells not in ``probed`` that may hold a code nearer than squared distance ``d2``
+        (their box is nearer), nearest box first, at most ``max_cells`` with ``probed``."""
+        q = query * self.scale
+        outside = np.maximum(np.maximum(self.low - q, q - self.high), 0.0)  # (nlist, k)
+        bound = (outside * outside) @ self.standard_weights(weights)  # (nlist,)
+        bound[probed] = np.inf
+        cells = np.flatnonzero(bound < d2)
+        room = self.max_cells - len(probed)
+        if len(cells) > room:
+            cells = cells[np.argpartition(bound[cells], room - 1)[:room]] if room > 0 else cells[:0]
+        return cells
+
+    def members(self, cells: np.ndarray) -> np.ndarray:
+        """Ids of every code in ``cells``."""
+        if len(cells) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([self.ids[self.offsets[c] : self.offsets[c + 1]] for c in cells])
+
+    def candidates(self, query: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        """Ids of every code in the first round's cells."""
+        return self.members(self.first_cells(query, weights))
+
+
+def cell_boxes(
+    points: np.ndarray, ids: np.ndarray, offsets: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(nlist, k) least and greatest standardised code of each cell, read a block of cells at
+    a time (memory: one block's codes, not a copy of all)."""
+    nlist, k = len(offsets) - 1, points.shape[1]
+    low = np.full((nlist, k), np.inf, dtype=np.float32)
+    high = np.full((nlist, k), -np.inf, dtype=np.float32)
+    start = 0
+    while start < nlist:
+        stop = int(np.searchsorted(offsets, offsets[start] + (1 << 20), side="right"))
+        stop = min(max(stop - 1, start + 1), nlist)
+        rows = ids[offsets[start] : offsets[stop]]
+        order = np.argsort(rows)  # read in row order: sequential reads of a memory map
+        block = np.empty((len(rows), k), dtype=np.float32)
+        block[order] = np.take(points, rows[order], axis=0)
+        block *= scale
+        sizes = np.diff(offsets[start : stop + 1])
+        full = np.flatnonzero(sizes) + start
+        starts = (offsets[full] - offsets[start]).astype(np.int64)
+        low[full] = np.minimum.reduceat(block, starts, axis=0)
+        high[full] = np.maximum.reduceat(block, starts, axis=0)
+        start = stop
+    return low, high
 
 
 def build_ivf(points: np.ndarray, params: IvfParams, seed: int = 0):
@@ -177,7 +238,7 @@ def load_ann(path: Path, meta: dict | None, points: np.ndarray) -> IvfCandidates
         raise AnnFileError(f"{path} is unreadable ({str(error).splitlines()[0]})") from None
     if index.ntotal != len(points) or index.d != points.shape[1]:
         raise AnnFileError(f"{path} holds {index.ntotal} codes of {index.d}-d, not {points.shape}")
-    return IvfCandidates(index, meta["params"]["nprobe"], np.asarray(meta["scale"]))
+    return IvfCandidates(index, meta["params"]["nprobe"], np.asarray(meta["scale"]), points)
 
 
 def _minor(version: str | None) -> str:
