@@ -23,7 +23,9 @@ from ivae import distributed
 from ivae.checkpoint import CONFIG_VERSION
 from ivae.data.dataset import Dataset
 from ivae.data.paired import SKIPPED
+from ivae.encoding import encode_batched
 from ivae.evaluate import encode, evaluate, leakage
+from ivae.health import assess
 from ivae.io import save_torch, write_json, write_text
 from ivae.loader import EpochBatches, TrainRows, epoch_seed, train_loader
 from ivae.metrics import mcc
@@ -63,6 +65,11 @@ class TrainConfig:
     # "dihedral": each training image is flipped and turned by a random multiple of 90
     # degrees, which moves no factor of a top-down photo (orientation is a nuisance)
     augment: str = "none"
+    # Robust start (docs/method.md, "Training"): ``restarts`` initialisations each train
+    # ``restart_epochs`` epochs; the one with the best validation objective (the model's
+    # ``selection_score``) goes on, the others are dropped. 1: a single initialisation.
+    restarts: int = 1
+    restart_epochs: int = 2
 
     def __post_init__(self) -> None:
         checks = {
@@ -71,6 +78,8 @@ class TrainConfig:
             "lr": 0 < self.lr < 10,
             "device": self.device in ("auto", "cpu", "cuda"),
             "augment": self.augment in AUGMENTATIONS,
+            "restarts": self.restarts >= 1,
+            "restart_epochs": self.restart_epochs >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -78,7 +87,20 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, d: dict) -> TrainConfig:
+        """A saved run's options; runs saved before restarts existed had one start."""
+        d = {"restarts": 1, **d}
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+    @property
+    def candidate_epochs(self) -> int:
+        """Epochs each initialisation trains before the choice (0: there is no choice)."""
+        return min(self.restart_epochs, self.epochs) if self.restarts > 1 else 0
+
+
+def candidate_seed(seed: int, candidate: int) -> int:
+    """The initialisation seed of restart ``candidate``; candidate 0 is the run's own seed, so
+    a run with one start is the run it always was."""
+    return seed if candidate == 0 else (seed + 1) * 1_000_003 + candidate
 
 
 def resolve_device(name: str) -> torch.device:
@@ -164,12 +186,8 @@ class Trainer:
         self.progress, self.workers = progress and world.main, workers
         self.train_cfg = TrainConfig.from_json(config["train"])
         self.device = distributed.device_of(resolve_device(self.train_cfg.device), world)
-        torch.manual_seed(self.train_cfg.seed)
-        x, y = (Modality.from_json(config["data"][k]) for k in ("x", "y"))
-        model = build_model(config["model"], config["model_config"], x, y)
-        self.model: Model = model.to(self.device)
+        self.build(self.train_cfg.seed)
         self.config["model_config"] = self.model.config.to_json()  # defaults filled in
-        self.optimizer = optimizer(self.model, self.train_cfg)
         # The train split stays in the data set's arrays (memory-mapped or not): the loader
         # reads a batch at a time (ivae.loader). Backbone runs: ``views`` (N, V, F) float16
         # features of the V flips and quarter turns of every photo (x is view 0); augment
@@ -184,14 +202,28 @@ class Trainer:
         )
         self.batch = min(self.train_cfg.batch_size, len(train_rows))
         self.steps_per_epoch = len(train_rows) // self.batch
+        self.epoch, self.step, self.history = 0, 0, []
+        self.elapsed = 0.0
+        # The restarts (choose_start): the initialisations scored so far, the one in
+        # training, the best so far as (score, candidate, snapshot), and whether the choice
+        # is still being made.
+        self.restarts: list[dict] = []
+        self.candidate, self.kept, self.choosing = 0, None, False
+
+    def build(self, seed: int) -> None:
+        """A freshly initialised model (from ``seed``), its optimizer and its step module."""
+        torch.manual_seed(seed)
+        x, y = (Modality.from_json(self.config["data"][k]) for k in ("x", "y"))
+        model = build_model(self.config["model"], self.config["model_config"], x, y)
+        self.model: Model = model.to(self.device)
+        self.last_codes: np.ndarray | None = None  # the previous epoch's validation codes
+        self.optimizer = optimizer(self.model, self.train_cfg)
         self.step_module: torch.nn.Module = LossOf(self.model)
-        if world.size > 1:
+        if self.world.size > 1:  # every process builds the same model; DDP checks it
             self.step_module = torch.nn.parallel.DistributedDataParallel(
                 self.step_module,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
             )
-        self.epoch, self.step, self.history = 0, 0, []
-        self.elapsed = 0.0
 
     # ---- checkpoints -------------------------------------------------------------------
     def state(self) -> dict:
@@ -204,6 +236,10 @@ class Trainer:
             "history": self.history,
             "elapsed": self.elapsed,
             "rng": torch.get_rng_state(),
+            "restarts": self.restarts,
+            "candidate": self.candidate,
+            "kept": self.kept,
+            "choosing": self.choosing,
         }
 
     def restore(self, path: Path) -> None:
@@ -212,6 +248,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.history, self.elapsed = state["history"], state["elapsed"]
+        self.restarts = state.get("restarts", [])
+        self.candidate, self.kept = state.get("candidate", 0), state.get("kept")
+        self.choosing = state.get("choosing", False)
         torch.set_rng_state(state["rng"].cpu())
 
     def checkpoint(self) -> None:
@@ -297,45 +336,141 @@ class Trainer:
         count = max(1, self.steps_per_epoch)
         return distributed.mean_over_processes({f"train_{k}": v / count for k, v in sums.items()})
 
+    def val_terms(self, part: Dataset) -> dict[str, float]:
+        """Every named term of the objective on (the first 2048 items of) ``part``, in
+        batches of the training batch size: ``{"val_<term>": mean}``."""
+        self.model.eval()
+        n = min(len(part), 2048)
+        batch = {
+            "x": torch.from_numpy(np.asarray(part.x[:n])).to(self.device),
+            "y": torch.from_numpy(np.asarray(part.y[:n])).to(self.device),
+        }
+        terms: dict[str, list[float]] = {}  # with gradients: a Jacobian term needs them
+        for start in range(0, n, self.batch):
+            piece = {k: v[start : start + self.batch] for k, v in batch.items()}
+            if len(piece["x"]) < 2:
+                continue
+            for k, v in self.model.loss(piece).items():
+                terms.setdefault(f"val_{k}", []).append(float(v.detach()))
+        self.model.train()
+        return {k: float(np.mean(v)) for k, v in terms.items()}
+
     def validate(self) -> dict[str, float]:
+        """The validation row of history.csv: every term of the objective, the model's
+        ``val_score``, ``val_code_change`` (ivae.health) and, with true factors, ``val_mcc``."""
         if len(self.val_data) < 2:
             return {}
-        self.model.eval()
-        n = min(len(self.val_data), 2048)
-        batch = {
-            "x": torch.from_numpy(self.val_data.x[:n]).to(self.device),
-            "y": torch.from_numpy(self.val_data.y[:n]).to(self.device),
-        }
-        terms = {}
-        for start in range(0, n, self.batch):
-            part = {k: v[start : start + self.batch] for k, v in batch.items()}
-            if len(part["x"]) < 2:
-                continue
-            for k, v in self.model.loss(part).items():
-                terms.setdefault(f"val_{k}", []).append(float(v.detach()))
-        row = {k: float(np.mean(v)) for k, v in terms.items()}
+        row = self.val_terms(self.val_data)
+        terms = {k.removeprefix("val_"): v for k, v in row.items()}
+        row["val_score"] = float(self.model.selection_score(terms))
+        codes = self.val_codes()
+        if self.last_codes is not None:
+            row["val_code_change"] = 1.0 - mcc(self.last_codes, codes)["mcc"]
+        self.last_codes = codes
         if self.val_data.factors is not None:
+            self.model.eval()
             z, _, _ = encode(self.model, self.val_data, device=self.device)
             row["val_mcc"] = mcc(self.val_data.factors, z)["mcc"]
-        self.model.train()
+            self.model.train()
         return row
+
+    def val_codes(self, n: int = 2048) -> np.ndarray:
+        """The codes of the first ``n`` validation items (what val_code_change compares)."""
+        self.model.eval()
+        (z,) = encode_batched(self.model, "x", self.val_data.x[:n], self.batch, self.device)
+        self.model.train()
+        return z
 
     # ---- the whole run -----------------------------------------------------------------
     def fit(self) -> None:
         self.model.train()
+        fresh = self.epoch == 0 and self.step == 0 and not self.restarts
+        if self.choosing or (fresh and self.train_cfg.candidate_epochs):
+            self.choose_start()
         while self.epoch < self.train_cfg.epochs:
-            row = {"epoch": self.epoch + 1, **self.run_epoch()}
-            row.update(self.validate() if self.world.main else {})
-            row["seconds"] = round(self.elapsed, 2)
-            self.history.append(row)
-            self.epoch, self.step = self.epoch + 1, 0
+            self.train_epoch()
+
+    def train_epoch(self) -> None:
+        row = {"epoch": self.epoch + 1, **self.run_epoch()}
+        row.update(self.validate() if self.world.main else {})
+        row["seconds"] = round(self.elapsed, 2)
+        self.history.append(row)
+        self.epoch, self.step = self.epoch + 1, 0
+        self.checkpoint()
+        if self.world.main and not self.choosing:
+            write_text(self.out / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+        distributed.barrier()  # the others wait while rank 0 validates and writes
+        if self.progress:
+            shown = {k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_mcc")}
+            tqdm.write(f"epoch {row['epoch']}: {shown}")
+
+    def choose_start(self) -> None:
+        """Train ``restarts`` initialisations for ``candidate_epochs`` each and go on with the
+        one whose validation objective is best (``Model.selection_score``, known without the
+        true factors). Every process trains the same candidates and makes the same choice.
+        Checkpoints inside the choice hold the best candidate so far, so --resume continues
+        it at the candidate and step where it stopped."""
+        cfg = self.train_cfg
+        self.choosing = True
+        while True:
+            while self.epoch < cfg.candidate_epochs:
+                self.train_epoch()
+            self.score_candidate()
+            if self.candidate + 1 == cfg.restarts:
+                break
+            self.candidate += 1
+            self.build(candidate_seed(cfg.seed, self.candidate))
+            self.model.train()
+            self.epoch, self.step, self.history = 0, 0, []
             self.checkpoint()
-            if self.world.main:
-                write_text(self.out / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
-            distributed.barrier()  # the others wait while rank 0 validates and writes
-            if self.progress:
-                shown = {k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_mcc")}
-                tqdm.write(f"epoch {row['epoch']}: {shown}")
+        _, best, kept = self.kept
+        for tried in self.restarts:
+            tried["chosen"] = tried["candidate"] == best
+        self.model.load_state_dict(kept["model"])  # the candidates share one architecture
+        self.optimizer.load_state_dict(kept["optimizer"])
+        self.history, self.epoch, self.step = kept["history"], len(kept["history"]), 0
+        torch.set_rng_state(kept["rng"].cpu())
+        self.choosing, self.kept, self.last_codes = False, None, None
+        self.checkpoint()
+        if self.world.main:
+            write_text(self.out / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+
+    def score_candidate(self) -> None:
+        """Score the candidate just trained and keep a copy of it if it is the best so far."""
+        score = distributed.mean_over_processes({"s": self.selection_score()})["s"]
+        seed = candidate_seed(self.train_cfg.seed, self.candidate)
+        validation = {
+            k: v for k, v in self.history[-1].items() if k.startswith("val_") and k != "val_score"
+        }
+        self.restarts.append(
+            {"candidate": self.candidate, "seed": seed, "score": score, **validation}
+        )
+        if self.progress:
+            tqdm.write(
+                f"start {self.candidate + 1}/{self.train_cfg.restarts}: "
+                f"validation score {score:.4f}"
+            )
+        if self.kept is None or score > self.kept[0]:
+            self.kept = (score, self.candidate, self.snapshot())
+
+    def snapshot(self) -> dict:
+        """A copy of the candidate in training (weights, optimizer, history, RNG), in memory."""
+        return {
+            "model": _cloned(self.model.state_dict()),
+            "optimizer": _cloned(self.optimizer.state_dict()),
+            "history": list(self.history),
+            "rng": torch.get_rng_state(),
+        }
+
+    def selection_score(self) -> float:
+        """The model's score of the validation objective (higher is better), on every
+        process; the training objective's on the train split without a validation split."""
+        if len(self.val_data) >= 2:
+            found, prefix = self.val_terms(self.val_data), "val_"
+        else:
+            found, prefix = self.history[-1], "train_"
+        terms = {k.removeprefix(prefix): v for k, v in found.items() if k.startswith(prefix)}
+        return float(self.model.selection_score(terms))
 
     def finish(self, data: Dataset) -> dict:
         """Rank 0 writes model.pt and metrics.json and returns the metrics; the others {}."""
@@ -348,6 +483,11 @@ class Trainer:
         split = "test" if (data.split == "test").any() else "all"
         metrics = evaluate(self.model, data, split=split, device=self.device)
         metrics["train_seconds"] = round(self.elapsed, 2)
+        metrics["restarts"] = self.restarts
+        n_val = min(len(self.val_data), 2048, self.batch)  # the validation batches' B
+        metrics["health"] = assess(
+            self.history, self.restarts, math.log(n_val) if n_val > 1 else None
+        )
         # photos that could not be decoded: in no split, left out of training (ivae.data.paired)
         metrics["skipped_images"] = int(np.sum(data.split == SKIPPED))
         part = data.part(split)  # beyond the evaluate schema: what the dashboard also shows
@@ -455,3 +595,14 @@ def resume_mismatch(saved: dict, model: str, options: dict, train_fields: dict) 
     if not differ:
         return None
     return "it was trained with " + ", ".join(differ)
+
+
+def _cloned(state):
+    """A deep copy of an optimizer state dict's tensors (the lists and numbers are rebuilt)."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {k: _cloned(v) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_cloned(v) for v in state)
+    return state

@@ -130,6 +130,12 @@ class Model(nn.Module):
         """(B, ...) -> mean, logvar (B, k) of the Gaussian the query puts on the factors."""
         raise NotImplementedError
 
+    def selection_score(self, terms: dict[str, float]) -> float:
+        """How good a (briefly trained) model is by its validation objective's named terms
+        (``loss``'s keys), higher is better: what chooses among restarts (ivae.train). The
+        default is the objective itself."""
+        return -terms["loss"]
+
     def score(self, z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """(N, k) codes vs (M, k) query Gaussians -> (N, M) match scores, higher is better."""
         return pairwise_log_prob(z, mean, logvar)

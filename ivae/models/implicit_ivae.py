@@ -157,6 +157,13 @@ class ImplicitIVAE(Model):
         return self.prior(y)
 
     # ---- the objective -------------------------------------------------------------------
+    def selection_score(self, terms: dict[str, float]) -> float:
+        """The validation density ratio (eq. 3), not the whole loss: the likelihood's
+        log-volume can grow off the data manifold without better factors (docs/method.md,
+        pitfall 1), the ratio cannot exceed log B and is what identifies them. Measured
+        choice: docs/experiments.md, "Restarts"."""
+        return terms["ratio"]
+
     def _needs_jacobian(self) -> bool:
         c = self.config
         weights = (c.likelihood_weight, c.frobenius_weight)

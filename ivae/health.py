@@ -1,0 +1,70 @@
+"""Is a finished run probably good? Signals a user has without the true factors.
+
+A run can end in a poor optimum or before it has converged and still report a steady loss
+(docs/experiments.md, "Restarts and schedule"). Training therefore records, every epoch,
+``val_score`` (the validation objective by which restarts are chosen, ``Model.selection_score``)
+and ``val_code_change`` (1 - MCC between this epoch's validation codes and the previous
+epoch's: how far the factors still move), and ``assess`` turns the history into plain
+sentences. Every threshold is a constant here, with the measurement it comes from.
+"""
+
+from __future__ import annotations
+
+import math
+
+# Codes that still change by more than this per epoch over the last epochs have not settled:
+# converged toy runs change by < 0.002 per epoch at the end, runs that were still gaining
+# MCC by more than 0.01 per 5 epochs by more (docs/experiments.md, "Restarts and schedule").
+MOVING = 0.004
+LAST = 3  # epochs averaged at the end
+OVERFIT = 0.05  # the validation score fell from its best by more than this share of its range
+EMPTY = 0.05  # a density ratio below this share of log B: the codes say little of the query
+
+
+def assess(history: list[dict], restarts: list[dict], ratio_ceiling: float | None) -> dict:
+    """The health report of a run: its figures and a list of warnings (sentences).
+
+    ``history``: history.csv's rows; ``restarts``: the initialisations tried (ivae.train);
+    ``ratio_ceiling``: log B of the validation batches for a model with a density ratio."""
+    report: dict = {"warnings": []}
+    warn = report["warnings"].append
+    scores = [row["val_score"] for row in history if _finite(row.get("val_score"))]
+    if scores:
+        best = max(range(len(scores)), key=scores.__getitem__)
+        report["val_score"], report["best_epoch"] = scores[-1], best + 1
+        spread = max(scores) - min(scores)
+        if best < len(scores) - 1 and spread > 0 and max(scores) - scores[-1] > OVERFIT * spread:
+            warn(
+                f"The validation objective peaked at epoch {best + 1} and then fell "
+                f"({max(scores):.4g} to {scores[-1]:.4g}): the model overfits the training "
+                "split; train fewer epochs or on more data."
+            )
+    changes = [row["val_code_change"] for row in history if _finite(row.get("val_code_change"))]
+    if changes:
+        moving = sum(changes[-LAST:]) / len(changes[-LAST:])
+        report["code_change"] = moving
+        if len(changes) >= LAST and moving > MOVING:
+            warn(
+                f"The factors were still moving when training stopped (the validation codes "
+                f"changed by {moving:.3f} per epoch over the last {LAST} epochs; settled runs "
+                f"change by less than {MOVING}): the run has probably not converged. Train "
+                "longer (--epochs) and compare the two runs' factors."
+            )
+    ratio = history[-1].get("val_ratio") if history else None
+    if ratio_ceiling and _finite(ratio):
+        report["val_ratio"], report["ratio_ceiling"] = ratio, ratio_ceiling
+        report["ratio_share"] = ratio / ratio_ceiling
+        if ratio / ratio_ceiling < EMPTY:
+            warn(
+                f"The codes carry almost nothing about the conditioning input (validation "
+                f"density ratio {ratio:.3g} of a possible log B = {ratio_ceiling:.3g}): check "
+                "that the pairs are aligned, or train longer."
+            )
+    if len(restarts) > 1:
+        report["restart_scores"] = [r["score"] for r in restarts]
+    report["status"] = "poor" if report["warnings"] else "ok"
+    return report
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)

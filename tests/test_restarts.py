@@ -1,0 +1,128 @@
+"""Robust training: restarts chosen by the validation objective, and the run's health report."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from ivae.data import load_dataset
+from ivae.data.toy import write_toy
+from ivae.health import MOVING, assess
+from ivae.train import TrainConfig, Trainer, candidate_seed, train
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("toy") / "toy.npz"
+    write_toy(path, per_segment=40, segments=10, seed=2)
+    return load_dataset(path)
+
+
+OPTIONS = {"hidden": 16, "flow_layers": 2}
+
+
+def weights(run) -> dict:
+    return torch.load(run / "model.pt", weights_only=True)["state_dict"]
+
+
+def test_the_best_scoring_start_goes_on_and_every_start_is_reported(toy, tmp_path, monkeypatch):
+    scores = iter([0.1, 0.9, 0.5])  # the second initialisation scores best
+    monkeypatch.setattr(Trainer, "selection_score", lambda self: next(scores))
+    config = TrainConfig(epochs=3, batch_size=64, restarts=3, restart_epochs=1)
+    metrics = train(toy, tmp_path / "chosen", "implicit-ivae", OPTIONS, config, progress=False)
+    tried = metrics["restarts"]
+    assert [t["score"] for t in tried] == [0.1, 0.9, 0.5]
+    assert [t["chosen"] for t in tried] == [False, True, False]
+    assert [t["seed"] for t in tried] == [candidate_seed(0, c) for c in range(3)]
+    assert len(set(t["seed"] for t in tried)) == 3
+    history = (tmp_path / "chosen" / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 3  # the chosen start's epoch, then two more
+
+    # the same run from the chosen start's seed alone differs from the run from seed 0:
+    # the chosen weights are not candidate 0's
+    alone = TrainConfig(epochs=3, batch_size=64)
+    train(toy, tmp_path / "seed0", "implicit-ivae", OPTIONS, alone, progress=False)
+    chosen, first = weights(tmp_path / "chosen"), weights(tmp_path / "seed0")
+    assert any(not torch.equal(chosen[k], first[k]) for k in chosen)
+
+
+def test_one_start_is_the_run_it_always_was(toy, tmp_path):
+    """restarts=1 trains candidate 0 from the run's own seed: no choice, no extra epochs."""
+    config = TrainConfig(epochs=2, batch_size=64, restarts=1)
+    metrics = train(toy, tmp_path / "one", "implicit-ivae", OPTIONS, config, progress=False)
+    assert metrics["restarts"] == []
+    assert candidate_seed(7, 0) == 7
+    assert TrainConfig.from_json({"epochs": 3}).restarts == 1  # a run saved before restarts
+
+
+def test_a_run_interrupted_while_choosing_resumes_to_the_same_weights(toy, tmp_path, monkeypatch):
+    config = TrainConfig(epochs=3, batch_size=64, restarts=3, restart_epochs=1)
+    train(toy, tmp_path / "whole", "implicit-ivae", OPTIONS, config, progress=False)
+    step = Trainer.train_step
+
+    def interrupted(self, batch):
+        if self.candidate == 1 and self.step == 1:  # inside the second start
+            raise KeyboardInterrupt
+        return step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(toy, tmp_path / "parts", "implicit-ivae", OPTIONS, config, progress=False)
+    monkeypatch.setattr(Trainer, "train_step", step)
+    state = torch.load(tmp_path / "parts" / "last.pt", weights_only=True)
+    assert state["choosing"] and state["candidate"] == 1
+    train(toy, tmp_path / "parts", "implicit-ivae", resume=True, progress=False)
+    whole, parts = weights(tmp_path / "whole"), weights(tmp_path / "parts")
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)
+    metrics = json.loads((tmp_path / "parts" / "metrics.json").read_text())
+    assert [t["candidate"] for t in metrics["restarts"]] == [0, 1, 2]
+
+
+def test_history_and_metrics_carry_the_health_signal(toy, tmp_path):
+    config = TrainConfig(epochs=3, batch_size=64, restarts=1)
+    metrics = train(toy, tmp_path / "run", "implicit-ivae", OPTIONS, config, progress=False)
+    header = (tmp_path / "run" / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"val_score", "val_code_change"} <= set(header)
+    health = metrics["health"]
+    assert health["status"] in ("ok", "poor")
+    assert health["status"] == ("poor" if health["warnings"] else "ok")
+    n_val = int((toy.split == "val").sum())  # fewer than a batch: the ratio's B
+    assert health["ratio_ceiling"] == pytest.approx(math.log(min(64, n_val)))
+
+
+# ---- the health report: known answers ---------------------------------------------------
+def rows(scores, changes, ratio=3.0):
+    return [
+        {"epoch": i + 1, "val_score": s, "val_code_change": c, "val_ratio": ratio}
+        for i, (s, c) in enumerate(zip(scores, changes, strict=True))
+    ]
+
+
+def test_a_settled_run_is_healthy():
+    report = assess(rows([1.0, 2.0, 2.5, 2.6], [0.1, 0.001, 0.001, 0.001]), [], 5.0)
+    assert report["status"] == "ok" and report["warnings"] == []
+    assert report["code_change"] == pytest.approx(0.001)
+    assert report["ratio_share"] == pytest.approx(0.6)
+
+
+def test_codes_still_moving_are_reported():
+    moving = 2 * MOVING
+    report = assess(rows([1.0, 2.0, 2.5, 2.6], [0.1, moving, moving, moving]), [], 5.0)
+    assert report["status"] == "poor"
+    assert "still moving" in report["warnings"][0] and "--epochs" in report["warnings"][0]
+
+
+def test_a_falling_validation_objective_is_reported_as_overfitting():
+    report = assess(rows([1.0, 3.0, 2.0, 1.8], [0.1, 0.001, 0.001, 0.001]), [], 5.0)
+    assert report["best_epoch"] == 2
+    assert any("peaked at epoch 2" in w for w in report["warnings"])
+
+
+def test_codes_that_say_nothing_of_the_query_are_reported():
+    report = assess(rows([0.01, 0.01, 0.01], [0.001] * 3, ratio=0.01), [], 5.0)
+    assert any("almost nothing" in w for w in report["warnings"])
+    # a model without a density ratio: no ceiling, no such warning
+    assert not assess(rows([0.01] * 3, [0.001] * 3, ratio=0.01), [], None)["warnings"]
