@@ -87,6 +87,8 @@ def test_map_2d_small_and_shape():
 def test_map_2d_umap():
     z = np.random.default_rng(0).standard_normal((200, 4))
     assert map_2d(z).shape == (200, 2)
+    sampled = map_2d(z, sample=100)  # UMAP on 100 codes, the other 100 placed on its map
+    assert sampled.shape == (200, 2) and np.all(np.isfinite(sampled))
 
 
 class FakeRun:
@@ -136,6 +138,49 @@ def test_build_save_load_roundtrip(tmp_path, fast_map):
     assert hits[0] == 42
     recipe_hits, _ = loaded.nearest(loaded.y_mean[17], n=1, space="recipe")
     assert recipe_hits[0] == 17
+
+
+def test_saved_codes_are_memory_mapped_and_compressed_ones_still_read(tmp_path, fast_map):
+    from ivae.io import save_npz
+
+    run = FakeRun(tmp_path / "run")
+    built = build_index(run, progress=False)
+    loaded = load_index(run)
+    for name in ("ids", "z", "y_mean", "y_logvar", "map2d"):
+        assert isinstance(getattr(loaded, name), np.memmap), name
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(built, name))
+    assert loaded.z.dtype == np.float32 and not loaded.z.flags.writeable
+    with np.load(run.path / INDEX_FILE) as f:  # the same arrays, zip-compressed
+        save_npz(run.path / INDEX_FILE, {n: f[n] for n in f.files}, compressed=True)
+    again = load_index(run)
+    assert not isinstance(again.z, np.memmap)
+    np.testing.assert_array_equal(again.z, built.z)
+    np.testing.assert_array_equal(again.ids, built.ids)
+    data = (run.path / INDEX_FILE).read_bytes()
+    (run.path / INDEX_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(MissingIndexError, match="unreadable.*ivae index"):
+        load_index(run)
+
+
+def test_many_queries_scan_in_bounded_blocks(points, monkeypatch):
+    monkeypatch.setattr(index_module, "SCAN_ELEMENTS", 4096)  # 50 queries: blocks of 1024
+    queries = np.random.default_rng(5).standard_normal((50, 6)).astype(np.float32)
+    found, distances = NearestNeighbors(points).search(queries, n=3)
+    for query, row, d in zip(queries, found, distances):
+        expected, expected_d = brute_force(points, query, 3)
+        np.testing.assert_array_equal(row, expected)
+        np.testing.assert_allclose(d, expected_d, rtol=1e-3, atol=1e-3)
+
+
+def test_codes_off_the_sample_are_placed_among_their_neighbours():
+    rng = np.random.default_rng(6)
+    sample = rng.standard_normal((400, 4)).astype(np.float32)
+    positions = sample[:, :2] * 10  # a map that keeps the first two factors
+    placed = index_module.place_on_map(sample, sample, positions)
+    np.testing.assert_allclose(placed, positions, atol=1e-3)  # a sampled code lands on itself
+    others = rng.standard_normal((300, 4)).astype(np.float32) * 0.8
+    error = np.abs(index_module.place_on_map(others, sample, positions) - others[:, :2] * 10)
+    assert np.median(error) < 3.0  # near where the map puts their neighbours
 
 
 def test_missing_and_stale_index_say_what_to_run(tmp_path, fast_map):
