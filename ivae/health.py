@@ -68,3 +68,29 @@ def assess(history: list[dict], restarts: list[dict], ratio_ceiling: float | Non
 
 def _finite(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
+
+
+def summary(report: dict, restarts: list[dict]) -> str:
+    """The health report's figures in one sentence (the model report shows it)."""
+    parts = []
+    if "val_score" in report:
+        parts.append(
+            f"validation objective {report['val_score']:.4g} at the end, best at epoch "
+            f"{report['best_epoch']}"
+        )
+    if "ratio_share" in report:
+        parts.append(
+            f"density ratio {report['val_ratio']:.3g} of a possible "
+            f"{report['ratio_ceiling']:.3g} (log B)"
+        )
+    if "code_change" in report:
+        parts.append(f"codes changing by {report['code_change']:.4f} per epoch at the end")
+    if len(restarts) > 1:
+        chosen = next((r for r in restarts if r.get("chosen")), restarts[0])
+        scores = ", ".join(f"{r['score']:.4g}" for r in restarts)
+        parts.append(
+            f"{len(restarts)} initialisations tried (validation scores {scores}), "
+            f"start {chosen['candidate'] + 1} kept"
+        )
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "." if text else ""

@@ -9,6 +9,7 @@ import streamlit as st
 from explorer import tables, ui
 from explorer.runs import compare_runs
 from ivae.head import encoder_summary
+from ivae.health import summary as health_summary
 
 st.title("Model report")
 st.caption(
@@ -26,6 +27,22 @@ if terms:
 else:
     st.markdown(f"**Objective:** the {run.model_name} model's own (see docs/method.md).")
 
+metrics = run.metrics
+health = metrics.get("health")
+st.subheader("Health")
+if not health:
+    st.caption("This run was trained before runs reported their health; retrain it to get one.")
+else:
+    for warning in health["warnings"]:
+        st.warning(warning, icon="⚠️")
+    if not health["warnings"]:
+        st.success(
+            "No sign of a poor run: the factors had settled when training stopped and the "
+            "validation objective did not fall from its best.",
+            icon="✅",
+        )
+    st.caption(health_summary(health, metrics.get("restarts") or []))
+
 st.subheader("Training curves")
 history = run.history
 if history.empty or "epoch" not in history:
@@ -41,7 +58,6 @@ else:
             key="report_history",
         )
 
-metrics = run.metrics
 st.subheader("Identifiability")
 frame = tables.correlation_frame(metrics, ctx.names)
 if not metrics:

@@ -259,3 +259,28 @@ def test_studio_photo_start_uses_the_same_check(checked_run):
     at.run()
     assert_ok(at)
     assert not any("unlike the dishes" in w.value for w in at.warning)
+
+
+def test_the_model_report_says_when_a_run_is_probably_poor(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    sentence = "The factors were still moving when training stopped (test)."
+    restarts = [
+        {"candidate": 0, "seed": 0, "score": 0.5, "chosen": False},
+        {"candidate": 1, "seed": 9, "score": 0.9, "chosen": True},
+    ]
+    health = {"warnings": [sentence], "status": "poor", "val_score": 0.9, "best_epoch": 3}
+    metrics.update(health=health, restarts=restarts)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    at = app(run, "model_report")
+    assert_ok(at)
+    assert [w.value for w in at.warning] == [sentence]
+    caption = " ".join(c.value for c in at.caption)
+    assert "2 initialisations tried" in caption and "start 2 kept" in caption
+
+    del metrics["health"]  # a run from before health reports: said so, no crash
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    at = app(run, "model_report")
+    assert_ok(at)
+    assert "before runs reported their health" in " ".join(c.value for c in at.caption)
