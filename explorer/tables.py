@@ -24,30 +24,47 @@ def true_factor_columns(items: pd.DataFrame) -> list[str]:
 
 
 def atlas_table(
-    z: np.ndarray, map2d: np.ndarray, names: list[str], items: pd.DataFrame, titles: np.ndarray
+    z: np.ndarray,
+    map2d: np.ndarray,
+    names: list[str],
+    items: pd.DataFrame,
+    titles: np.ndarray,
+    rows: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """One row per item: learned factors (named), map position, title, row number, the true
-    factors (``true <name>``) and the dish type when the data has them."""
-    table = pd.DataFrame(z, columns=names)
-    table["map x"], table["map y"] = map2d[:, 0], map2d[:, 1]
-    table["title"] = titles
-    table["row"] = np.arange(len(table))
+    """One row per item (of ``rows`` when given, else all): learned factors (named), map
+    position, title, index row, the true factors (``true <name>``) and the dish type when the
+    data has them."""
+    rows = np.arange(len(z)) if rows is None else np.asarray(rows)
+    table = pd.DataFrame(np.asarray(z[rows]), columns=names)
+    table["map x"], table["map y"] = map2d[rows, 0], map2d[rows, 1]
+    table["title"] = titles[rows]
+    table["row"] = rows
+    chosen = items.iloc[rows]
     for column in true_factor_columns(items):
-        table["true " + column.split(".", 1)[1]] = items[column].to_numpy()
+        table["true " + column.split(".", 1)[1]] = chosen[column].to_numpy()
     if "dish" in items:
-        table["dish type"] = items["dish"].astype(str).to_numpy()
+        table["dish type"] = chosen["dish"].astype(str).to_numpy()
     return table
+
+
+def sample_rows(n: int, at_most: int, seed: int = 0) -> np.ndarray:
+    """All n rows, or a seeded sorted sample of ``at_most`` of them (a plotting budget)."""
+    if n <= at_most:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, at_most, replace=False))
+
+
+def density(map2d: np.ndarray, bins: int = 160) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bins, bins) counts of map positions (rows: y) and the x and y bin centres."""
+    counts, x_edges, y_edges = np.histogram2d(map2d[:, 0], map2d[:, 1], bins=bins)
+    centres = [(edges[:-1] + edges[1:]) / 2 for edges in (x_edges, y_edges)]
+    return counts.T, centres[0], centres[1]
 
 
 def colour_options(table: pd.DataFrame, names: list[str]) -> list[str]:
     """Columns of an atlas table to colour points by: factors, true factors, dish type."""
     options = names + [c for c in table.columns if c.startswith("true ")]
     return options + (["dish type"] if "dish type" in table else [])
-
-
-def at_most(table: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
-    """The table, or a seeded sample of n rows of it when it is longer (plotting budget)."""
-    return table if len(table) <= n else table.sample(n, random_state=seed)
 
 
 def recipe_table(

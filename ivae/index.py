@@ -344,7 +344,7 @@ def read_index(path: Path) -> Index:
 
 
 def mapped_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Arrays of an .npz as read-only memory maps where stored uncompressed, read otherwise;
+    """Arrays of an .npz as memory maps where stored uncompressed, read otherwise;
     codes as float32 and ids as str. KeyError naming a missing array."""
     import zipfile
 
@@ -378,7 +378,8 @@ def _mapped_member(path: Path, raw, info) -> np.ndarray | None:
     shape, fortran, dtype = read_header(raw)
     if fortran or dtype.hasobject or 0 in shape:
         return None
-    return np.memmap(path, dtype=dtype, mode="r", offset=raw.tell(), shape=shape)
+    # copy-on-write: torch takes it as it is (it warns on read-only arrays); the file never changes
+    return np.memmap(path, dtype=dtype, mode="c", offset=raw.tell(), shape=shape)
 
 
 def load_index(run) -> Index:
@@ -417,13 +418,18 @@ def _load_anns(index: Index, run_path: Path, command: str) -> dict:
 
 def load_items(directory: Path, ids: np.ndarray | None = None) -> pd.DataFrame:
     """The dataset's items table (no image decoding), in the order of ``ids`` (an index's
-    rows) when given; ValueError saying to rebuild the index when the data lacks some ids."""
-    from ivae.data.paired import read_items
+    rows) when given; ValueError saying to rebuild the index when the data lacks some ids.
 
-    items = read_items(Path(directory))
+    The table is memory-mapped (``mapped_items``): its columns are Arrow arrays over a file,
+    so a million recipes' texts and ingredients stay on disk until rows of them are shown.
+    """
+    items = mapped_items(Path(directory))
     if ids is None:
-        return items.reset_index(drop=True)
-    position = pd.Series(np.arange(len(items)), index=items["id"].astype(str))
+        return items
+    item_ids = items["id"].astype(str).to_numpy()
+    if len(item_ids) == len(ids) and np.array_equal(item_ids, ids):
+        return items  # the index's own order: no copy
+    position = pd.Series(np.arange(len(items)), index=item_ids)
     missing = [i for i in ids[:5] if i not in position.index]
     if missing or len(set(ids) - set(position.index)):
         raise ValueError(
@@ -431,3 +437,60 @@ def load_items(directory: Path, ids: np.ndarray | None = None) -> pd.DataFrame:
             "rebuild the index with `ivae index RUN_DIR --data PATH`"
         )
     return items.iloc[position.loc[ids].to_numpy()].reset_index(drop=True)
+
+
+ITEMS_CACHE = Path(".cache") / "items.arrow"  # in the data set's folder, beside the images'
+
+
+def mapped_items(directory: Path) -> pd.DataFrame:
+    """``items.parquet`` as a DataFrame of Arrow columns memory-mapped from an Arrow file,
+    written once under ``.cache/`` (streamed a batch at a time, each batch validated) and
+    rewritten when the parquet changes; read into memory as before when the folder is not
+    writable."""
+
+    from ivae.data.paired import ITEMS, read_items
+
+    source = directory / ITEMS
+    if not source.is_file():
+        return read_items(directory)  # its message says what is missing
+    stamp = f"{source.stat().st_size}:{source.stat().st_mtime_ns}".encode()
+    cache = directory / ITEMS_CACHE
+    table = _open_items_cache(cache, stamp)
+    if table is None:
+        try:
+            _write_items_cache(source, cache, stamp)
+        except OSError:
+            return read_items(directory).reset_index(drop=True)
+        table = _open_items_cache(cache, stamp)
+    return table.to_pandas(types_mapper=pd.ArrowDtype, split_blocks=True, self_destruct=False)
+
+
+def _open_items_cache(cache: Path, stamp: bytes):
+    import pyarrow as pa
+
+    if not cache.is_file():
+        return None
+    try:
+        table = pa.ipc.open_file(pa.memory_map(str(cache))).read_all()
+    except (OSError, pa.ArrowInvalid):
+        return None
+    return table if (table.schema.metadata or {}).get(b"source") == stamp else None
+
+
+def _write_items_cache(source: Path, cache: Path, stamp: bytes) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ivae.data.paired import validate_items
+    from ivae.io import atomic_write
+
+    parquet = pq.ParquetFile(source)
+    schema = parquet.schema_arrow.with_metadata({b"source": stamp})
+
+    def write(handle) -> None:
+        with pa.ipc.new_file(handle, schema) as writer:
+            for batch in parquet.iter_batches(batch_size=65536):
+                validate_items(batch.to_pandas(), source)
+                writer.write_batch(batch.replace_schema_metadata(schema.metadata))
+
+    atomic_write(cache, write)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -9,7 +10,7 @@ import streamlit as st
 
 from explorer import tables, ui
 
-MAX_POINTS = 20000
+MAX_POINTS = 50_000  # drawn as points; above this many dishes the rest show as a density
 
 st.title("Factor atlas")
 st.caption(
@@ -21,12 +22,23 @@ ctx = ui.require_context()
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def atlas(key: tuple, names: list[str]) -> pd.DataFrame:
-    return tables.atlas_table(ctx.index.z, ctx.index.map2d, names, ctx.items, ctx.titles)
+    rows = tables.sample_rows(len(ctx.index), MAX_POINTS)
+    return tables.atlas_table(ctx.index.z, ctx.index.map2d, names, ctx.items, ctx.titles, rows)
 
 
-table = atlas(ctx.key, ctx.names)
-shown = tables.at_most(table, MAX_POINTS)
-colour_options = tables.colour_options(table, ctx.names)
+@st.cache_data(show_spinner=False, max_entries=4)
+def density(key: tuple) -> tuple:
+    return tables.density(ctx.index.map2d)
+
+
+shown = atlas(ctx.key, ctx.names)
+sampled = len(shown) < len(ctx.index)
+if sampled:
+    st.caption(
+        f"{len(shown):,} of the {len(ctx.index):,} dishes are drawn as points (a fixed random "
+        "sample); the grey shade underneath is the density of all of them."
+    )
+colour_options = tables.colour_options(shown, ctx.names)
 colour = st.selectbox("Colour by", colour_options, key="atlas_colour")
 figure = px.scatter(
     shown,
@@ -40,6 +52,13 @@ figure = px.scatter(
     height=560,
 )
 figure.update_traces(marker={"size": 5, "opacity": 0.8})
+if sampled:
+    counts, x_centres, y_centres = density(ctx.key)
+    shade = go.Heatmap(
+        z=np.log1p(counts), x=x_centres, y=y_centres, colorscale="Greys", showscale=False,
+        hoverinfo="skip", zsmooth="best",
+    )  # fmt: skip
+    figure.data = (shade, *figure.data)  # underneath the points
 figure.update_layout(dragmode="lasso", margin={"l": 10, "r": 10, "t": 10, "b": 10})
 event = st.plotly_chart(figure, key="atlas_map", on_select="rerun", selection_mode=("lasso", "box"))
 
@@ -52,7 +71,9 @@ else:
     ui.image_grid(ctx, selected[:12], columns=6)
     overlay = go.Figure()
     factor = st.selectbox("Histogram of", ctx.names, key="atlas_hist_factor")
-    for name, values in (("all dishes", table[factor]), ("selected", table[factor].iloc[selected])):
+    j = ctx.names.index(factor)
+    everyone = "all dishes" + (" (the drawn sample)" if sampled else "")
+    for name, values in ((everyone, shown[factor]), ("selected", ctx.index.z[selected, j])):
         overlay.add_trace(
             go.Histogram(
                 x=values, name=name, histnorm="probability density", opacity=0.6, nbinsx=40
@@ -63,7 +84,7 @@ else:
 
 st.subheader("Factor against factor")
 st.caption("The same dishes on real axes: two learned factors, or a learned against a true one.")
-axes = ctx.names + [c for c in table.columns if c.startswith("true ")]
+axes = ctx.names + [c for c in shown.columns if c.startswith("true ")]
 c1, c2, c3 = st.columns(3)
 x_axis = c1.selectbox("x", axes, index=0, key="atlas_x")
 y_axis = c2.selectbox("y", axes, index=min(1, len(axes) - 1), key="atlas_y")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer import ui
+from explorer import tables, ui
 from ivae import cards
 from ivae.factors import agreement, minimal_pairs, poles
 
@@ -21,9 +21,14 @@ st.caption(
 ctx = ui.require_context()
 
 
+WORD_SAMPLE = 50_000  # recipes the word associations are counted on (all, up to this many)
+
+
 @st.cache_data(show_spinner="Relating recipe words to the factors…", max_entries=4)
 def words(key: tuple) -> pd.DataFrame:
-    return cards.word_associations(ctx.items["text"].astype(str).tolist(), ctx.index.z)
+    rows = tables.sample_rows(len(ctx.index), WORD_SAMPLE)
+    texts = ctx.items["text"].iloc[rows].astype(str).tolist()
+    return cards.word_associations(texts, ctx.index.z[rows])
 
 
 @st.cache_data(show_spinner="Finding minimal pairs…", max_entries=32)

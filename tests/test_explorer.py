@@ -173,7 +173,22 @@ def test_atlas_table(items):
     assert table["title"].iat[2] == "Pea salad" and table["dish type"].iat[1] == "curry"
     options = tables.colour_options(table, ["heat", "factor 2"])
     assert options == ["heat", "factor 2", "true heat", "dish type"]
-    assert len(tables.at_most(table, 2)) == 2 and tables.at_most(table, 5) is table
+    part = tables.atlas_table(z, z[:, ::-1], ["heat", "factor 2"], items, titles, np.array([2, 0]))
+    assert part["row"].tolist() == [2, 0] and part["heat"].tolist() == [4, 0]
+    assert part["title"].iat[0] == "Pea salad" and part["true heat"].tolist() == [0.2, 0.1]
+    assert part["dish type"].tolist() == ["salad", "soup"]
+
+
+def test_sample_rows_and_density():
+    assert tables.sample_rows(5, 10).tolist() == [0, 1, 2, 3, 4]
+    rows = tables.sample_rows(1000, 50)
+    assert len(rows) == 50 == len(set(rows)) and np.all(np.diff(rows) > 0) and rows.max() < 1000
+    assert np.array_equal(rows, tables.sample_rows(1000, 50))  # the same sample every time
+    points = np.random.default_rng(0).normal(size=(5000, 2)) * [1.0, 3.0]
+    counts, x, y = tables.density(points, bins=20)
+    assert counts.shape == (20, 20) and counts.sum() == 5000
+    assert np.ptp(y) > 2 * np.ptp(x)  # rows are y: the wider axis
+    assert counts[10, 10] > counts[0, 0]  # denser in the middle
 
 
 def test_recipe_table(items):

@@ -149,7 +149,9 @@ def test_saved_codes_are_memory_mapped_and_compressed_ones_still_read(tmp_path, 
     for name in ("ids", "z", "y_mean", "y_logvar", "map2d"):
         assert isinstance(getattr(loaded, name), np.memmap), name
         np.testing.assert_array_equal(getattr(loaded, name), getattr(built, name))
-    assert loaded.z.dtype == np.float32 and not loaded.z.flags.writeable
+    assert loaded.z.dtype == np.float32
+    loaded.z[0] = 99.0  # copy-on-write: the saved index does not change
+    assert load_index(run).z[0, 0] == built.z[0, 0]
     with np.load(run.path / INDEX_FILE) as f:  # the same arrays, zip-compressed
         save_npz(run.path / INDEX_FILE, {n: f[n] for n in f.files}, compressed=True)
     again = load_index(run)
@@ -214,3 +216,37 @@ def test_load_items_aligns_to_index_ids(tmp_path):
     assert aligned["id"].tolist() == ["c", "a", "b"]
     with pytest.raises(ValueError, match="ivae index"):
         load_items(tmp_path, np.array(["a", "zzz"]))
+    same = load_items(tmp_path, np.array(["a", "b", "c"]))
+    assert same["text"].tolist() == ["x", "y", "z"]
+
+
+def test_items_are_memory_mapped_from_a_cache_that_follows_the_parquet(tmp_path):
+    import pyarrow as pa
+
+    from ivae.data.paired import write_paired
+
+    items = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "image": ["a.png", "b.png"],
+            "text": ["soup", "stew"],
+            "split": ["train", "test"],
+            "ingredients": [["salt", "beans"], ["beef"]],
+        }
+    )
+    for name in items["image"]:
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    write_paired(tmp_path, items, {"name": "t", "factor_names": []})
+    loaded = load_items(tmp_path)
+    cache = tmp_path / index_module.ITEMS_CACHE
+    assert cache.is_file() and isinstance(loaded["text"].dtype, pd.ArrowDtype)
+    assert list(loaded["ingredients"].iloc[0]) == ["salt", "beans"]
+    written = cache.stat().st_mtime_ns
+    load_items(tmp_path)
+    assert cache.stat().st_mtime_ns == written  # reused, not rewritten
+    items.loc[1, "text"] = "stew with more beans"
+    write_paired(tmp_path, items, {"name": "t", "factor_names": []})
+    assert load_items(tmp_path)["text"].tolist() == ["soup", "stew with more beans"]
+    cache.write_bytes(b"garbage")  # a damaged cache is written again
+    assert load_items(tmp_path)["id"].tolist() == ["a", "b"]
+    assert pa.ipc.open_file(pa.memory_map(str(cache))).read_all().num_rows == 2
