@@ -44,21 +44,50 @@ def memory_kb(pid: int) -> dict[str, int]:
     return values
 
 
-def slider_latency(page, server, run: Path, moves: int) -> list[float]:
-    """Seconds from a slider key press to the new nearest dish shown, ``moves`` times.
+def slider_latency(page, server, run: Path, moves: int) -> dict[str, list[float]]:
+    """Seconds from a slider key press to the new nearest dish shown, ``moves`` times, and
+    where they go: per move, milliseconds from the key press to the browser sending the new
+    value (``sent``), to the server's first reply (``first_reply``) and its last reply before
+    the new dish showed (``last_reply``), and the server's CPU milliseconds (``server_cpu``).
 
     Each move steps a factor a tenth of its range toward its farther end (PageUp /
     PageDown), two moves per factor, factor after factor, so the results change every time;
     the next move waits until the page is idle again."""
+    frames: list[tuple[str, float]] = []
+    page.on(
+        "websocket",
+        lambda ws: (
+            ws.on("framesent", lambda _: frames.append(("sent", time.perf_counter()))),
+            ws.on("framereceived", lambda _: frames.append(("reply", time.perf_counter()))),
+        ),
+    )
     open_studio(page, server, run)
     k = page.locator("[data-testid='stSlider'] input[type='range']").count() - 1  # - "Steps"
-    times = []
+    out: dict[str, list[float]] = {
+        "seconds": [], "sent": [], "first_reply": [], "last_reply": [], "server_cpu": [],
+    }  # fmt: skip
     for i in range(moves + 2):
+        cpu, frames[:] = cpu_ms(server.pid), []
+        start = time.perf_counter()
         seconds = move_slider(page, f"studio_z{(i // 2) % k}")
+        shown = start + seconds
         wait_idle(page, quiet_ms=500)
-        if i >= 2:  # the first two load the slider's code and warm the caches
-            times.append(seconds)
-    return times
+        if i < 2:  # the first two load the slider's code and warm the caches
+            continue
+        sent = [t for kind, t in frames if kind == "sent" and t <= shown]
+        replies = [t for kind, t in frames if kind == "reply" and t <= shown]
+        out["seconds"].append(seconds)
+        out["server_cpu"].append(cpu_ms(server.pid) - cpu)
+        for name, times in (("sent", sent[:1]), ("first_reply", replies[:1]),
+                            ("last_reply", replies[-1:])):  # fmt: skip
+            out[name].append((times[0] - start) * 1e3 if times else float("nan"))
+    return out
+
+
+def cpu_ms(pid: int) -> float:
+    """User + system CPU milliseconds a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1e3 / os.sysconf("SC_CLK_TCK")
 
 
 def open_studio(page, server, run: Path, timeout_ms: float = 180_000) -> None:

@@ -7,7 +7,14 @@
 (d) later launch (data and index on disk) -> studio results visible: <= 15 s;
 (e) dashboard process memory after every page has been used: <= 1.5 GB;
 (f) 8 concurrent browser sessions moving sliders for 60 s: no error, p95 reported;
-(g) with ``--fresh-clone``: git clone -> ``make run`` -> usable dashboard: <= 5 min.
+(g) with ``--fresh-clone``: git clone -> ``make run`` -> usable dashboard: <= 5 min;
+(a) at 10M items: the approximate search (bench/search_scale.py's codes and queries), median
+    <= 20 ms and recall@8 >= 0.99, unweighted and with the studio's weightings;
+(h) a synthetic run of a million dishes (bench/big_run.py): every page, memory <= 2 GB,
+    slider -> screen median <= 300 ms.
+
+Every part's figures are kept in docs/latency.json with their date; ``--parts`` measures
+some of them again and the table is written from all, each row with the date it was measured.
 
 The table goes into docs/results.md between ``<!-- latency:begin -->`` and
 ``<!-- latency:end -->``. Every server and browser is local (127.0.0.1) and stopped at the
@@ -18,6 +25,7 @@ medians move with it.
     .venv/bin/python -m bench.latency --run runs/kitchen    # on another run
     .venv/bin/python -m bench.latency --fresh-clone         # and (g): several minutes
     .venv/bin/python -m bench.latency --quick               # smoke run; results.md untouched
+    .venv/bin/python -m bench.latency --parts slider,big    # these rows again, the rest kept
 """
 
 from __future__ import annotations
@@ -36,10 +44,19 @@ import numpy as np
 
 from bench import dashboard
 from bench.common import ROOT, command, load_average, shown, write_section
+from bench.latency_report import BIG_RUN, render
 from tests.browser.driver import HOME, VIEWPORT, launch_browser, start_server
 
 DEFAULT_RUN = ROOT / "assets" / "default-run"
-PARTS = ("nn", "photo", "slider", "launch", "memory", "concurrent")
+STORE = ROOT / "docs" / "latency.json"  # every part's last figures, with their dates
+PARTS = ("nn", "photo", "slider", "launch", "memory", "concurrent", "nn10m", "big")
+# what each part writes into the results (the keys a partial run replaces)
+PART_KEYS = {
+    "nn": ("nn",), "photo": ("photo",), "slider": ("slider", "script_ms"),
+    "launch": ("launch",), "memory": ("memory",),
+    "concurrent": ("concurrent", "memory_after_concurrent"), "nn10m": ("nn10m",),
+    "big": ("big",), "fresh_clone": ("fresh_clone",),
+}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- helpers
@@ -110,6 +127,25 @@ def bench_nn(sizes: list[int], dims: list[int], queries: int) -> list[dict]:
                 row = nn_latency(n_items, dim, queries=queries, weighted=weighted)
                 row["load"] = load_average()
                 rows.append(row)
+    return rows
+
+
+def bench_nn10m(items: int, dims: list[int], queries: int) -> list[dict]:
+    """The approximate search at ``items`` codes (bench/search_scale.py's mixture codes and
+    studio queries, built, saved and loaded as ``ivae index`` and the dashboard do): recall@8
+    and milliseconds per query, unweighted and under the studio's two weightings."""
+    import tempfile
+
+    from bench import search_scale
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for dim in dims:
+            points = search_scale.mixture_codes(items, dim)
+            asked, moved = search_scale.studio_queries(points, queries)
+            found = search_scale.ivf_rows(points, asked, moved, Path(folder))
+            rows += [row | {"load": load_average()} for row in found]
+            del points
     return rows
 
 
@@ -203,158 +239,6 @@ def script_rerun_ms(run: Path, moves: int) -> list[float]:
     return times
 
 
-# --------------------------------------------------------------------------- report
-
-
-def yes(ok: bool) -> str:
-    return "yes" if ok else "**no**"
-
-
-def row(part: str, target: str, goal: str, measured: str, met: str, load: float | None) -> str:
-    return f"| {part} | {target} | {goal} | {measured} | {met} | " + (
-        "— |" if load is None else f"{load:.1f} |"
-    )
-
-
-def search_rows(r: dict) -> list[str]:
-    rows = []
-    for size, goal in ((100_000, 20), (1_000_000, 150)):
-        cases = [c for c in r.get("nn", []) if c["n_items"] == size]
-        if cases:
-            worst = max(cases, key=lambda c: c["median_ms"])
-            exact = all(c["exact"] for c in cases)
-            measured = (
-                f"{worst['median_ms']:.1f} ms median, the slowest of k = 8, 16 with and "
-                f"without weights (p95 {worst['p95_ms']:.1f} ms); exact: {yes(exact)}"
-            )
-            met = yes(worst["median_ms"] <= goal and exact)
-            rows.append(row("a", f"nearest-neighbour query, {size:,} items", f"≤ {goal} ms",
-                            measured, met, worst["load"]))  # fmt: skip
-    photos = r.get("photo", [])
-    for p in photos[:2]:  # the dashboard's own thread count; the rest in the detail table
-        measured = f"{p['total']:.1f} ms median (p95 {p['p95_ms']:.1f} ms)"
-        rows.append(row("b", f"photo → factors, decode included ({p['photo']}, "
-                        f"{p['kb']:.0f} kB)", "≤ 300 ms", measured, yes(p["total"] <= 300),
-                        p["load"]))  # fmt: skip
-    return rows
-
-
-def browser_rows(r: dict) -> list[str]:
-    rows = []
-    if "slider" in r:
-        s, script = r["slider"], r.get("script_ms")
-        alone = f"; the studio script alone: {statistics.median(script):.0f} ms" if script else ""
-        measured = (
-            f"{s['median_s'] * 1e3:.0f} ms median, p95 {s['p95_s'] * 1e3:.0f} ms "
-            f"({len(s['seconds'])} moves{alone})"
-        )
-        rows.append(row("c", "slider → nearest dishes on screen", "median ≤ 300 ms", measured,
-                        yes(s["median_s"] <= 0.3), s["load"]))  # fmt: skip
-    if "launch" in r:
-        times = [x["usable_s"] for x in r["launch"]]
-        healthy = statistics.median(x["healthy_s"] for x in r["launch"])
-        median = statistics.median(times)
-        measured = (
-            f"{median:.1f} s median of {len(times)} (max {max(times):.1f} s; server healthy "
-            f"after {healthy:.1f} s)"
-        )
-        rows.append(row("d", "later launch → studio results visible", "≤ 15 s", measured,
-                        yes(median <= 15), r["launch"][-1]["load"]))  # fmt: skip
-    if "memory" in r:
-        m, after = r["memory"], r.get("memory_after_concurrent")
-        measured = f"VmRSS {m['VmRSS'] / 1024:.0f} MB, peak {m['VmHWM'] / 1024:.0f} MB"
-        if after:
-            measured += (
-                f"; after the {r['concurrent']['sessions']} sessions of (f): "
-                f"{after['VmRSS'] / 1024:.0f} MB, peak {after['VmHWM'] / 1024:.0f} MB"
-            )
-        peak = max(m["VmHWM"], (after or m)["VmHWM"]) / 1024
-        rows.append(row("e", "dashboard memory after every page", "≤ 1.5 GB", measured,
-                        yes(peak <= 1536 and not m["problems"]), m["load"]))  # fmt: skip
-    if "concurrent" in r:
-        c = r["concurrent"]
-        measured = (
-            f"{c['moves']} moves, {len(c['errors'])} errors; median {c['median_s'] * 1e3:.0f}"
-            f" ms, p95 {c['p95_s'] * 1e3:.0f} ms per move"
-        )
-        rows.append(row("f", f"{c['sessions']} sessions moving sliders for {c['seconds']:.0f} s",
-                        "no error", measured, yes(not c["errors"] and c["moves"] > 0),
-                        c["load"]))  # fmt: skip
-    return rows
-
-
-def clone_row(r: dict) -> str:
-    g = r.get("fresh_clone")
-    target, goal = "fresh clone → `make run` → studio results", "≤ 5 min"
-    if not g:
-        return row("g", target, goal, "not run this time (`--fresh-clone`)", "—", None)
-    if "total_s" not in g:
-        phases = ", ".join(f"{name} {sec:.0f} s" for name, sec in g["phases"].items())
-        return row("g", target, goal, f"{phases}; then not measurable: {g['note']}", "—", None)
-    phases = ", ".join(f"{name} {sec:.0f} s" for name, sec in g["phases"].items())
-    measured = f"{g['total_s'] / 60:.1f} min ({phases})"
-    return row("g", target, goal, measured, yes(g["total_s"] <= 300), g["load"])
-
-
-def detail_tables(r: dict) -> list[str]:
-    lines = []
-    if r.get("nn"):
-        lines += [
-            "",
-            "Nearest-neighbour search (exact; one query of 8 neighbours, as the studio asks; "
-            "synthetic Gaussian codes; weights = the studio's per-factor standardisation):",
-            "",
-            "| items | k | weights | median ms | p95 ms | exact |",
-            "|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {c['n_items']:,} | {c['dim']} | {'yes' if c['weighted'] else 'no'} | "
-            f"{c['median_ms']:.2f} | {c['p95_ms']:.2f} | {yes(c['exact'])} |"
-            for c in r["nn"]
-        ]
-    if r.get("photo"):
-        lines += [
-            "",
-            "Photo → factors, median ms per step (read_upload, image_to_array, run.encode_x):",
-            "",
-            "| photo | torch threads | decode | resize | encode | total | p95 |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {p['photo']} | {p['threads']} | {p['decode']:.1f} | {p['resize']:.1f} | "
-            f"{p['encode']:.1f} | {p['total']:.1f} | {p['p95_ms']:.1f} |"
-            for p in r["photo"]
-        ]
-    return lines
-
-
-def render(r: dict) -> str:
-    lines = [
-        f"Measured {r['date']} by `{r['command']}` on {r['machine']}; run `{r['run']}` "
-        f"({r['run_info']}). The machine is shared: its 1-minute load average was "
-        f"{r['load_start']:.1f} at the start and is given with each figure (2 cores: above 2, "
-        "work queues for the CPU, and every latency here grows with it).",
-        "",
-        "| | target | goal | measured | met | load |",
-        "|---|---|---|---|---|---|",
-        *search_rows(r),
-        *browser_rows(r),
-        clone_row(r),
-        *detail_tables(r),
-    ]
-    lines += [
-        "",
-        "(c) and (f) run from the key press to the new nearest dish's image loaded in headless "
-        'Chromium, which shares the 2 cores with the server; "the studio script alone" is '
-        "the server's share (Streamlit's AppTest, no browser). (e) is /proc VmRSS / VmHWM of "
-        "the streamlit process. (b) is given with torch's default intra-op threads (what the "
-        "dashboard uses) and with one thread.",
-    ]
-    if r.get("failure"):
-        lines += ["", f"**The browser measurements stopped with an error:** {r['failure']}"]
-    return "\n".join(lines) + "\n"
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -392,8 +276,10 @@ def browser_parts(r: dict, run: Path, parts: set, quick: bool, work: Path) -> No
                 server = start_server(work / "server.log", timeout=180)
                 page = browser.new_context(viewport=VIEWPORT).new_page()
             if "slider" in parts:
-                seconds = dashboard.slider_latency(page, server, run, 5 if quick else 20)
-                r["slider"] = spread(seconds) | {"seconds": seconds, "load": load_average()}
+                moves = dashboard.slider_latency(page, server, run, 5 if quick else 20)
+                r["slider"] = spread(moves["seconds"]) | {
+                    "seconds": moves["seconds"], "phases": moves, "load": load_average(),
+                }  # fmt: skip
             if "memory" in parts:
                 photo = work / "photo.jpg"
                 photo.write_bytes(kitchen_jpeg(__import__("ivae").load_run(run), 1600)[0])
@@ -419,6 +305,68 @@ def browser_parts(r: dict, run: Path, parts: set, quick: bool, work: Path) -> No
             server.stop()
 
 
+def big_part(big: Path, work: Path, quick: bool) -> dict:
+    """(h): every page of the million-dish run opened (a photo read, a slider moved), then
+    slider -> screen, on a server of its own; the server's memory after both."""
+    from playwright.sync_api import sync_playwright
+
+    import ivae
+    from ivae.index import read_index
+
+    photo = work / "photo.jpg"
+    photo.write_bytes(kitchen_jpeg(ivae.load_run(DEFAULT_RUN), 1600)[0])
+    server = start_server(work / "big-server.log", timeout=300)
+    try:
+        with sync_playwright() as playwright:
+            browser = launch_browser(playwright)
+            page = browser.new_context(viewport=VIEWPORT).new_page()
+            start = time.perf_counter()
+            problems = dashboard.exercise_every_page(page, server, big, photo)
+            pages_s = time.perf_counter() - start
+            moves = dashboard.slider_latency(page, server, big, 5 if quick else 20)
+            browser.close()
+        return {
+            "items": len(read_index(big / "index" / "codes.npz")),
+            "problems": problems, "pages_s": pages_s, "memory": dashboard.memory_kb(server.pid),
+            "slider": spread(moves["seconds"]) | {"seconds": moves["seconds"], "phases": moves},
+            "load": load_average(),
+        }  # fmt: skip
+    finally:
+        server.stop()
+
+
+def big_run_path(wanted: str | None) -> Path:
+    """The million-dish run: ``--big-run``, else BIG_RUN/run, built there when missing."""
+    if wanted:
+        return resolve_run(wanted)
+    run = BIG_RUN / "run"
+    if not (run / "index" / "codes.npz").is_file():
+        from bench.big_run import build_big_run
+
+        print(f"building the million-dish run in {BIG_RUN} (minutes)", flush=True)
+        build_big_run(BIG_RUN)
+    return run
+
+
+def merged(r: dict, parts: set) -> dict:
+    """``r`` with the parts not measured this time taken from docs/latency.json; each part
+    keeps the date and command it was measured with."""
+    stored = json.loads(STORE.read_text()) if STORE.exists() else {}
+    out = stored | {k: v for k, v in r.items() if k not in sum(PART_KEYS.values(), ())}
+    if "failure" not in r:
+        out.pop("failure", None)
+    for part in PART_KEYS:
+        keys = [k for k in PART_KEYS[part] if k in r]
+        if part in parts and keys:
+            out.update({k: r[k] for k in keys})
+            out.setdefault("dates", {})[part] = r["date"]
+            out.setdefault("commands", {})[part] = r["command"]
+        elif part in parts:  # asked for but not measured (a failure): drop the old figures
+            for key in PART_KEYS[part]:
+                out.pop(key, None)
+    return out
+
+
 def spread(seconds: list[float]) -> dict:
     values = seconds or [float("nan")]
     return {"median_s": statistics.median(values), "p95_s": percentile(values, 95)}
@@ -433,6 +381,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of "
                         + ", ".join(PARTS))  # fmt: skip
     parser.add_argument("--work", default="/tmp/latency-bench", help="logs and upload files")
+    parser.add_argument("--big-run", help=f"the (h) run (default: built in {BIG_RUN})")
     args = parser.parse_args(argv)
     parts = set(args.parts.split(",")) if args.parts else set()
     unknown = parts - set(PARTS)
@@ -455,11 +404,21 @@ def main(argv: list[str] | None = None) -> dict:
         r["photo"] = bench_photo(ivae.load_run(run), repeats=5 if args.quick else 30)
     if "slider" in parts:
         r["script_ms"] = script_rerun_ms(run, 5 if args.quick else 20)
+    if "nn10m" in parts:
+        items, queries = (200_000, 20) if args.quick else (10_000_000, 100)
+        r["nn10m"] = bench_nn10m(items, [8, 16], queries)
     if parts & {"slider", "launch", "memory", "concurrent"}:
         try:
             browser_parts(r, run, parts, args.quick, work)
         except Exception as error:  # noqa: BLE001 - keep what was measured, report the failure
             r["failure"] = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+    if "big" in parts:
+        big = big_run_path(args.big_run)
+        r["big_run"] = shown(big)
+        try:
+            r["big"] = big_part(big, work, args.quick)
+        except Exception as error:  # noqa: BLE001 - keep what was measured, report the failure
+            r["failure"] = f"(h) {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
     if args.fresh_clone:
         from playwright.sync_api import sync_playwright
 
@@ -468,11 +427,15 @@ def main(argv: list[str] | None = None) -> dict:
             r["fresh_clone"] = dashboard.fresh_clone(browser, Path(args.clone_dir))
             r["fresh_clone"]["load"] = load_average()
             browser.close()
+    if args.fresh_clone:
+        parts.add("fresh_clone")
+    if not args.quick:
+        r = merged(r, parts)
+        STORE.write_text(json.dumps(r, indent=1, default=str) + "\n")
     table = render(r)
     print(table)
-    print(json.dumps(r, indent=1, default=str))
     if not args.quick:
-        print(f"wrote {write_section('latency', table)}")
+        print(f"wrote {write_section('latency', table)} and {STORE}")
     return r
 
 

@@ -40,3 +40,28 @@ def test_bench_nn_covers_every_size_and_dimension():
         (n, k, w) for n in (300, 600) for k in (4, 8) for w in (True, False)
     }
     assert all(r["exact"] and math.isfinite(r["median_ms"]) for r in rows)
+
+
+def test_a_partial_run_keeps_the_other_rows_and_their_dates(tmp_path, monkeypatch):
+    from bench import latency_report
+
+    store = tmp_path / "latency.json"
+    monkeypatch.setattr(latency, "STORE", store)
+    common = {"machine": "cpu", "run": "run", "run_info": "20 dishes", "load_start": 0.5}
+    nn = [{"n_items": 100_000, "dim": 8, "weighted": w, "median_ms": 1.0, "p95_ms": 1.5,
+           "exact": True, "load": 0.5} for w in (True, False)]  # fmt: skip
+    slider = {"median_s": 0.4, "p95_s": 0.5, "seconds": [0.4], "load": 1.0}
+    first = {**common, "date": "day 1", "command": "all", "nn": nn, "slider": slider}
+    store.write_text(__import__("json").dumps(latency.merged(first, {"nn", "slider"})))
+    faster = {"median_s": 0.1, "p95_s": 0.2, "seconds": [0.1], "load": 2.0}
+    second = {**common, "date": "day 2", "command": "slider", "slider": faster}
+    both = latency.merged(second, {"slider"})
+    assert both["nn"] == nn and both["slider"] == faster
+    assert both["dates"] == {"nn": "day 1", "slider": "day 2"}
+    table = latency_report.render(both)
+    assert "| 2.0 | day 2 |" in table and "| 0.5 | day 1 |" in table
+    assert "100 ms median" in table and "400 ms" not in table
+    failed = latency.merged(
+        {**common, "date": "day 3", "command": "x", "failure": "boom"}, {"slider"}
+    )
+    assert "slider" not in failed and failed["failure"] == "boom"
