@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 # The training options a preset fills; a flag given on the command line wins over it.
-TRAIN_FLAGS = ("epochs", "batch_size", "lr", "seed", "augment")
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "seed", "augment", "restarts", "restart_epochs")
 
 
 def _bounded(kind, low, name_of_range: str):
@@ -361,6 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_bounded(int, 2, ">= 2"), help="(default 256)")
     train.add_argument("--lr", type=positive_float, help="(default 0.001)")
     train.add_argument("--seed", type=non_negative_int, help="(default 0)")
+    train.add_argument(
+        "--restarts",
+        type=positive_int,
+        help="initialisations to try; the best by the validation objective goes on (default 1)",
+    )
+    train.add_argument(
+        "--restart-epochs",
+        type=positive_int,
+        help="epochs each initialisation trains before the choice (default 2)",
+    )
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument(
         "--augment",

@@ -21,6 +21,8 @@ class Preset:
     lr: float
     augment: str = "none"
     seed: int = 0
+    restarts: int = 1  # initialisations tried, the best by the validation objective kept
+    restart_epochs: int = 2
     model_options: Mapping[str, object] = field(default_factory=dict)  # as `--set NAME=VALUE`
 
     def __post_init__(self) -> None:  # read-only, so no caller can change the shipped recipe
@@ -36,6 +38,8 @@ class Preset:
             f"--lr {self.lr:g}",
             f"--seed {self.seed}",
             f"--augment {self.augment}",
+            f"--restarts {self.restarts}",
+            f"--restart-epochs {self.restart_epochs}",
             *(f"--set {k}={v}" for k, v in self.model_options.items()),
         ]
         return " ".join(flags)

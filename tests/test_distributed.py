@@ -206,3 +206,21 @@ def test_two_processes_reach_the_mcc_of_one(tmp_path):
         mcc[processes] = json.loads((out / "metrics.json").read_text())["mcc"]
     assert mcc[1] > 0.5, mcc  # it learned something, so agreeing means something
     assert abs(mcc[2] - mcc[1]) <= 0.01, mcc
+
+
+def test_restarts_under_torchrun_make_one_choice_for_every_process(tmp_path):
+    """Every process trains the same candidates and keeps the same one: the run finishes
+    (DDP would fail on processes holding different models) and reports the argmax."""
+    data = make_toy(tmp_path / "toy.npz", per_segment=60)
+    extra = ("--epochs", "2", "--batch-size", "32", "--restarts", "2", "--restart-epochs", "1")
+    chosen = {}
+    for processes in (1, 2):
+        out = tmp_path / f"run{processes}"
+        result = run(train_cmd(data, out, *extra, processes=processes), timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        tried = json.loads((out / "metrics.json").read_text())["restarts"]
+        assert len(tried) == 2 and sum(t["chosen"] for t in tried) == 1
+        best = max(tried, key=lambda t: t["score"])
+        assert best["chosen"]
+        chosen[processes] = [round(t["score"], 3) for t in tried]
+    assert chosen[1] == pytest.approx(chosen[2], abs=0.02)  # the same objective, either way
