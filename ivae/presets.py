@@ -66,7 +66,7 @@ PRESETS: dict[str, Preset] = {
             latent_dim=5,
             epochs=30,
             batch_size=256,
-            lr=3e-3,
+            lr=1e-2,
             model_options={"hidden": 64},
         ),
     )

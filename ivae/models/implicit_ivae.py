@@ -47,11 +47,14 @@ ENCODERS = ("auto", "network", "flow", "leaky-flow")
 
 @dataclass
 class ImplicitIVAEConfig(ModelConfig):
-    # Default: the density ratio plus a tenth of the flow term. The ratio carries the
-    # non-square, noisy case; the small flow term breaks the even-function ambiguity of
-    # variance-only queries (docs/experiments.md, "Which objective") without collapsing onto noise.
+    # Default ("auto", None): the density ratio, plus a tenth of the flow term when the encoder
+    # is the invertible flow of square data. There the small flow term breaks the
+    # even-function ambiguity of variance-only queries (docs/experiments.md, "Which
+    # objective"); on non-square data the ratio alone is better on every seed (docs/
+    # experiments.md, "Restarts and schedule"), and the flow term's Jacobian is a subset
+    # estimate.
     ratio_weight: float = 1.0  # density-ratio term (entropy of e(X) on the data), eq. 3
-    likelihood_weight: float = 0.1  # log p(e(x)|y) + 1/2 log det(J J^T), eq. 1
+    likelihood_weight: float | None = None  # log p(e(x)|y) + 1/2 log det(J J^T), eq. 1
     jacobian: str = "exact"  # "exact" | "none" (the ablation without the Jacobian term)
     jacobian_samples: int = 64  # batch points per step for the Jacobian term (unbiased subset)
     frobenius_weight: float = 0.0  # penalty on ||J||_F^2: off-manifold sensitivity
@@ -86,6 +89,8 @@ class ImplicitIVAEConfig(ModelConfig):
     def objective_terms(self) -> list[str]:
         """The terms this configuration trains with, in words, with their weights."""
         jacobian = self.jacobian == "exact"
+        if self.likelihood_weight is None:  # not built yet: the model resolves "auto"
+            return ["density ratio (eq. 3), plus eq. 1 at 0.1 for square data (auto)"]
         terms = []
         if self.ratio_weight > 0:
             terms.append(f"density ratio (eq. 3), weight {self.ratio_weight:g}")
@@ -119,6 +124,9 @@ class ImplicitIVAE(Model):
         k = config.latent_dim
         outputs = 2 * k if config.posterior == "stochastic" else k  # (mean, logvar) or e(x)
         flow = self._invertible(config, x)
+        if config.likelihood_weight is None:  # "auto": resolved here, saved resolved
+            network = flow is None and config.posterior == "deterministic"
+            config.likelihood_weight = 0.0 if network else 0.1
         if flow == "flow":
             self.encoder = CouplingFlow(k, config.hidden, config.flow_layers, config.flow_mixing)
         elif flow == "leaky-flow":
