@@ -300,16 +300,28 @@ def _generate_with_progress(run, target: Path, n: int) -> Path:
 # --------------------------------------------------------------------------- display
 
 
-def image_grid(ctx: Context, rows, captions: list[str] | None = None, columns: int = 4) -> None:
-    """Images of the given item rows in a grid, each captioned with its recipe title."""
+THUMB_WIDTH = 150  # px per image of a grid: four beside the studio's sliders, six full width
+
+
+def image_grid(
+    ctx: Context, rows, captions: list[str] | None = None, width: int = THUMB_WIDTH
+) -> None:
+    """Images of the given item rows, each captioned with its recipe title, side by side and
+    wrapping, as one element: a studio move sends one message per grid, not one per cell."""
     rows = [int(r) for r in np.asarray(rows).ravel()]
     captions = captions or [ctx.title(r) for r in rows]
-    missing = []
-    for start in range(0, len(rows), columns):
-        cells = st.columns(columns)
-        chunk = zip(cells, rows[start : start + columns], captions[start:], strict=False)
-        missing += [show_image(cell, ctx, row, caption) for cell, row, caption in chunk]
-    missing_images(ctx, missing)
+    shown, kept, missing = [], [], []
+    for row, caption in zip(rows, captions, strict=False):
+        try:
+            shown.append(ctx.thumbnail(row))
+            kept.append(caption)
+        except thumbs.MissingImageError:
+            missing.append((ctx.image_path(row), caption))
+    if shown:
+        st.image(shown, caption=kept, width=width)
+    if missing:
+        st.caption("(image missing) " + " · ".join(caption for _, caption in missing))
+    missing_images(ctx, [path for path, _ in missing])
 
 
 def show_image(place, ctx: Context, row: int, caption: str, width="stretch") -> str | None:

@@ -68,7 +68,7 @@ if not selected:
     st.info("Draw a lasso or a box on the map to see the dishes in that region.")
 else:
     st.subheader(f"{len(selected)} selected dishes")
-    ui.image_grid(ctx, selected[:12], columns=6)
+    ui.image_grid(ctx, selected[:12])
     overlay = go.Figure()
     factor = st.selectbox("Histogram of", ctx.names, key="atlas_hist_factor")
     j = ctx.names.index(factor)

@@ -78,9 +78,9 @@ c3.metric(
 
 low, high = poles(ctx.index.z, j, n=6)
 st.markdown("**Low pole**")
-ui.image_grid(ctx, low, columns=6)
+ui.image_grid(ctx, low)
 st.markdown("**High pole**")
-ui.image_grid(ctx, high, columns=6)
+ui.image_grid(ctx, high)
 
 st.subheader("Minimal pairs")
 st.caption("Dishes alike in every other factor but far apart on this one (left: lower).")

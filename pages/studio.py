@@ -226,16 +226,12 @@ def explore() -> None:
     )
     steps = c2.slider("Steps", 3, 11, 7, key="studio_traverse_steps")
     strip = traversal(ctx.index, point, factor, weights, steps=steps)
-    cells = st.columns(steps)
     captions = [
         f"q{q:.0f}: {v:.2f}\n{ctx.title(r)}"
         for q, v, r in zip(strip["quantile"], strip["value"], strip["item"], strict=True)
     ]
-    missing = [
-        ui.show_image(cell, ctx, row, caption.replace("\n", " · "))
-        for cell, row, caption in zip(cells, strip["item"], captions, strict=True)
-    ]
-    ui.missing_images(ctx, missing)
+    width = min(ui.THUMB_WIDTH, 920 // steps)  # the strip on one line of the page
+    ui.image_grid(ctx, strip["item"], [c.replace("\n", " · ") for c in captions], width=width)
     paths = [ctx.image_path(r) for r in strip["item"]]
     st.download_button(
         "Download the strip (PNG)",
