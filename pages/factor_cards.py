@@ -33,7 +33,9 @@ def words(key: tuple) -> pd.DataFrame:
 
 @st.cache_data(show_spinner="Finding minimal pairs…", max_entries=32)
 def pairs(key: tuple, factor: int) -> pd.DataFrame:
-    return minimal_pairs(ctx.index.z, factor, n=4)
+    # 3000 anchors up to 200k dishes, fewer above: each is searched against every dish
+    sample = int(np.clip(6e8 // len(ctx.index), 300, 3000))
+    return minimal_pairs(ctx.index.z, factor, n=4, sample=sample)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
