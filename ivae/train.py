@@ -430,7 +430,9 @@ class Trainer:
         self.optimizer.load_state_dict(kept["optimizer"])
         self.history, self.epoch, self.step = kept["history"], len(kept["history"]), 0
         torch.set_rng_state(kept["rng"].cpu())
-        self.choosing, self.kept, self.last_codes = False, None, None
+        codes = kept.get("codes")  # the kept start's last codes: val_code_change goes on
+        self.last_codes = codes.cpu().numpy() if codes is not None else None
+        self.choosing, self.kept = False, None
         self.checkpoint()
         if self.world.main:
             write_text(self.out / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
@@ -460,6 +462,7 @@ class Trainer:
             "optimizer": _cloned(self.optimizer.state_dict()),
             "history": list(self.history),
             "rng": torch.get_rng_state(),
+            "codes": torch.from_numpy(self.last_codes) if self.last_codes is not None else None,
         }
 
     def selection_score(self) -> float:
