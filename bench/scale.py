@@ -362,6 +362,16 @@ def report(work: Path, n: int, measured: dict, argv: list[str], baseline: dict |
         "",
         *stage_rows(measured, n, counts),
         "",
+        *(
+            [
+                f"**{n:,} pairs, not the 200,000 of the default and of the 3 GB target**: the "
+                "200k run (its feature extraction alone about 2 h under this machine's load) did "
+                "not fit the time available; the per-item figures below project from this run.",
+                "",
+            ]
+            if n < 200_000
+            else []
+        ),
         f"Imported: {counts['train']:,} train, {counts['val']:,} val, {counts['test']:,} test "
         f"pairs; skipped: {skipped}. Largest peak: {measured[worst]['peak_mb']:,.0f} MB "
         f"({worst}; target <= 3 GB at every stage: "
@@ -370,7 +380,9 @@ def report(work: Path, n: int, measured: dict, argv: list[str], baseline: dict |
         f"(torchrun, gloo, a thread each) {two:,.0f} pairs/s, {two / single:.2f}x one process "
         f"on one thread ({single:,.0f}) and {two / one:.2f}x a plain `ivae train` on both "
         f"cores ({one:,.0f}), same machine. The wall times add loading the data set (the "
-        "recipes tokenised in every process) and the final evaluation on rank 0.",
+        "recipes tokenised in every process) and the final evaluation on rank 0. One run each, "
+        "on a shared machine: a process with a thread per core slows most when other work holds "
+        "the cores (its threads wait for each other), so compare the rows at their load.",
         "",
         "**Projected on paper** (not measured): the measured seconds per item of each stage on "
         "this 2-core CPU, times Recipe1M's ~800k photos and Recipe1M+'s ~13M (training: one "
@@ -395,7 +407,8 @@ def report(work: Path, n: int, measured: dict, argv: list[str], baseline: dict |
             f"Peak RSS at scale: a straight line through this run and the {baseline['n']:,}-pair "
             f"one (`--baseline`, made by `{smaller}`); what grows is what a process keeps in "
             "memory per item (the item table with its texts, the token ids), not the photos or "
-            "features, which stream from their memory maps.",
+            "features, which stream from their memory maps. Two points, the small one dominated by "
+            "fixed costs: an order of magnitude, not a measurement.",
         ]
     return "\n".join(lines)
 
