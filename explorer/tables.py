@@ -19,6 +19,36 @@ def item_titles(items: pd.DataFrame) -> np.ndarray:
     return column.astype(str).str.slice(0, TITLE_LENGTH).to_numpy()
 
 
+def take_rows(items: pd.DataFrame, rows, columns: list[str] | None = None) -> pd.DataFrame:
+    """``columns`` (default all) of the given rows of the items table, in that order, reading
+    only those rows.
+
+    The dashboard's items table is memory-mapped Arrow (ivae.index.mapped_items), in chunks;
+    pyarrow's take on a chunked column joins the chunks first, which reads and copies the
+    whole column (a million recipes' texts to show eight). Here each chunk is taken alone.
+    """
+    import pyarrow as pa
+
+    rows = np.asarray(rows, dtype=np.int64).ravel()
+    out = {}
+    for name in items.columns if columns is None else columns:
+        column = items[name]
+        if not isinstance(column.dtype, pd.ArrowDtype):
+            out[name] = column.to_numpy()[rows]
+            continue
+        chunked = column.array.__arrow_array__()  # the ChunkedArray itself, no copy
+        starts = np.cumsum([0] + [len(chunk) for chunk in chunked.chunks])
+        which = np.searchsorted(starts, rows, side="right") - 1  # (R,) chunk of each row
+        order = np.argsort(which, kind="stable")  # rows grouped by chunk
+        pieces = [
+            chunked.chunk(int(c)).take(pa.array(rows[order][which[order] == c] - starts[c]))
+            for c in np.unique(which)
+        ]
+        taken = pa.concat_arrays(pieces) if pieces else pa.array([], type=chunked.type)
+        out[name] = pd.arrays.ArrowExtensionArray(taken.take(pa.array(np.argsort(order))))
+    return pd.DataFrame(out)
+
+
 def true_factor_columns(items: pd.DataFrame) -> list[str]:
     return [c for c in items.columns if c.startswith("factor.")]
 
@@ -39,7 +69,8 @@ def atlas_table(
     table["map x"], table["map y"] = map2d[rows, 0], map2d[rows, 1]
     table["title"] = titles[rows]
     table["row"] = rows
-    chosen = items.iloc[rows]
+    wanted = true_factor_columns(items) + (["dish"] if "dish" in items else [])
+    chosen = take_rows(items, rows, wanted)
     for column in true_factor_columns(items):
         table["true " + column.split(".", 1)[1]] = chosen[column].to_numpy()
     if "dish" in items:
@@ -47,11 +78,15 @@ def atlas_table(
     return table
 
 
-def sample_rows(n: int, at_most: int, seed: int = 0) -> np.ndarray:
-    """All n rows, or a seeded sorted sample of ``at_most`` of them (a plotting budget)."""
+def sample_rows(n: int, at_most: int, seed: int = 0, run: int = 1) -> np.ndarray:
+    """All n rows, or a seeded sorted sample of ``at_most`` of them (a plotting budget), in
+    runs of ``run`` consecutive rows: runs read a memory-mapped table's pages once each,
+    single rows scattered over a million read nearly all of them."""
     if n <= at_most:
         return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, at_most, replace=False))
+    runs = max(1, at_most // run)
+    starts = np.random.default_rng(seed).choice(n // run, runs, replace=False) * run
+    return np.sort((starts[:, None] + np.arange(at_most // runs)).ravel())
 
 
 def density(map2d: np.ndarray, bins: int = 160) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,7 +107,7 @@ def recipe_table(
 ) -> pd.DataFrame:
     """Title, dish type and ingredients of item rows, plus ``extra`` columns."""
     rows = np.asarray(rows).ravel().astype(int)
-    chosen = items.iloc[rows]
+    chosen = take_rows(items, rows, [c for c in ("dish", "ingredients") if c in items])
     table = pd.DataFrame({"title": titles[rows]})
     if "dish" in chosen:
         table["dish"] = chosen["dish"].to_numpy()

@@ -58,7 +58,8 @@ if sampled:
         z=np.log1p(counts), x=x_centres, y=y_centres, colorscale="Greys", showscale=False,
         hoverinfo="skip", zsmooth="best",
     )  # fmt: skip
-    figure.data = (shade, *figure.data)  # underneath the points
+    figure.add_trace(shade)
+    figure.data = (figure.data[-1], *figure.data[:-1])  # underneath the points
 figure.update_layout(dragmode="lasso", margin={"l": 10, "r": 10, "t": 10, "b": 10})
 event = st.plotly_chart(figure, key="atlas_map", on_select="rerun", selection_mode=("lasso", "box"))
 

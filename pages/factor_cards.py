@@ -26,8 +26,8 @@ WORD_SAMPLE = 50_000  # recipes the word associations are counted on (all, up to
 
 @st.cache_data(show_spinner="Relating recipe words to the factors…", max_entries=4)
 def words(key: tuple) -> pd.DataFrame:
-    rows = tables.sample_rows(len(ctx.index), WORD_SAMPLE)
-    texts = ctx.items["text"].iloc[rows].astype(str).tolist()
+    rows = tables.sample_rows(len(ctx.index), WORD_SAMPLE, run=500)  # 100 runs of 500
+    texts = tables.take_rows(ctx.items, rows, ["text"])["text"].astype(str).tolist()
     return cards.word_associations(texts, ctx.index.z[rows])
 
 

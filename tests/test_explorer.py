@@ -179,11 +179,32 @@ def test_atlas_table(items):
     assert part["dish type"].tolist() == ["salad", "soup"]
 
 
+def test_take_rows_reads_arrow_chunks_alone(items):
+    import pyarrow as pa
+
+    plain = items.drop(columns="ingredients")
+    table = pa.Table.from_pandas(plain, preserve_index=False)
+    chunked = pa.Table.from_batches(table.to_batches(max_chunksize=1))  # a chunk per row
+    mapped = chunked.to_pandas(types_mapper=pd.ArrowDtype)
+    assert pa.chunked_array(mapped["title"].array.__arrow_array__()).num_chunks == 3
+    rows = [2, 0, 2, 1]
+    taken = tables.take_rows(mapped, rows, ["id", "title", "factor.heat"])
+    expected = plain.iloc[rows].reset_index(drop=True)[["id", "title", "factor.heat"]]
+    assert taken["id"].tolist() == expected["id"].tolist() == ["c", "a", "c", "b"]
+    assert taken["title"].tolist() == expected["title"].tolist()
+    assert taken["factor.heat"].tolist() == expected["factor.heat"].tolist()
+    assert tables.take_rows(items, [1], ["ingredients"])["ingredients"].iat[0] == ["peas", "chilli"]
+    assert len(tables.take_rows(mapped, [], ["id"])) == 0
+
+
 def test_sample_rows_and_density():
     assert tables.sample_rows(5, 10).tolist() == [0, 1, 2, 3, 4]
     rows = tables.sample_rows(1000, 50)
     assert len(rows) == 50 == len(set(rows)) and np.all(np.diff(rows) > 0) and rows.max() < 1000
     assert np.array_equal(rows, tables.sample_rows(1000, 50))  # the same sample every time
+    runs = tables.sample_rows(1000, 50, run=10)
+    assert len(runs) == 50 == len(set(runs)) and runs.max() < 1000
+    assert np.sum(np.diff(runs) == 1) >= 45  # five runs of ten consecutive rows
     points = np.random.default_rng(0).normal(size=(5000, 2)) * [1.0, 3.0]
     counts, x, y = tables.density(points, bins=20)
     assert counts.shape == (20, 20) and counts.sum() == 5000
