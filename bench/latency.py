@@ -120,13 +120,17 @@ def _matches_brute_force(search, points, q, n, weights) -> bool:
 
 
 def bench_nn(sizes: list[int], dims: list[int], queries: int) -> list[dict]:
+    """Every size, dimension and weighting, numpy's BLAS on one thread as in the dashboard."""
+    from threadpoolctl import threadpool_limits
+
     rows = []
-    for n_items in sizes:
-        for dim in dims:
-            for weighted in (True, False):
-                row = nn_latency(n_items, dim, queries=queries, weighted=weighted)
-                row["load"] = load_average()
-                rows.append(row)
+    with threadpool_limits(1, user_api="blas"):
+        for n_items in sizes:
+            for dim in dims:
+                for weighted in (True, False):
+                    row = nn_latency(n_items, dim, queries=queries, weighted=weighted)
+                    row["load"] = load_average()
+                    rows.append(row)
     return rows
 
 
