@@ -70,7 +70,7 @@ def _load_run(path: str, fingerprint: tuple):
     # faster than two on a busy 2-core machine (bench/latency.py, photo -> factors).
     torch.set_num_threads(1)
     # The same for numpy's BLAS: a search of 7 traversal points over 20k codes took 8.6 ms
-    # with OpenBLAS's threads waiting for a busy core, 0.2 ms on one.
+    # with OpenBLAS's threads waiting for a busy core, 1.6 ms on one.
     threadpool_limits(1, user_api="blas")
     return ivae.load_run(path)
 
@@ -187,8 +187,8 @@ def _freeze_once(key: tuple) -> None:
 
     Streamlit collects garbage after every rerun (``runner.postScriptGC``): a full pass over
     the ~400k objects of the imports and the loaded run took 200-300 ms of CPU on every slider
-    move, holding the GIL while the rerun's last messages waited to be sent. Frozen, the pass
-    sees only what reruns create (bench/latency.py, slider -> screen).
+    move, on a 2-core machine shared with the browser. Frozen, the pass sees only what reruns
+    create (bench/latency.py, slider -> screen: the server's CPU per move).
     """
     if key not in _FROZEN:
         _FROZEN.add(key)
