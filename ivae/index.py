@@ -145,13 +145,16 @@ class NearestNeighbors:
         wq = q if w is None else q * w  # (Q, k)
         q_sq = np.einsum("ij,ij->i", wq, q)[:, None]  # (Q, 1)
         sq_norms = self.sq_norms if w is None else self._weighted_norms(w)
+        minus_2wq = -2.0 * wq
         cand_d, cand_i = [], []
         block_size = max(1024, min(self.block_size, SCAN_ELEMENTS // len(q)))  # (Q, B) bounded
         for start in range(0, len(self), block_size):
             stop = min(start + block_size, len(self))
             block = self.points[start:stop]  # (B, k)
             p_sq = sq_norms[start:stop]
-            d2 = p_sq[None, :] - 2.0 * (wq @ block.T) + q_sq  # (Q, B)
+            d2 = minus_2wq @ block.T  # (Q, B), then in place: one array per block
+            d2 += p_sq[None, :]
+            d2 += q_sq
             if banned is not None:
                 d2[:, banned[start:stop]] = np.inf
             keep = min(n, stop - start)
