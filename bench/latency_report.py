@@ -103,10 +103,12 @@ def phases(s: dict) -> str:
     p = s.get("phases")
     if not p:
         return ""
-    m = {name: statistics.median(values) for name, values in p.items() if values}
+    m = {name: statistics.median(v for v in values if v == v) for name, values in p.items()}
+    seen = sum(v == v for v in p["first_reply"])  # NaN: no reply frame caught for that move
+    caught = "" if seen == len(p["first_reply"]) else f" (replies caught in {seen} moves)"
     return (
         f"; from the key press: value sent {m['sent']:.0f} ms, server's first reply "
-        f"{m['first_reply']:.0f} ms, its last {m['last_reply']:.0f} ms, new dish shown "
+        f"{m['first_reply']:.0f} ms, its last {m['last_reply']:.0f} ms{caught}, new dish shown "
         f"{m['seconds'] * 1e3:.0f} ms; server CPU {m['server_cpu']:.0f} ms per move"
     )
 
