@@ -130,6 +130,7 @@ def run_one(
         "mcc": metrics["mcc"],
         "seconds": metrics["train_seconds"],
         "r1": metrics["retrieval"]["x_to_y"]["r1"],
+        "load": load_average(),  # the 1-minute load as the run ended: its time grows with it
     }
     done.write_text(json.dumps({"key": key, "result": result}))
     return result
@@ -164,7 +165,7 @@ def sweep(args, configs: dict[str, tuple[str, dict]]) -> dict:
 def summary(runs: list[dict]) -> tuple[float, float, float]:
     mccs = [r["mcc"] for r in runs]
     sd = statistics.stdev(mccs) if len(mccs) > 1 else 0.0
-    return statistics.mean(mccs), sd, statistics.mean(r["seconds"] for r in runs)
+    return statistics.mean(mccs), sd, statistics.median(r["seconds"] for r in runs)
 
 
 def minimum(runs: list[dict]) -> float:
@@ -193,18 +194,19 @@ def table(results: dict, tags: list[str], first_column: str) -> list[str]:
     return lines
 
 
-def provenance(args, seconds: float, rerun: str, loads: tuple[float, float]) -> str:
+def provenance(args, seconds: float, rerun: str, loads: list[float]) -> str:
     threads = torch.get_num_threads()
     rates = ", ".join(f"{m} {lr:g}" for m, lr in MODEL_LR.items())
     return (
         f"Regenerate: `{rerun}`. Each cell: MCC mean ± sd over the seeds, the lowest seed's "
-        f"MCC, and the mean training time. Epochs {args.epochs}, Adam lr {args.lr} (cosine "
+        f"MCC, and the median training time. Epochs {args.epochs}, Adam lr {args.lr} (cosine "
         f"decay; {rates}), batch 256, options {COMMON_OPTIONS} for every model; "
         f"{args.per_segment} items per "
         f"segment x 40 segments; seeds "
         f"0..{args.seeds - 1} (each seed draws the data and the initialisation); "
-        f"CPU, {threads} thread(s) on 2 shared cores, load average {loads[0]:.1f} at the "
-        f"start and {loads[1]:.1f} at the end (times grow with it); {seconds / 60:.1f} min "
+        f"CPU, {threads} thread(s) on 2 shared cores, 1-minute load average "
+        f"{min(loads):.1f}-{max(loads):.1f} as the runs ended (median "
+        f"{statistics.median(loads):.1f}; times grow with it); {seconds / 60:.1f} min "
         f"of training in all (plus evaluation)."
     )
 
@@ -259,7 +261,7 @@ def bar_chart(results: dict, labels: dict[str, str], tags: list[str], path: Path
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=45)
     p.add_argument(
         "--lr", type=float, default=3e-3, help="Adam learning rate of the models not in MODEL_LR"
     )
@@ -296,12 +298,12 @@ def main(argv: list[str] | None = None) -> None:
         }
     else:
         configs = {m: (m, {**COMMON_OPTIONS, **MODEL_OPTIONS.get(m, {})}) for m in args.models}
-    start_load = load_average()
     results = sweep(args, configs)
     trained = sum(
         r["seconds"] or 0 for by_tag in results.values() for runs in by_tag.values() for r in runs
     )  # total train seconds, also when the runs were reused
-    loads = (start_load, load_average())
+    every = [r for by_tag in results.values() for runs in by_tag.values() for r in runs]
+    loads = [r["load"] for r in every if r.get("load") is not None] or [load_average()]
     note = provenance(args, trained, command("bench.identifiability", argv), loads)
     lines = table(results, list(configs), "objective" if args.ablation else "model")
     print("\n".join(lines))
