@@ -107,7 +107,13 @@ def with_features(data: Dataset, cache, record: dict) -> tuple[Dataset, np.ndarr
         )
     views = cache.features  # (N, V, F) float16, memory-mapped
     x = MappedRows(views[:, 0], np.arange(len(views)), np.float32)
-    return replace(data, x=x, x_kind="vector"), views
+    split = data.split
+    if cache.unreadable:  # photos the extraction could not decode: in no split, as in paired
+        from ivae.data.paired import SKIPPED
+
+        skipped = np.isin(np.arange(len(split)), sorted(cache.unreadable))
+        split = np.where(skipped, SKIPPED, split)  # a wider string type than "train"
+    return replace(data, x=x, x_kind="vector", split=split), views
 
 
 def load_feature_data(
@@ -133,7 +139,8 @@ def load_feature_data(
     if expected is not None and expected["name"] != name:
         check_backbone(expected, {"name": name}, f"the {name} backbone's features")
     image_size = expected["image_size"] if expected is not None else None
-    data = load_dataset(path, vocab=vocab, max_len=max_len)
+    # the photos are read by the feature extraction alone: no image cache is decoded
+    data = load_dataset(path, vocab=vocab, max_len=max_len, images=False)
     cache = feature_cache_of(data.source or path, name, weights, image_size, progress, views)
     record = backbone_record(cache.meta)
     if expected is not None:

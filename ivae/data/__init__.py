@@ -11,13 +11,20 @@ from ivae.data.dataset import DataError, Dataset
 __all__ = ["DataError", "Dataset", "load_dataset"]
 
 
-def load_dataset(path: str | Path, vocab=None, image_size: int = 64, max_len: int = 256) -> Dataset:
-    """A ``.npz`` vector dataset or a paired image/text directory (docs/design.md formats)."""
+def load_dataset(
+    path: str | Path,
+    vocab=None,
+    image_size: int = 64,
+    max_len: int = 256,
+    images: bool = True,
+) -> Dataset:
+    """A ``.npz`` vector dataset or a paired image/text directory (docs/design.md formats).
+    ``images=False``: a paired directory's photos are not decoded (x is (N, 0))."""
     path = Path(path)
     if path.is_dir():
         from ivae.data.paired import load_paired
 
-        data = load_paired(path, image_size=image_size, vocab=vocab, max_len=max_len)
+        data = load_paired(path, image_size=image_size, vocab=vocab, max_len=max_len, images=images)
         if data.y_kind == "text":  # drop the all-padding tail: the text encoder pools anyway
             used = int((data.y > 0).sum(1).max(initial=1))
             data.y = np.ascontiguousarray(data.y[:, :used])

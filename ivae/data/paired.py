@@ -257,11 +257,13 @@ def load_paired(
     vocab: Vocab | None = None,
     max_len: int = 256,
     progress: bool = False,
+    images: bool = True,
 ) -> Dataset:
     """A paired image/text directory as a Dataset (images as uint8, texts as token ids).
 
     Without ``vocab`` the vocabulary is built on the train split, so that validation and test
-    texts are encoded as a trained model would see unseen text.
+    texts are encoded as a trained model would see unseen text. ``images=False`` decodes no
+    photo and x is (N, 0): for a backbone run, whose x are the cached features (ivae.head).
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -274,7 +276,10 @@ def load_paired(
     path = directory / ITEMS
     factor_names = list(info.get("factor_names", []))
     nuisance_names = [c.split(".", 1)[1] for c in items.columns if c.startswith("nuisance.")]
-    x, unreadable = cached_images(directory, items, image_size, progress)
+    if images:
+        x, unreadable = cached_images(directory, items, image_size, progress)
+    else:
+        x, unreadable = np.zeros((len(items), 0), np.uint8), set()
     split = items["split"].to_numpy(dtype=str)
     if unreadable:  # their rows stay (aligned with items.parquet), in no split
         split = np.where(np.isin(np.arange(len(items)), list(unreadable)), SKIPPED, split)
