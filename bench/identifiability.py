@@ -266,7 +266,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--lr", type=float, default=3e-3, help="Adam learning rate of the models not in MODEL_LR"
     )
     p.add_argument("--models", default=",".join(sorted(REGISTRY)))
-    p.add_argument("--variants", default="square,noisy", help=f"of {', '.join(VARIANTS)}")
+    p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--per-segment", type=int, default=1000, help="items per segment (40 segments)")
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run; writes nothing")
     p.add_argument("--ablation", action="store_true", help="the implicit-ivae objective ablation")
