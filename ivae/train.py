@@ -553,8 +553,11 @@ def train(
     try:
         trainer.fit()
         return trainer.finish(data)
-    except RuntimeError as error:
-        if isinstance(error, TrainingError) or "DataLoader worker" not in str(error):
+    except (RuntimeError, ConnectionError) as error:
+        # A killed worker surfaces as the DataLoader's RuntimeError, or, when it dies while
+        # handing a batch over in shared memory, as a ConnectionError from the fd sharer.
+        loader = isinstance(error, ConnectionError) and workers > 0
+        if isinstance(error, TrainingError) or not (loader or "DataLoader worker" in str(error)):
             raise
         raise TrainingError(
             f"a data-loading worker died ({str(error).splitlines()[0]}); {last} is intact: "

@@ -197,7 +197,9 @@ def test_kill_one_rank_mid_epoch_then_resume_with_one_process(tmp_path):
 @pytest.mark.slow
 def test_two_processes_reach_the_mcc_of_one(tmp_path):
     data = make_toy(tmp_path / "toy.npz", per_segment=100)
-    extra = ("--epochs", "4", "--batch-size", "32", "--seed", "3")
+    # the objective this was calibrated on (eq. 1 at 0.1 on these 3 -> 5 dims); the ratio
+    # alone, the default off square data, learns less in 4 epochs of 800 items
+    extra = ("--epochs", "4", "--batch-size", "32", "--seed", "3", "--set", "likelihood_weight=0.1")
     mcc = {}
     for processes in (1, 2):
         out = tmp_path / f"run{processes}"
