@@ -194,35 +194,38 @@ def test_kill_one_rank_mid_epoch_then_resume_with_one_process(tmp_path):
     assert len(history) == 3 and (out / "model.pt").exists() and (out / "metrics.json").exists()
 
 
+def metrics_of_one_and_two_processes(data: Path, tmp_path: Path, *extra: str) -> dict:
+    """The same ``ivae train`` with 1 and with 2 processes: {processes: metrics.json}."""
+    metrics = {}
+    for processes in (1, 2):
+        out = tmp_path / f"run{processes}"
+        result = run(train_cmd(data, out, *extra, processes=processes), timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        metrics[processes] = json.loads((out / "metrics.json").read_text())
+    return metrics
+
+
 @pytest.mark.slow
 def test_two_processes_reach_the_mcc_of_one(tmp_path):
     data = make_toy(tmp_path / "toy.npz", per_segment=100)
     # the objective this was calibrated on (eq. 1 at 0.1 on these 3 -> 5 dims); the ratio
     # alone, the default off square data, learns less in 4 epochs of 800 items
     extra = ("--epochs", "4", "--batch-size", "32", "--seed", "3", "--set", "likelihood_weight=0.1")
-    mcc = {}
-    for processes in (1, 2):
-        out = tmp_path / f"run{processes}"
-        result = run(train_cmd(data, out, *extra, processes=processes), timeout=600)
-        assert result.returncode == 0, result.stderr[-2000:]
-        mcc[processes] = json.loads((out / "metrics.json").read_text())["mcc"]
+    mcc = {n: m["mcc"] for n, m in metrics_of_one_and_two_processes(data, tmp_path, *extra).items()}
     assert mcc[1] > 0.5, mcc  # it learned something, so agreeing means something
     assert abs(mcc[2] - mcc[1]) <= 0.01, mcc
 
 
+@pytest.mark.slow
 def test_restarts_under_torchrun_make_one_choice_for_every_process(tmp_path):
     """Every process trains the same candidates and keeps the same one: the run finishes
     (DDP would fail on processes holding different models) and reports the argmax."""
     data = make_toy(tmp_path / "toy.npz", per_segment=60)
     extra = ("--epochs", "2", "--batch-size", "32", "--restarts", "2", "--restart-epochs", "1")
-    chosen = {}
-    for processes in (1, 2):
-        out = tmp_path / f"run{processes}"
-        result = run(train_cmd(data, out, *extra, processes=processes), timeout=600)
-        assert result.returncode == 0, result.stderr[-2000:]
-        tried = json.loads((out / "metrics.json").read_text())["restarts"]
+    scores = {}
+    for processes, metrics in metrics_of_one_and_two_processes(data, tmp_path, *extra).items():
+        tried = metrics["restarts"]
         assert len(tried) == 2 and sum(t["chosen"] for t in tried) == 1
-        best = max(tried, key=lambda t: t["score"])
-        assert best["chosen"]
-        chosen[processes] = [round(t["score"], 3) for t in tried]
-    assert chosen[1] == pytest.approx(chosen[2], abs=0.02)  # the same objective, either way
+        assert max(tried, key=lambda t: t["score"])["chosen"]
+        scores[processes] = [t["score"] for t in tried]
+    assert scores[1] == pytest.approx(scores[2], abs=0.02)  # the same objective, either way
