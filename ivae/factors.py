@@ -93,7 +93,7 @@ def traversal(
     """Move one factor through quantiles of the data, others fixed; the nearest real item at
     each step (there is no decoder: a traversal is a sequence of retrievals)."""
     quantiles = np.linspace(low, high, steps)
-    values = np.percentile(index.z[:, factor], quantiles)
+    values = index.quantiles(factor, quantiles)
     queries = np.repeat(np.asarray(start, dtype=np.float32)[None], steps, axis=0)
     queries[:, factor] = values
     hits, distances = index.nearest(queries, n=1, weights=weights)

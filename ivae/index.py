@@ -193,9 +193,18 @@ class Index:
     ann_meta: dict = field(default_factory=dict)
     ann: dict = field(default_factory=dict, repr=False, compare=False)
     _searchers: dict = field(default_factory=dict, repr=False, compare=False)
+    _quantiles: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def quantiles(self, factor: int, percents: np.ndarray) -> np.ndarray:
+        """np.percentile of one factor's codes, computed once per (factor, percents): a
+        traversal asks for the same ones on every slider move (36 ms at a million codes)."""
+        key = (factor, tuple(np.round(np.asarray(percents, dtype=float), 9)))
+        if key not in self._quantiles:
+            self._quantiles[key] = np.percentile(self.z[:, factor], percents)
+        return self._quantiles[key]
 
     def searcher(self, space: str = "image") -> NearestNeighbors:
         """The search structure over image codes (``image``) or recipe prior means (``recipe``)."""

@@ -55,10 +55,14 @@ def test_emptiness_levels(z):
 
 
 def test_traversal_moves_only_one_factor(z):
-    index = make_index(z)
+    index = make_index(z.copy())  # the test changes the index's codes below
     strip = factors.traversal(index, z[0], factor=1, weights=np.ones(3), steps=5)
     assert len(strip) == 5 and strip["value"].is_monotonic_increasing
     assert z[strip["item"].iat[0], 1] < z[strip["item"].iat[-1], 1]
+    np.testing.assert_allclose(strip["value"], np.percentile(z[:, 1], np.linspace(2, 98, 5)))
+    index.z[:, 1] = 0.0  # the quantiles are the index's, computed once: a later move reuses them
+    again = factors.traversal(index, z[0], factor=1, weights=np.ones(3), steps=5)
+    np.testing.assert_array_equal(again["value"], strip["value"])
 
 
 def test_agreement_known_answer(z):
