@@ -8,6 +8,7 @@ written atomically at least every ``checkpoint_seconds`` and at each epoch end),
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -363,21 +364,20 @@ class Trainer:
         row = self.val_terms(self.val_data)
         terms = {k.removeprefix("val_"): v for k, v in row.items()}
         row["val_score"] = float(self.model.selection_score(terms))
-        codes = self.val_codes()
+        truth = self.val_data.factors
+        z = self.val_codes(len(self.val_data) if truth is not None else 2048)
+        codes = z[:2048]  # what val_code_change compares, epoch to epoch
         if self.last_codes is not None:
             row["val_code_change"] = 1.0 - mcc(self.last_codes, codes)["mcc"]
         self.last_codes = codes
-        if self.val_data.factors is not None:
-            self.model.eval()
-            z, _, _ = encode(self.model, self.val_data, device=self.device)
-            row["val_mcc"] = mcc(self.val_data.factors, z)["mcc"]
-            self.model.train()
+        if truth is not None:
+            row["val_mcc"] = mcc(truth, z)["mcc"]
         return row
 
-    def val_codes(self, n: int = 2048) -> np.ndarray:
-        """The codes of the first ``n`` validation items (what val_code_change compares)."""
+    def val_codes(self, n: int) -> np.ndarray:
+        """The image codes of the first ``n`` validation items, encoded once per epoch."""
         self.model.eval()
-        (z,) = encode_batched(self.model, "x", self.val_data.x[:n], self.batch, self.device)
+        (z,) = encode_batched(self.model, "x", self.val_data.x[:n], 512, self.device)
         self.model.train()
         return z
 
@@ -419,8 +419,7 @@ class Trainer:
             if self.candidate + 1 == cfg.restarts:
                 break
             self.candidate += 1
-            self.build(candidate_seed(cfg.seed, self.candidate))
-            self.model.train()
+            self.build(candidate_seed(cfg.seed, self.candidate))  # a new module trains
             self.epoch, self.step, self.history = 0, 0, []
             self.checkpoint()
         _, best, kept = self.kept
@@ -458,8 +457,8 @@ class Trainer:
     def snapshot(self) -> dict:
         """A copy of the candidate in training (weights, optimizer, history, RNG), in memory."""
         return {
-            "model": _cloned(self.model.state_dict()),
-            "optimizer": _cloned(self.optimizer.state_dict()),
+            "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "history": list(self.history),
             "rng": torch.get_rng_state(),
             "codes": torch.from_numpy(self.last_codes) if self.last_codes is not None else None,
@@ -601,14 +600,3 @@ def resume_mismatch(saved: dict, model: str, options: dict, train_fields: dict) 
     if not differ:
         return None
     return "it was trained with " + ", ".join(differ)
-
-
-def _cloned(state):
-    """A deep copy of an optimizer state dict's tensors (the lists and numbers are rebuilt)."""
-    if isinstance(state, torch.Tensor):
-        return state.detach().clone()
-    if isinstance(state, dict):
-        return {k: _cloned(v) for k, v in state.items()}
-    if isinstance(state, list | tuple):
-        return type(state)(_cloned(v) for v in state)
-    return state
