@@ -25,11 +25,11 @@ OVERFIT = 0.05  # the validation score fell from its best by more than this shar
 EMPTY = 0.01
 
 
-def assess(history: list[dict], restarts: list[dict], ratio_ceiling: float | None) -> dict:
+def assess(history: list[dict], ratio_ceiling: float | None) -> dict:
     """The health report of a run: its figures and a list of warnings (sentences).
 
-    ``history``: history.csv's rows; ``restarts``: the initialisations tried (ivae.train);
-    ``ratio_ceiling``: log B of the validation batches for a model with a density ratio."""
+    ``history``: history.csv's rows; ``ratio_ceiling``: log B of the validation batches for a
+    model with a density ratio (None otherwise)."""
     report: dict = {"warnings": []}
     warn = report["warnings"].append
     scores = [row["val_score"] for row in history if _finite(row.get("val_score"))]
@@ -52,7 +52,7 @@ def assess(history: list[dict], restarts: list[dict], ratio_ceiling: float | Non
                 f"The factors were still moving when training stopped (the validation codes "
                 f"changed by {moving:.3f} per epoch over the last {LAST} epochs; settled runs "
                 f"change by less than {MOVING}): the run has probably not converged. Train "
-                "longer (--epochs) and compare the two runs' factors."
+                "longer (--epochs) and check that the factors settle."
             )
     ratio = history[-1].get("val_ratio") if history else None
     if ratio_ceiling and _finite(ratio):
@@ -64,8 +64,6 @@ def assess(history: list[dict], restarts: list[dict], ratio_ceiling: float | Non
                 f"density ratio {ratio:.3g} of a possible log B = {ratio_ceiling:.3g}): check "
                 "that the pairs are aligned, or train longer."
             )
-    if len(restarts) > 1:
-        report["restart_scores"] = [r["score"] for r in restarts]
     report["status"] = "poor" if report["warnings"] else "ok"
     return report
 

@@ -487,9 +487,7 @@ class Trainer:
         metrics["train_seconds"] = round(self.elapsed, 2)
         metrics["restarts"] = self.restarts
         n_val = min(len(self.val_data), 2048, self.batch)  # the validation batches' B
-        metrics["health"] = assess(
-            self.history, self.restarts, math.log(n_val) if n_val > 1 else None
-        )
+        metrics["health"] = assess(self.history, math.log(n_val) if n_val > 1 else None)
         # photos that could not be decoded: in no split, left out of training (ivae.data.paired)
         metrics["skipped_images"] = int(np.sum(data.split == SKIPPED))
         part = data.part(split)  # beyond the evaluate schema: what the dashboard also shows

@@ -102,7 +102,7 @@ def rows(scores, changes, ratio=3.0):
 
 
 def test_a_settled_run_is_healthy():
-    report = assess(rows([1.0, 2.0, 2.5, 2.6], [0.1, 0.001, 0.001, 0.001]), [], 5.0)
+    report = assess(rows([1.0, 2.0, 2.5, 2.6], [0.1, 0.001, 0.001, 0.001]), 5.0)
     assert report["status"] == "ok" and report["warnings"] == []
     assert report["code_change"] == pytest.approx(0.001)
     assert report["ratio_share"] == pytest.approx(0.6)
@@ -110,19 +110,19 @@ def test_a_settled_run_is_healthy():
 
 def test_codes_still_moving_are_reported():
     moving = 2 * MOVING
-    report = assess(rows([1.0, 2.0, 2.5, 2.6], [0.1, moving, moving, moving]), [], 5.0)
+    report = assess(rows([1.0, 2.0, 2.5, 2.6], [0.1, moving, moving, moving]), 5.0)
     assert report["status"] == "poor"
     assert "still moving" in report["warnings"][0] and "--epochs" in report["warnings"][0]
 
 
 def test_a_falling_validation_objective_is_reported_as_overfitting():
-    report = assess(rows([1.0, 3.0, 2.0, 1.8], [0.1, 0.001, 0.001, 0.001]), [], 5.0)
+    report = assess(rows([1.0, 3.0, 2.0, 1.8], [0.1, 0.001, 0.001, 0.001]), 5.0)
     assert report["best_epoch"] == 2
     assert any("peaked at epoch 2" in w for w in report["warnings"])
 
 
 def test_codes_that_say_nothing_of_the_query_are_reported():
-    report = assess(rows([0.01, 0.01, 0.01], [0.001] * 3, ratio=0.01), [], 5.0)
+    report = assess(rows([0.01, 0.01, 0.01], [0.001] * 3, ratio=0.01), 5.0)
     assert any("almost nothing" in w for w in report["warnings"])
     # a model without a density ratio: no ceiling, no such warning
-    assert not assess(rows([0.01] * 3, [0.001] * 3, ratio=0.01), [], None)["warnings"]
+    assert not assess(rows([0.01] * 3, [0.001] * 3, ratio=0.01), None)["warnings"]
