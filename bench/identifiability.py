@@ -53,7 +53,7 @@ COMMON_OPTIONS = {"hidden": 64}
 # Per-model options on top of those, with the reason (none: each model runs with its defaults).
 MODEL_OPTIONS: dict[str, dict] = {}
 # Per-model learning rates (the others take --lr): implicit-ivae trains at the toy preset's
-# 1e-2, which settles every seed within 30 epochs where 3e-3 left some still moving
+# 1e-2, at which every noisy-toy seed settles where 3e-3 left some still moving
 # (docs/experiments.md, "Restarts and schedule").
 MODEL_LR = {"implicit-ivae": 1e-2}
 # The objective ablation of docs/experiments.md: label -> implicit-ivae options.
@@ -168,10 +168,6 @@ def summary(runs: list[dict]) -> tuple[float, float, float]:
     return statistics.mean(mccs), sd, statistics.median(r["seconds"] for r in runs)
 
 
-def minimum(runs: list[dict]) -> float:
-    return min(r["mcc"] for r in runs)
-
-
 def table(results: dict, tags: list[str], first_column: str) -> list[str]:
     variants = list(results)
     head = f"| {first_column} | " + " | ".join(VARIANTS[v][0] for v in variants) + " |"
@@ -187,7 +183,7 @@ def table(results: dict, tags: list[str], first_column: str) -> list[str]:
                 cells.append(f"diverged in {failed} of {len(results[v][tag])} seeds")
                 continue
             mean, sd, seconds = summary(results[v][tag])
-            low = minimum(results[v][tag])
+            low = min(r["mcc"] for r in results[v][tag])
             cells.append(f"{mean:.3f} ± {sd:.3f}, min {low:.3f} ({seconds:.0f} s)")
         label = tag.replace("|", "\\|")  # a norm's bars must not split the Markdown row
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -299,10 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         configs = {m: (m, {**COMMON_OPTIONS, **MODEL_OPTIONS.get(m, {})}) for m in args.models}
     results = sweep(args, configs)
-    trained = sum(
-        r["seconds"] or 0 for by_tag in results.values() for runs in by_tag.values() for r in runs
-    )  # total train seconds, also when the runs were reused
     every = [r for by_tag in results.values() for runs in by_tag.values() for r in runs]
+    trained = sum(r["seconds"] or 0 for r in every)  # also when the runs were reused
     loads = [r["load"] for r in every if r.get("load") is not None] or [load_average()]
     note = provenance(args, trained, command("bench.identifiability", argv), loads)
     lines = table(results, list(configs), "objective" if args.ablation else "model")
