@@ -17,6 +17,13 @@ import streamlit as st  # noqa: E402
 
 from explorer import ui  # noqa: E402
 from explorer.navigation import PAGES  # noqa: E402
+from ivae import redundancy  # noqa: E402
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def latent_redundancy(key: tuple, _z) -> redundancy.Redundancy:
+    """ivae.redundancy on the index's codes, once per index (``key``: its fingerprint)."""
+    return redundancy.redundancy(_z)
 
 
 def home() -> None:
@@ -27,10 +34,17 @@ def home() -> None:
     )
     ctx = ui.require_context()
     run = ctx.run
+    red = latent_redundancy(ctx.key, ctx.index.z)
     left, middle, right = st.columns(3)
     left.metric("Model", run.model_name)
-    middle.metric("Shared factors", ctx.k)
+    middle.metric(
+        "Shared factors",
+        f"~{red.distinct} of {ctx.k}" if red.distinct < ctx.k else ctx.k,
+        help="Distinct factors: the latents left after dropping, one at a time, each latent "
+        f"the others predict with R² ≥ {red.threshold:.1f} (linear, on the image codes).",
+    )
     right.metric("Dishes indexed", f"{len(ctx.index):,}")
+    redundant_latents(red, ctx.names)
     mcc = run.metrics.get("mcc")
     if mcc is not None:
         st.caption(f"Mean correlation with the true factors (MCC, test split): {mcc:.2f}")
@@ -40,6 +54,19 @@ def home() -> None:
     for path, title, icon in PAGES:
         st.page_link(path, label=title, icon=icon)
     st.caption(f"Run folder: `{ui.label(str(run.path))}` · data: `{ui.label(str(ctx.data_dir))}`")
+
+
+def redundant_latents(red: redundancy.Redundancy, names: list[str]) -> None:
+    """The distinct-factor count in words, and each redundant latent named with its partner."""
+    lines = redundancy.describe(red, names)
+    if not lines:
+        st.caption(f"{redundancy.summary(red)}: no latent is predicted by the others.")
+        return
+    st.warning(
+        f"**{redundancy.summary(red)}.** Some latents are largely predicted by the others "
+        "(on the image codes alone): moving one slider while its partners stay put leaves the "
+        "data.\n\n" + "\n".join(f"- {line}" for line in lines)
+    )
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ivae.factors import agreement, poles
+from ivae.redundancy import Redundancy, partner_text
 
 
 def word_associations(texts: list[str], values: np.ndarray, min_count: int = 5) -> pd.DataFrame:
@@ -74,6 +75,26 @@ def factor_card(
     }
 
 
+def redundancy_entry(red: Redundancy, names: list[str], j: int) -> dict:
+    """Latent j's redundancy for a card: R^2 from the other latents and its closest partner."""
+    p = int(red.partner[j])
+    return {
+        "r2_from_other_latents": round(float(red.r2[j]), 4),
+        "redundant": bool(red.redundant[j]),
+        "closest_latent": names[p] if p >= 0 else None,
+        "closest_r": round(float(red.partner_r[j]), 4),
+    }
+
+
+def redundancy_text(red: Redundancy, names: list[str], j: int) -> str:
+    """One sentence on latent j: ``93% predictable from the other latents (closest: ...)``."""
+    verdict = "redundant" if red.redundant[j] else "distinct"
+    return (
+        f"{verdict}: {100 * red.r2[j]:.0f}% predictable from the other latents "
+        f"(closest: {partner_text(red, names, j)})"
+    )
+
+
 def factor_cards(
     notes: dict,
     words: pd.DataFrame,
@@ -81,20 +102,26 @@ def factor_cards(
     y_mean: np.ndarray,
     titles: Sequence[str],
     pole_size: int = 5,
+    red: Redundancy | None = None,
 ) -> list[dict]:
     """One card per factor of ``notes`` (a run's factor_notes()): ``words`` from
-    word_associations, z / y_mean (N, k) from the index, ``titles`` (N,) per index row."""
+    word_associations, z / y_mean (N, k) from the index, ``titles`` (N,) per index row;
+    with ``red`` (ivae.redundancy), each card also says how predictable its latent is."""
     agree = agreement(z, y_mean)
+    names = [entry["name"] for entry in notes["factors"]]
     cards = []
     for j, entry in enumerate(notes["factors"]):
         rising, falling = rising_falling(words, j)
         low, high = poles(z, j, n=pole_size)
         low_titles, high_titles = [str(titles[r]) for r in low], [str(titles[r]) for r in high]
-        cards.append(
-            factor_card(
-                entry["name"], entry["notes"], rising, falling, low_titles, high_titles, agree[j]
-            )
+        card = factor_card(
+            entry["name"], entry["notes"], rising, falling, low_titles, high_titles, agree[j]
         )
+        if red is not None:
+            card["redundancy"] = redundancy_entry(red, names, j) | {
+                "text": redundancy_text(red, names, j)
+            }
+        cards.append(card)
     return cards
 
 
@@ -111,6 +138,78 @@ def card_markdown(card: dict) -> str:
             f"- low pole: {'; '.join(card['low_pole'])}",
             f"- high pole: {'; '.join(card['high_pole'])}",
             f"- image–recipe agreement (Pearson r): {card['image_recipe_agreement']:.2f}",
-            "",
         ]
+        + ([f"- {card['redundancy']['text']}"] if "redundancy" in card else [])
+        + [""]
     )
+
+
+def card_figure(
+    card: dict,
+    rising: pd.DataFrame,
+    falling: pd.DataFrame,
+    pole_paths: list[list[str]],
+    caption: str,
+):
+    """A factor card as a matplotlib figure for papers (ivae.figures.figure_bytes writes it
+    as PNG or PDF): the name, notes, rising and falling words with their r, agreement and
+    redundancy, the photos at the low and the high pole, the provenance ``caption`` at the
+    foot. Text is vector; each photo is embedded at its own resolution."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    cell, n = 1.1, max(len(p) for p in pole_paths)  # inches per photo, photos per pole
+    width = max(7.0, 1.0 + cell * n)
+    foot = textwrap.wrap(caption, width=int(width * 24))
+    stats = [f"image–recipe agreement (Pearson r): {card['image_recipe_agreement']:.2f}"]
+    if "redundancy" in card:
+        stats.append(card["redundancy"]["text"])
+    notes = textwrap.wrap(card["notes"], width=int(width * 16))[:3]
+    words_h = 0.115 * max(len(rising), len(falling), 1) + 0.35
+    top_h = 0.45 + 0.17 * len(notes) + words_h + 0.17 * len(stats) + 0.1
+    height = top_h + 2 * (cell + 0.3) + 0.15 + 0.1 * len(foot)
+    fig = Figure(figsize=(width, height))
+    y = 1 - 0.3 / height
+    fig.text(0.02, y, f"Factor card: {card['name']}", fontsize=11, weight="bold", va="center")
+    fig.text(0.02, 0.06 / height, "\n".join(foot), fontsize=5.5, va="bottom", color="0.3")
+    y -= 0.3 / height
+    for line in notes:
+        fig.text(0.02, y, line, fontsize=7, va="top", style="italic")
+        y -= 0.17 / height
+    for x, title, words in ((0.02, "Rises with", rising), (0.5, "Falls with", falling)):
+        lines = [f"{w}  ({r:+.2f})" for w, r in zip(words["word"], words["correlation"])]
+        fig.text(x, y, title, fontsize=7.5, weight="bold", va="top")
+        fig.text(x, y - 0.2 / height, "\n".join(lines) or "—", fontsize=6.5, va="top")
+    y -= words_h / height
+    for line in stats:
+        fig.text(0.02, y, line, fontsize=7, va="top")
+        y -= 0.17 / height
+    for label, paths in zip(("Low pole", "High pole"), pole_paths):
+        y -= 0.12 / height
+        fig.text(0.02, y - cell / 2 / height, label, fontsize=7, va="center", weight="bold")
+        for i, path in enumerate(paths):
+            box = [
+                (0.9 + i * cell) / width,
+                y - cell / height,
+                (cell - 0.06) / width,
+                (cell - 0.06) / height,
+            ]
+            _photo(fig.add_axes(box), path)
+        y -= (cell + 0.18) / height
+    return fig
+
+
+def _photo(ax, path: str) -> None:
+    from PIL import Image
+
+    ax.set_xticks([])
+    ax.set_yticks([])
+    try:
+        with Image.open(path) as img:
+            ax.imshow(img.convert("RGB"), interpolation="none")
+    except OSError:
+        ax.text(0.5, 0.5, "image missing", ha="center", va="center", fontsize=6, color="0.4")
