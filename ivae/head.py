@@ -11,6 +11,13 @@ A run's ``config.json`` records which backbone made its features::
     "backbone": {"name": ..., "weights_hash": ..., "image_size": ..., "feature_dim": ...}
 
 and features from any other backbone, weights or image size are refused (BackboneMismatch).
+
+Fine-tuning the last block (``ivae train --backbone efficientnet-lite0 --finetune-last-block``):
+the cached features are then the map entering EfficientNet-Lite0's last block (the
+``efficientnet-lite0-tail`` backbone), and the encoder is that block and the head convolution,
+initialised from the ImageNet weights (``pretrained_tail``), followed by the MLP head; the
+whole encoder trains, and eq. 1's Jacobian is taken with respect to that map. The earlier
+blocks stay frozen and run once per image, as for the pooled features.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import numpy as np
 from ivae.data.dataset import Dataset, MappedRows
 
 RECORD_KEYS = ("name", "weights_hash", "image_size", "feature_dim")
+# backbone -> (the backbone whose features feed a fine-tuned last block, the encoder option)
+FINETUNED = {"efficientnet-lite0": ("efficientnet-lite0-tail", "efficientnet-lite0-tail")}
 
 
 class BackboneMismatch(ValueError):
@@ -69,6 +78,37 @@ def load_backbone(record: dict):
     )
     check_backbone(record, backbone_record(backbone), f"the {record['name']} weights found")
     return backbone
+
+
+def finetune_last_block(name: str) -> tuple[str, str]:
+    """``--finetune-last-block`` for backbone ``name``: the backbone to cache features of (the
+    map entering the last block) and the implicit iVAE's ``encoder`` option that trains it."""
+    if name not in FINETUNED:
+        from ivae.backbones import BackboneError
+
+        raise BackboneError(
+            f"--finetune-last-block is available for {', '.join(FINETUNED)}; got {name!r} "
+            "(train the head on its frozen features without the flag)"
+        )
+    return FINETUNED[name]
+
+
+def pretrained_tail(model, record: dict | None) -> None:
+    """Load the backbone's ImageNet weights into the fine-tuned tail of ``model``'s encoder,
+    if it has one (a freshly built model; a resumed or loaded run's own weights replace them)."""
+    from ivae.backbones.efficientnet_lite0 import EfficientNetLite0Tail
+
+    tails = [m for m in model.modules() if isinstance(m, EfficientNetLite0Tail)]
+    if not tails:
+        return
+    if record is None or record["name"] not in {tail for tail, _ in FINETUNED.values()}:
+        raise BackboneMismatch(
+            "the efficientnet-lite0-tail encoder trains on the efficientnet-lite0-tail "
+            "backbone's features; train with --backbone efficientnet-lite0 --finetune-last-block"
+        )
+    state = load_backbone(record).net.state_dict()
+    for tail in tails:
+        tail.load_pretrained(state)
 
 
 def feature_cache_of(
@@ -153,6 +193,12 @@ def encoder_summary(config: dict) -> str:
     """The image encoder of a run, in words, from its config.json (the model report shows it)."""
     x = config["data"]["x"]
     backbone = config.get("backbone")
+    if backbone and backbone["name"] in {tail for tail, _ in FINETUNED.values()}:
+        return (
+            f"{backbone['name'].removesuffix('-tail')} (pretrained; frozen up to its last "
+            f"block, which trains with the head; weights {backbone['weights_hash']}, "
+            f"{backbone['image_size']}-px photos), then an MLP head on its pooled features"
+        )
     if backbone:
         return (
             f"{backbone['name']} (pretrained, frozen; weights {backbone['weights_hash']}, "

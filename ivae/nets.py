@@ -144,6 +144,22 @@ def build_encoder(
     raise ValueError(f"no encoder for modality kind {modality.kind!r}; known: {KINDS}")
 
 
+def backbone_tail(modality: Modality, out_dim: int, hidden: int = 256, depth: int = 3):
+    """EfficientNet-Lite0's last block and head convolution (ImageNet weights loaded by
+    ivae.head.pretrained_tail), then an MLP: the encoder of a run that fine-tunes the last
+    block, on the flattened map entering it (the ``efficientnet-lite0-tail`` backbone)."""
+    from ivae.backbones.efficientnet_lite0 import HEAD, EfficientNetLite0Tail
+
+    if modality.kind != "vector":
+        raise ValueError(
+            f"the efficientnet-lite0-tail encoder reads the cached map entering the last block "
+            f"(vector data); got {modality.kind} {modality.shape}"
+        )
+    return nn.Sequential(
+        EfficientNetLite0Tail(modality.shape[0]), VectorEncoder(HEAD, out_dim, hidden, depth)
+    )
+
+
 def build_decoder(
     modality: Modality, in_dim: int, hidden: int = 256, depth: int = 3, width: int = 16
 ) -> nn.Module:

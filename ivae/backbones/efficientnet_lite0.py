@@ -35,6 +35,19 @@ STAGES = (
 STEM, HEAD = 32, 1280
 
 
+def block_specs() -> list[tuple[int, int, int, int, int]]:
+    """(input channels, output channels, expansion, kernel, stride) of each of the 16 blocks."""
+    specs, cin = [], STEM
+    for expansion, kernel, stride, cout, repeats in STAGES:
+        for r in range(repeats):
+            specs.append((cin, cout, expansion, kernel, stride if r == 0 else 1))
+            cin = cout
+    return specs
+
+
+LAST_BLOCK = len(block_specs()) - 1  # 15: 192 -> 320 channels, the block fine-tuning trains
+
+
 class SameConv2d(nn.Conv2d):
     """A bias-free convolution padded as TensorFlow's "same" (asymmetric for stride 2)."""
 
@@ -89,13 +102,8 @@ class EfficientNetLite0(nn.Module):
         super().__init__()
         self._conv_stem = SameConv2d(3, STEM, 3, stride=2)
         self._bn0 = nn.BatchNorm2d(STEM, **BN)
-        blocks, cin = [], STEM
-        for expansion, kernel, stride, cout, repeats in STAGES:
-            for r in range(repeats):
-                blocks.append(MBConv(cin, cout, expansion, kernel, stride if r == 0 else 1))
-                cin = cout
-        self._blocks = nn.ModuleList(blocks)
-        self._conv_head = SameConv2d(cin, HEAD, 1)
+        self._blocks = nn.ModuleList(MBConv(*spec) for spec in block_specs())
+        self._conv_head = SameConv2d(STAGES[-1][3], HEAD, 1)
         self._bn1 = nn.BatchNorm2d(HEAD, **BN)
         self._fc = nn.Linear(HEAD, num_classes)  # dropout 0.2 in training: no-op at eval
 
@@ -141,3 +149,69 @@ class EfficientNetLite0Stages(EfficientNetLite0):
             if i in STAGE_ENDS:
                 pooled.append(x.mean(dim=(2, 3)))
         return torch.cat(pooled, dim=1)  # (B, 784)
+
+
+class EfficientNetLite0Trunk(EfficientNetLite0):
+    """The same network and weights cut before block ``cut``: its features are the feature map
+    entering that block, flattened (C x H x W; 192 x 4 x 4 = 3072 at 128 px for the last
+    block). They are the input of ``EfficientNetLite0Tail``, which trains the blocks from
+    ``cut`` on with the encoder head (``ivae train --finetune-last-block``)."""
+
+    def __init__(self, cut: int = LAST_BLOCK, image_size: int = 224):
+        super().__init__()
+        self.cut = cut
+        with torch.no_grad():
+            self.feature_dim = self.trunk(torch.zeros(1, 3, image_size, image_size)).numel()
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks[: self.cut]:
+            x = block(x)
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x).flatten(1)
+
+
+class EfficientNetLite0Tail(nn.Module):
+    """Blocks ``cut``... of EfficientNet-Lite0, its head convolution and the spatial mean: the
+    flattened map a ``EfficientNetLite0Trunk`` outputs -> (B, 1280), the pooled features.
+
+    Parameters are named as in the whole network (``_blocks.15._expand_conv.weight``, ...), so
+    the matching part of its state dict loads strictly (``load_pretrained``). The batch norms
+    stay in eval mode with their ImageNet statistics while the weights train: in train mode an
+    item's code would depend on the other items of its batch, and the density ratio and the
+    per-item Jacobian assume it does not.
+    """
+
+    def __init__(self, in_dim: int, cut: int = LAST_BLOCK):
+        super().__init__()
+        specs = block_specs()
+        channels = specs[cut][0]
+        side = math.isqrt(in_dim // channels)
+        if channels * side * side != in_dim:
+            raise ValueError(
+                f"the input of block {cut} has {channels} channels on a square map; "
+                f"{in_dim} features are not {channels} x side x side"
+            )
+        self.cut, self.shape = cut, (channels, side, side)
+        self._blocks = nn.ModuleDict({str(i): MBConv(*specs[i]) for i in range(cut, len(specs))})
+        self._conv_head = SameConv2d(STAGES[-1][3], HEAD, 1)
+        self._bn1 = nn.BatchNorm2d(HEAD, **BN)
+
+    def train(self, mode: bool = True) -> EfficientNetLite0Tail:
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        return self
+
+    def load_pretrained(self, network_state: dict) -> None:
+        """Copy this tail's tensors from the whole network's state dict (every one required)."""
+        self.load_state_dict({key: network_state[key] for key in self.state_dict()}, strict=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(len(x), *self.shape)
+        for block in self._blocks.values():
+            x = block(x)
+        return F.relu6(self._bn1(self._conv_head(x))).mean(dim=(2, 3))

@@ -38,11 +38,12 @@ from ivae.models.base import (
     pairwise_log_prob,
     register,
 )
-from ivae.nets import CouplingFlow, LeakyFlow, Modality, build_encoder
+from ivae.nets import CouplingFlow, LeakyFlow, Modality, backbone_tail, build_encoder
 
 JACOBIAN_MODES = ("exact", "none")
 POSTERIORS = ("deterministic", "stochastic")
-ENCODERS = ("auto", "network", "flow", "leaky-flow")
+FLOWS = ("flow", "leaky-flow")
+ENCODERS = ("auto", "network", "flow", "leaky-flow", "efficientnet-lite0-tail")
 
 
 @dataclass
@@ -62,7 +63,9 @@ class ImplicitIVAEConfig(ModelConfig):
     decoder_std: float = 0.1  # s of the first-order implicit decoder (stochastic posterior)
     gauge_weight: float = 0.0  # pins the mean prior log-variance at 0: fixes the code scale
     # "network" | "flow" (affine couplings) | "leaky-flow" (invertible leaky-ReLU MLP) |
-    # "auto": the coupling flow when dim x == k, else the network
+    # "auto": the coupling flow when dim x == k, else the network |
+    # "efficientnet-lite0-tail": EfficientNet-Lite0's last block and head convolution, then the
+    # network, on the map entering that block (`ivae train --finetune-last-block`, ivae.head)
     encoder: str = "auto"
     flow_layers: int = 16  # layers of the invertible encoder (docs/experiments.md, "Which encoder")
     flow_mixing: bool = True  # coupling flow: a learned linear layer before every coupling
@@ -131,6 +134,8 @@ class ImplicitIVAE(Model):
             self.encoder = CouplingFlow(k, config.hidden, config.flow_layers, config.flow_mixing)
         elif flow == "leaky-flow":
             self.encoder = LeakyFlow(k, config.flow_layers)
+        elif config.encoder == "efficientnet-lite0-tail":
+            self.encoder = backbone_tail(x, outputs, config.hidden, config.depth)
         else:
             self.encoder = build_encoder(x, outputs, config.hidden, config.depth, config.width)
         self.prior = ConditionalPrior(
@@ -141,13 +146,13 @@ class ImplicitIVAE(Model):
     def _invertible(config: ImplicitIVAEConfig, x: Modality) -> str | None:
         """The invertible encoder to build ("flow" or "leaky-flow"), or None for a network."""
         square = x.kind == "vector" and x.shape == (config.latent_dim,)
-        if config.encoder in ("flow", "leaky-flow") and not square:
+        if config.encoder in FLOWS and not square:
             raise ValueError(
                 f"encoder={config.encoder!r} needs vector data with as many "
                 f"dimensions as latent_dim ({config.latent_dim}); "
                 f"got {x.kind} {x.shape}"
             )
-        if config.posterior != "deterministic" or config.encoder == "network":
+        if config.posterior != "deterministic" or config.encoder not in ("auto", *FLOWS):
             return None
         if config.encoder == "auto":
             return "flow" if square else None
