@@ -115,3 +115,94 @@ def test_card_figure_png_and_pdf_carry_the_card_and_its_provenance(tiny_run):
     assert png.startswith(b"\x89PNG") and b"seed 0" in png  # the caption in the metadata
     assert pdf.startswith(b"%PDF") and b"/FontFile2" in pdf  # TrueType text: vector
     assert "runs/tiny".encode("utf-16-be") in pdf  # the caption in the metadata
+
+
+# --------------------------------------------------------------------------- recipe search
+
+
+def test_ordinals():
+    from ivae.queries import ordinal
+
+    cases = {1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 11: "11th", 12: "12th", 13: "13th"}
+    cases |= {21: "21st", 62: "62nd", 73: "73rd", 100: "100th", 111: "111th", 0: "0th"}
+    assert {n: ordinal(n) for n in cases} == cases
+
+
+def test_score_percentiles_against_known_pairs():
+    from ivae.queries import calibration_rows, column_percentiles, percentile_of
+
+    pairs = np.array([1.0, 2.0, 3.0, 4.0])
+    assert percentile_of(pairs, [0.5, 2.0, 2.5, 9.0]).tolist() == [0.0, 50.0, 50.0, 100.0]
+    columns = np.sort(np.array([[0.0, 10.0], [1.0, 20.0], [2.0, 30.0], [3.0, 40.0]]), axis=0)
+    assert column_percentiles(columns, np.array([1.5, 40.0])).tolist() == [50.0, 100.0]
+    splits = np.array(["train", "val", "test", "train", "val"])
+    assert calibration_rows(splits).tolist() == [1, 2, 4]
+    assert calibration_rows(np.array(["train"] * 3)).tolist() == [0, 1, 2]
+    assert len(calibration_rows(np.array(["val"] * 50), at_most=10)) == 10
+
+
+def test_pair_scores_are_the_diagonal_of_the_models_score(tiny_run):
+    import ivae
+    from ivae.index import load_index
+    from ivae.queries import pair_scores
+
+    run = ivae.load_run(tiny_run)
+    index = load_index(run)
+    z, m, lv = index.z[:70], index.y_mean[:70], index.y_logvar[:70]
+    full = run.score(z, m, lv)  # (70, 70)
+    assert np.allclose(pair_scores(run, z, m, lv, batch=16), np.diagonal(full), atol=1e-5)
+
+
+def test_words_known_and_unknown(tiny_run):
+    import ivae
+    from ivae.queries import read_words
+
+    vocab = ivae.load_run(tiny_run).vocab
+    reading = read_words(vocab, "Beef, spinach and blorf zanth")
+    assert reading.tokens == ["beef", "spinach", "and", "blorf", "zanth"]
+    assert reading.known[:2] == [True, True] and reading.unknown == ["and", "blorf", "zanth"]
+    assert reading.level == "few"
+    assert read_words(vocab, "blorf zanth quix").level == "none"
+    recipe = "soup with beef. ingredients: water, salt, beef, mushrooms, soy. serve warm."
+    assert read_words(vocab, recipe).level == "ok"
+
+
+def image_captions(at: AppTest) -> list[str]:
+    """Captions of every image grid of the page (st.image with a list)."""
+    grids = [e for e in at.main if type(e).__name__ == "Image"]
+    return [image.caption for grid in grids for image in grid.proto.imgs]
+
+
+def search(run: Path, text: str) -> AppTest:
+    at = app(run, "recipe_search")
+    at.text_area(key="recipe_text").input(text).run()
+    assert_ok(at)
+    return at
+
+
+def test_gibberish_gets_no_photos_and_a_plain_error(tiny_run):
+    at = search(tiny_run, "blorf zanth quix mumble wibble")
+    assert "knows none of these words" in at.error[0].value
+    assert "0 of 5 known" in at.markdown[-1].value and "~~blorf~~" in at.markdown[-1].value
+    assert not image_captions(at) and not at.dataframe
+
+
+def test_a_real_recipe_is_read_ranked_among_recipe_priors_and_calibrated(tiny_run):
+    import ivae
+    from ivae.index import load_items
+
+    run = ivae.load_run(tiny_run)
+    text = str(load_items(run.data_dir())["text"].iat[3])
+    at = search(tiny_run, text)
+    assert not at.error and not at.warning
+    table = at.dataframe[0].value
+    assert table["mean among the data's recipes"].str.endswith("percentile").all()
+    captions = image_captions(at)
+    assert len(captions) == 12 and all("pct of real pairs" in c for c in captions)
+    assert "among the scores of 48 real matching" in " ".join(c.value for c in at.caption)
+
+
+def test_a_recipe_with_few_known_words_is_warned_about(tiny_run):
+    at = search(tiny_run, "beef blorf zanth quix")
+    assert "Only 1 of these 4 words" in at.warning[0].value
+    assert len(image_captions(at)) == 12
