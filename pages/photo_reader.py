@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer import ui
+from explorer import clicks, ui
 from explorer.runs import example_photos
 from ivae.factors import image_to_recipes, poles, search_weights
 from ivae.read_photo import verdict
@@ -20,6 +20,7 @@ st.caption(
     "unlike them all is flagged, and its factor values are extrapolations."
 )
 ctx = ui.require_context()
+clicks.go_to_studio_if_asked()
 upload = st.file_uploader(
     "A food photo (JPEG, PNG, WebP, GIF; up to 10 MB)",
     type=ACCEPTED_EXTENSIONS,
@@ -66,6 +67,14 @@ with right:
         },
     )
     st.caption(f"Standardised distance to the nearest real dish: {distances[0]:.2f}")
+    st.button(
+        "Open in the studio",
+        key="reader_to_studio",
+        icon=":material/tune:",
+        on_click=clicks.start_studio,
+        kwargs={"point": z, "source": f"the photo {name}"},
+        help="Start the factor studio at this photo's factor values.",
+    )
 
 st.subheader("Nearest recipes (image → recipe)")
 rows, scores = image_to_recipes(ctx.run, ctx.index, z, n=8)
@@ -73,9 +82,12 @@ st.dataframe(
     ui.recipe_table(ctx, rows, {"score": np.round(scores, 2)}), hide_index=True, width="stretch"
 )
 st.subheader("Nearest real dishes")
-ui.image_grid(
-    ctx, near, [f"{ctx.title(r)} · d={d:.2f}" for r, d in zip(near, distances, strict=True)]
-)
+st.caption("Click a dish to start the studio from it.")
+clicks.listen("reader_clicks", lambda row: clicks.start_studio(dish=str(ctx.index.ids[row])))
+with clicks.pickable("reader_near", near):
+    ui.image_grid(
+        ctx, near, [f"{ctx.title(r)} · d={d:.2f}" for r, d in zip(near, distances, strict=True)]
+    )
 
 st.subheader("The poles of each factor")
 st.caption("The dishes lowest and highest on each factor, to judge where the photo sits.")

@@ -5,17 +5,12 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import tables, ui
-from ivae.factors import (
-    emptiness,
-    factor_ranges,
-    search_weights,
-    slider_grid,
-    traversal,
-    typical_gap,
-)
-from ivae.figures import contact_sheet
+from explorer import clicks, tables, ui
+from ivae import traversal as trav
+from ivae.factors import emptiness, factor_ranges, search_weights, slider_grid, typical_gap
+from ivae.figures import Cell, figure_bytes, provenance, traversal_figure
 from ivae.read_photo import verdict
+from ivae.redundancy import describe, redundancy
 from ivae.uploads import ACCEPTED_EXTENSIONS, UploadError, read_upload
 
 MODES = {
@@ -23,28 +18,82 @@ MODES = {
     "emphasise": "Weight the moved factor (x4)",
     "hold": "Hold the other factors (x4)",
 }
+FOLLOW = {
+    "nearest": "Nearest dish to the requested point",
+    "data": "Stay on the data: a dish in the step's band, nearest in the other factors",
+}
+ANY_DISH = "(any dish type)"
+NEIGHBOURHOOD = 25  # dishes per step behind the "what else changes" chart
 
 st.title("Factor studio")
 st.caption(
     "One slider per shared factor. Moving a slider sets a point in factor space; the page "
     "shows the real dishes and recipes nearest to it. Ranges span the data's 1st–99th "
-    "percentiles. The view is in the URL: copy it to share."
+    "percentiles, widened when a start lies outside them. Click any dish to start from it. "
+    "The view is in the URL: copy it to share."
 )
 ctx = ui.require_context()
 z_all, k = ctx.index.z, ctx.k
-grids = [slider_grid(*r) for r in factor_ranges(z_all)]  # (low, high, step)
-ranges = np.array([grid[:2] for grid in grids])
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def base_ranges(key: tuple) -> np.ndarray:
+    """(k, 2) the data's 1st and 99th percentiles per factor (a pass over every code)."""
+    return factor_ranges(z_all)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def slopes(key: tuple) -> np.ndarray:
+    return trav.regression_slopes(z_all)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def redundant_lines(key: tuple, names: tuple[str, ...]) -> list[str]:
+    return describe(redundancy(z_all), list(names))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def dish_types(key: tuple) -> list[str]:
+    return sorted(ctx.items["dish"].astype(str).unique()) if "dish" in ctx.items else []
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def dish_mask(key: tuple, dish: str) -> np.ndarray:
+    return (ctx.items["dish"].astype(str) == dish).to_numpy()
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def nuisance_columns(key: tuple) -> dict[str, np.ndarray]:
+    """Every ``nuisance.<name>`` column of the items, as arrays (empty without labels)."""
+    columns = [c for c in ctx.items.columns if c.startswith("nuisance.")]
+    return {c.split(".", 1)[1]: ctx.items[c].to_numpy(dtype=np.float32) for c in columns}
 
 
 def slider_key(j: int) -> str:
     return f"studio_z{j}"
 
 
-def set_point(values: np.ndarray, dish: str | None) -> None:
-    """Move every slider to ``values`` (clipped to the ranges) and remember the dish."""
+def ranges() -> np.ndarray:
+    """(k, 2) the sliders' ranges: the data's, widened to the start when it lies outside."""
+    return np.array(st.session_state.get("studio_ranges", base_ranges(ctx.key)))
+
+
+def set_point(values: np.ndarray, dish: str | None, source: str = "") -> None:
+    """Move every slider to ``values`` and remember the dish; a value outside a slider's
+    range widens that range (and says so) instead of being clipped."""
+    values = np.asarray(values, dtype=float)
+    base = base_ranges(ctx.key)
+    wide = np.stack([np.minimum(base[:, 0], values), np.maximum(base[:, 1], values)], axis=1)
+    st.session_state["studio_ranges"] = wide.tolist()
+    st.session_state["studio_outside"] = [
+        (j, float(values[j]), *map(float, base[j]))
+        for j in range(k)
+        if not base[j, 0] <= values[j] <= base[j, 1]
+    ]
     for j in range(k):
-        st.session_state[slider_key(j)] = float(np.clip(values[j], *ranges[j]))
+        st.session_state[slider_key(j)] = float(values[j])
     st.session_state["studio_dish"] = dish
+    st.session_state["studio_source"] = source
     st.session_state["studio_moved"] = None
 
 
@@ -78,11 +127,27 @@ def from_query_params() -> None:
         random_dish()
 
 
+def from_handoff(handoff: dict) -> None:
+    """A start handed over by another page (a clicked dish, a photo's code)."""
+    row = dish_row(handoff.get("dish"))
+    if handoff.get("z") is not None and len(handoff["z"]) == k:
+        set_point(np.array(handoff["z"]), handoff.get("dish"), handoff.get("source", ""))
+    elif row is not None:
+        start_from_row(row)
+
+
 if st.session_state.get("studio_run") != str(ctx.run.path):
     st.session_state["studio_run"] = str(ctx.run.path)
+    st.session_state.pop("studio_ranges", None)
     from_query_params()
 elif slider_key(0) not in st.session_state:  # back from another page: sliders were reset
-    set_point(np.array(st.session_state["studio_point"]), st.session_state.get("studio_dish"))
+    set_point(
+        np.array(st.session_state["studio_point"]),
+        st.session_state.get("studio_dish"),
+        st.session_state.get("studio_source", ""),
+    )
+if clicks.HANDOFF_KEY in st.session_state:
+    from_handoff(st.session_state.pop(clicks.HANDOFF_KEY))
 
 # ---- the starting dish -------------------------------------------------------------------
 with st.sidebar:
@@ -127,14 +192,30 @@ with st.sidebar:
                     "Start from this photo",
                     key="studio_use_photo",
                     on_click=set_point,
-                    args=(reading.z, None),
+                    args=(reading.z, None, f"the photo {upload.name}"),
                 )
     st.subheader("Retrieval")
     weight_mode = st.radio("Distance", list(MODES), format_func=MODES.get, key="studio_weights")
+    along = st.toggle(
+        "Move along the data's correlations",
+        key="studio_along",
+        help="Moving one slider also moves the others by their linear regression on it over "
+        "all dishes, so correlated latents move together and the point stays near real dishes.",
+    )
 
 
 def mark_moved(j: int) -> None:
+    """A slider moved: remember it, let the strip follow it and, when asked, move the other
+    factors along the data's correlations (clipped to their ranges)."""
     st.session_state["studio_moved"] = j
+    st.session_state["studio_traverse_factor"] = j
+    if st.session_state.get("studio_along") and "studio_point" in st.session_state:
+        value = st.session_state[slider_key(j)]
+        moved = trav.coupled_point(st.session_state["studio_point"], j, value, slopes(ctx.key))
+        limits = ranges()
+        for i in range(k):
+            if i != j:
+                st.session_state[slider_key(i)] = float(np.clip(moved[i], *limits[i]))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -151,21 +232,101 @@ def gaps(key: tuple, weights_key: tuple[float, ...]) -> np.ndarray:
     return typical_gap(ctx.index, np.array(weights_key), sample=sample)
 
 
+def cell_text(step, title: str) -> str:
+    """A strip cell's three lines: asked vs shown value, distance (and repeat), title."""
+    if step.item < 0:
+        return f"asked {step.requested:.2f}\nno dish here\n"
+    repeat = f" · same as step {step.repeat_of + 1}" if step.repeat_of >= 0 else ""
+    values = f"asked {step.requested:.2f} · shown {step.shown:.2f}"
+    return f"{values}\nd={step.distance:.2f}{repeat}\n{title}"
+
+
+def strip_cells(table) -> list[Cell]:
+    return [
+        Cell(ctx.image_path(s.item) if s.item >= 0 else None, cell_text(s, ctx.title(s.item)))
+        for s in table.itertuples()
+    ]
+
+
+def show_strip(name: str, table, width: int) -> None:
+    """A strip's dishes, clickable, each labelled with its own value and distance."""
+    found = table[table["item"] >= 0]
+    with clicks.pickable(name, found["item"]):
+        ui.image_grid(
+            ctx,
+            found["item"],
+            [cell_text(s, ctx.title(s.item)).replace("\n", " · ") for s in found.itertuples()],
+            width=width,
+        )
+    if len(found) < len(table):
+        st.caption(f"{len(table) - len(found)} step(s) have no dish of this kind in their band.")
+
+
+def downloads(name: str, rows: list[list[Cell]], labels: list[str], title: str) -> None:
+    """PNG and PDF buttons for a strip or grid; the figure is drawn only when clicked."""
+    caption = provenance(ctx.run, ui.label(str(ctx.run.path)), ctx.index.model_digest)
+    figure = lambda fmt: figure_bytes(traversal_figure(rows, labels, title, caption), fmt)  # noqa: E731
+    left, right = st.columns(2)
+    for column, fmt in ((left, "png"), (right, "pdf")):
+        column.download_button(
+            f"Download the {name} ({fmt.upper()})",
+            lambda fmt=fmt: figure(fmt),
+            on_click="ignore",
+            file_name=f"{title.lower().replace(' ', '-')}.{fmt}",
+            mime=f"image/{fmt}" if fmt == "png" else "application/pdf",
+            key=f"studio_{name}_{fmt}",
+        )
+
+
+def what_changes(strip: trav.Traversal) -> None:
+    """Per step, the mean of the other latents, nuisances and dish types over the step's
+    dishes (or the recipe words when the data has no labels)."""
+    rows = strip.rows
+    x = np.round(strip.points[:, strip.factor], 3)
+    latents = trav.standardised_means(rows, {ctx.names[j]: z_all[:, j] for j in range(k)})
+    charts = [("The latents (standard deviations from the data's mean)", latents)]
+    nuisances = nuisance_columns(ctx.key)
+    if nuisances:
+        charts.append(("Nuisances (standard deviations)", trav.standardised_means(rows, nuisances)))
+    taken = tables.take_rows(ctx.items, rows[rows >= 0], ["dish"] if "dish" in ctx.items else [])
+    per_step = np.split(np.arange(int((rows >= 0).sum())), np.cumsum((rows >= 0).sum(axis=1))[:-1])
+    if "dish" in taken:
+        labels = taken["dish"].astype(str).to_numpy()
+        charts.append(("Dish types (share)", trav.shares([labels[i] for i in per_step])))
+    else:
+        titles = ctx.titles[rows[rows >= 0]]
+        charts.append(("Title words (share)", trav.word_shares([titles[i] for i in per_step])))
+    columns = st.columns(len(charts))
+    for column, (title, frame) in zip(columns, charts, strict=True):
+        frame.index = x
+        column.caption(title)
+        column.line_chart(frame, height=200, x_label=ctx.names[strip.factor])
+
+
 # Moving a slider reruns only this fragment: the sidebar and the page header are not rebuilt
 # on every move (bench/latency.py, slider -> results).
 @st.fragment
 def explore() -> None:
+    clicks.listen("studio_clicks", start_from_row)
     # ---- sliders -------------------------------------------------------------------------------
     dish = st.session_state.get("studio_dish")
     start_row = dish_row(dish)
+    limits = ranges()
     left, right = st.columns([1, 2])
     with left:
         if start_row is not None:
             ui.show_image(st, ctx, start_row, f"start: {ctx.title(start_row)}", width=200)
         else:
-            st.caption("Start: a point set by hand or from a photo.")
+            source = st.session_state.get("studio_source") or "a point set by hand"
+            st.caption(f"Start: {source}.")
+        for j, value, low, high in st.session_state.get("studio_outside", []):
+            st.info(
+                f"The start lies outside the data's 1st–99th percentiles on **{ctx.names[j]}** "
+                f"({value:.2f}; the data's range {low:.2f} to {high:.2f}): that slider's range "
+                "was widened to include it, not clipped."
+            )
         for j in range(k):
-            low, high, step = grids[j]
+            low, high, step = slider_grid(*limits[j])
             st.slider(
                 ui.factor_label(ctx, j),
                 low,
@@ -175,6 +336,14 @@ def explore() -> None:
                 on_change=mark_moved,
                 args=(j,),
                 format="%.2f",
+            )
+        redundant = redundant_lines(ctx.key, tuple(ctx.names))
+        if redundant:
+            st.caption(
+                "**Redundant latents** (the others predict them, on the codes alone): "
+                + " ".join(redundant)
+                + " Moving one of them alone leaves the data: try *Move along the data's "
+                "correlations* in the sidebar."
             )
         if start_row is not None:
             st.button(
@@ -208,46 +377,73 @@ def explore() -> None:
             st.info("Sparse region: few dishes are this far from their neighbours.")
         what = "" if moved is None else f" (you moved **{ctx.names[moved]}**)"
         st.subheader("Nearest real dishes" + what)
-        ui.image_grid(
-            ctx, rows, [f"{ctx.title(r)} · d={d:.2f}" for r, d in zip(rows, distances, strict=True)]
-        )
+        with clicks.pickable("results", rows):
+            ui.image_grid(
+                ctx,
+                rows,
+                [f"{ctx.title(r)} · d={d:.2f}" for r, d in zip(rows, distances, strict=True)],
+            )
         st.subheader("Nearest recipes")
         st.caption("Recipes whose conditional prior mean p(z | recipe) is nearest to the point.")
         recipe_rows, recipe_d = ctx.index.nearest(point, n=8, weights=weights, space="recipe")
         table = ui.recipe_table(ctx, recipe_rows, {"distance": np.round(recipe_d, 3)})
         st.dataframe(table, hide_index=True, width="stretch")
 
-    # ---- traversal -----------------------------------------------------------------------------
+    traversals(point)
+
+
+def traversals(point: np.ndarray) -> None:
+    """The strip of one factor, what else changes along it, and the all-factors grid."""
     st.subheader("Traversal strip")
     st.caption(
-        "Traversal by retrieval: there is no decoder, so each step shows the nearest real dish to "
-        "the point with one factor set to a quantile of the data and the others as on the sliders."
+        "Traversal by retrieval: there is no decoder, so each step shows a real dish for the "
+        "point with one factor set to a quantile of the data. Each cell says the value asked "
+        "for, the dish's own value and its distance to the requested point (the distance "
+        "mode's weights, for the traversed factor); a dish shown twice is marked."
     )
-    c1, c2 = st.columns(2)
+    c1, c2, c3, c4 = st.columns([2, 1, 3, 2])
     factor = c1.selectbox(
-        "Factor",
-        range(k),
-        index=moved or 0,
-        format_func=lambda j: ctx.names[j],
-        key="studio_traverse_factor",
+        "Factor", range(k), format_func=lambda j: ctx.names[j], key="studio_traverse_factor"
     )
     steps = c2.slider("Steps", 3, 11, 7, key="studio_traverse_steps")
-    strip = traversal(ctx.index, point, factor, weights, steps=steps)
-    captions = [
-        f"q{q:.0f}: {v:.2f}\n{ctx.title(r)}"
-        for q, v, r in zip(strip["quantile"], strip["value"], strip["item"], strict=True)
-    ]
-    width = min(ui.THUMB_WIDTH, 920 // steps)  # the strip on one line of the page
-    ui.image_grid(ctx, strip["item"], [c.replace("\n", " · ") for c in captions], width=width)
-    paths = [ctx.image_path(r) for r in strip["item"]]
-    st.download_button(
-        "Download the strip (PNG)",
-        lambda: contact_sheet(paths, captions),  # built only when clicked
-        on_click="ignore",
-        file_name=f"traversal-{ctx.names[factor]}.png",
-        mime="image/png",
-        key="studio_strip_png",
-    )
+    follow = c3.radio("Each step shows", list(FOLLOW), format_func=FOLLOW.get, key="studio_follow")
+    types = dish_types(ctx.key)
+    dish = c4.selectbox("Within one dish type", [ANY_DISH, *types], key="studio_dish_type")
+    options = {
+        "steps": steps,
+        "follow": follow,
+        "allowed": None if dish == ANY_DISH else dish_mask(ctx.key, dish),
+        "slopes": slopes(ctx.key) if st.session_state.get("studio_along") else None,
+    }
+    weights = distance_weights(ctx.key, factor, weight_mode)
+    strip = trav.traverse(ctx.index, point, factor, weights, neighbours=NEIGHBOURHOOD, **options)
+    table = strip.table(z_all)
+    show_strip("strip", table, width=min(ui.THUMB_WIDTH, 920 // steps))
+    name = ctx.names[factor]
+    downloads("strip", [strip_cells(table)], [name], f"Traversal of {name}")
+    if st.toggle("What else changes along the strip", value=True, key="studio_changes"):
+        st.caption(
+            f"Means over each step's {NEIGHBOURHOOD} dishes nearest the step (as the strip "
+            "picks them): a line that moves with the traversed factor is a confound."
+        )
+        what_changes(strip)
+
+    st.subheader("All factors")
+    if st.toggle("Show the all-factors grid", key="studio_grid"):
+        st.caption(
+            "Every factor traversed from the current point (the start dish until a slider "
+            "moves): one row per factor, the steps and options of the strip above."
+        )
+        grid = trav.traversal_grid(
+            ctx.index, point, lambda j: distance_weights(ctx.key, j, weight_mode), **options
+        )
+        cells = []
+        for j, row in enumerate(grid):
+            row_table = row.table(z_all)
+            st.markdown(f"**{ui.factor_label(ctx, j)}**")
+            show_strip(f"grid{j}", row_table, width=min(110, 920 // steps))
+            cells.append(strip_cells(row_table))
+        downloads("grid", cells, list(ctx.names), "Traversal grid")
 
 
 explore()
