@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from explorer import tables, ui
 from explorer.runs import compare_runs
+from ivae import report
 from ivae.head import encoder_summary
 from ivae.health import summary as health_summary
 
@@ -18,6 +20,34 @@ st.caption(
 )
 ctx = ui.require_context()
 run = ctx.run
+HELD_OUT = 10_000  # test-split dishes the informativeness is computed on (a seeded sample)
+
+
+@st.cache_data(show_spinner="Relating the latents to the labels…", max_entries=4)
+def carried(key: tuple) -> tuple[pd.DataFrame | None, pd.DataFrame, int]:
+    """On the test split: |Spearman r| of each latent with every true factor and nuisance
+    (and eta with the dish type), or None without labels; the words that move each latent."""
+    split = ctx.items["split"].to_numpy().astype(str)
+    rows = np.flatnonzero(split == "test")
+    rows = rows if len(rows) else np.arange(len(split))
+    if len(rows) > HELD_OUT:
+        rows = np.sort(np.random.default_rng(0).choice(rows, size=HELD_OUT, replace=False))
+    items = tables.take_rows(ctx.items, rows)
+    z = np.asarray(ctx.index.z[rows])
+    labels = report.label_columns(items)
+    matrix = report.informativeness(z, labels, ctx.names) if len(labels.columns) else None
+    if matrix is not None and "dish" in items:
+        eta = report.correlation_ratio(z, items["dish"].to_numpy())
+        matrix.loc["dish type (eta)"] = eta
+    words = report.latent_words(items["text"].astype(str).tolist(), z, ctx.names)
+    if "title" in items:
+        titles = report.latent_words(items["title"].astype(str).tolist(), z, ctx.names, top=4)
+        words["title words up"], words["title words down"] = (
+            titles["rises with"],
+            titles["falls with"],
+        )
+    return matrix, words, len(rows)
+
 
 st.subheader("How it was trained")
 st.markdown(f"**Image encoder:** {encoder_summary(run.config)}.")
@@ -88,6 +118,50 @@ else:
     )
     right.dataframe(per_factor.round(3), hide_index=True, width="stretch")
 
+st.subheader("What each latent carries")
+matrix, words, n_rows = carried(ctx.key)
+if matrix is not None:
+    st.caption(
+        f"|Spearman r| of each latent with every true factor and nuisance on {n_rows:,} "
+        "test dishes (the dish type: the correlation ratio eta). A disentangled latent is "
+        "bright in one factor's row and dark in every nuisance's."
+    )
+    st.plotly_chart(
+        px.imshow(
+            matrix.round(2),
+            zmin=0,
+            zmax=1,
+            color_continuous_scale="Blues",
+            text_auto=".2f",
+            labels={"x": "latent", "y": "", "color": "|r|"},
+            aspect="auto",
+            height=120 + 28 * len(matrix),
+        ),
+        key="report_informativeness",
+    )
+    leakage = metrics.get("nuisance_leakage")
+    if leakage:
+        st.markdown("**Nuisance leakage** (metrics.json, test split)")
+        st.caption(
+            "Per nuisance, its largest |r| with a latent matched to a true factor: what a "
+            "named factor also follows that the recipe does not describe."
+        )
+        leak = pd.DataFrame({"nuisance": list(leakage), "largest |r|": list(leakage.values())})
+        st.plotly_chart(
+            px.bar(leak, x="nuisance", y="largest |r|", range_y=[0, 1], height=280),
+            key="report_leakage",
+        )
+else:
+    st.caption(
+        f"The data has no true factors or nuisances; on {n_rows:,} test dishes, the recipe "
+        "words (and title words) whose presence moves each latent most, with Pearson r."
+    )
+if matrix is None:
+    st.dataframe(words, hide_index=True, key="report_words")
+else:
+    with st.expander("Against recipe words and dish titles"):
+        st.dataframe(words, hide_index=True, key="report_words")
+
 retrieval = metrics.get("retrieval") or {}
 if retrieval:
     st.subheader("Retrieval")
@@ -108,10 +182,22 @@ chosen_runs = st.multiselect(
     format_func=ui.label,
     key="report_compare",
 )
+if not [o for o in options if o != str(run.path)]:
+    data_path = run.config.get("data", {}).get("path", "data/kitchen")
+    name = f"runs/{run.path.name}-beta-vae"
+    st.info(
+        f"`{ui.label(str(run.path))}` is the only run here, so there is nothing to compare it "
+        "with yet. Train a baseline on the same data and it appears in this list (runs are "
+        "found under `runs/` and `assets/`):\n\n"
+        f"```\nivae train --data {data_path} --model beta-vae --latent-dim {ctx.k} "
+        f"--out {name}\n```"
+    )
+elif len(chosen_runs) < 2:
+    st.info("Pick at least one more run above to compare with.")
 if chosen_runs:
     comparison = compare_runs(chosen_runs)
     st.dataframe(comparison, hide_index=True, width="stretch")
-    if comparison["MCC"].notna().any():
+    if len(chosen_runs) > 1 and comparison["MCC"].notna().any():
         st.plotly_chart(
             px.bar(comparison, x="run", y="MCC", color="model", height=300),
             key="report_compare_chart",

@@ -206,3 +206,85 @@ def test_a_recipe_with_few_known_words_is_warned_about(tiny_run):
     at = search(tiny_run, "beef blorf zanth quix")
     assert "Only 1 of these 4 words" in at.warning[0].value
     assert len(image_captions(at)) == 12
+
+
+# --------------------------------------------------------------------------- model report
+
+
+def test_informativeness_known_answers():
+    import pandas as pd
+
+    from ivae import report
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(500, 2))
+    z = np.column_stack([np.exp(truth[:, 0]), rng.normal(size=500)])  # monotone in factor 0
+    labels = pd.DataFrame({"factor: a": truth[:, 0], "nuisance: b": truth[:, 1]})
+    matrix = report.informativeness(z, labels, ["z1", "z2"])
+    assert matrix.loc["factor: a", "z1"] == pytest.approx(1.0)
+    assert matrix.loc["nuisance: b", "z1"] < 0.1 and matrix["z2"].max() < 0.15
+    groups = np.repeat(["soup", "stew"], 250)
+    split = np.column_stack([np.repeat([0.0, 1.0], 250), rng.normal(size=500)])
+    eta = report.correlation_ratio(split, groups)
+    assert eta[0] == pytest.approx(1.0) and eta[1] < 0.15
+    cols = report.label_columns(pd.DataFrame({"factor.x": [1.0], "nuisance.y": [2.0], "t": [0]}))
+    assert list(cols.columns) == ["factor: x", "nuisance: y"]
+
+
+def chart_ids(at: AppTest) -> list[str]:
+    return [e.proto.id for e in at.main if type(e).__name__ == "UnknownElement"]
+
+
+def test_model_report_shows_informativeness_and_leakage(tiny_run):
+    import ivae
+
+    at = app(tiny_run, "model_report")
+    assert_ok(at)
+    charts = chart_ids(at)
+    assert any("report_informativeness" in c for c in charts)
+    assert any("|Spearman r| of each latent" in c.value for c in at.caption)
+    assert any("rises with" in d.value.columns for d in at.dataframe)
+    leakage = ivae.load_run(tiny_run).metrics.get("nuisance_leakage")
+    assert leakage and any("report_leakage" in c for c in charts)
+
+
+def test_model_report_without_labels_shows_words(tiny_run, tmp_path):
+    import pandas as pd
+    import torch
+
+    import ivae
+    from ivae.index import INDEX_FILE, model_digest, read_index, save_index
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    data = ivae.load_run(tiny_run).data_dir()
+    unlabelled = tmp_path / "data"
+    shutil.copytree(data, unlabelled, ignore=shutil.ignore_patterns(".cache"))
+    items = pd.read_parquet(unlabelled / "items.parquet")
+    items.drop(columns=[c for c in items if c.startswith(("factor.", "nuisance."))]).to_parquet(
+        unlabelled / "items.parquet"
+    )
+    checkpoint = torch.load(run / "model.pt", weights_only=True)  # the run's data: its copy
+    checkpoint["config"]["data"]["path"] = str(unlabelled)
+    torch.save(checkpoint, run / "model.pt")
+    index = read_index(run / INDEX_FILE)
+    index.model_digest = model_digest(run)
+    index.data_source = str(unlabelled)
+    save_index(index, run / INDEX_FILE)
+    at = app(run, "model_report")
+    assert_ok(at)
+    assert not any("report_informativeness" in c for c in chart_ids(at))
+    assert any("The data has no true factors" in c.value for c in at.caption)
+    words = next(d.value for d in at.dataframe if "rises with" in d.value.columns)
+    assert len(words) == 3 and "beef" in " ".join(words["rises with"] + words["falls with"])
+
+
+def test_compare_runs_with_one_run_says_how_to_add_another(tiny_run, monkeypatch):
+    from explorer import ui
+
+    monkeypatch.setattr(ui, "run_options", lambda: [str(tiny_run)])
+    at = app(tiny_run, "model_report")
+    assert_ok(at)
+    text = " ".join(i.value for i in at.info)
+    assert "only run here" in text and "ivae train --data" in text and "--model beta-vae" in text
+    assert "report_compare_chart" not in str([e.proto for e in at.main])
