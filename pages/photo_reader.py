@@ -9,6 +9,7 @@ import streamlit as st
 from explorer import clicks, ui
 from explorer.runs import example_photos
 from ivae.factors import image_to_recipes, poles, search_weights
+from ivae.queries import ordinal
 from ivae.read_photo import verdict
 from ivae.uploads import ACCEPTED_EXTENSIONS, MAX_BYTES, UploadError, read_upload
 
@@ -92,7 +93,8 @@ with clicks.pickable("reader_near", near):
 st.subheader("The poles of each factor")
 st.caption("The dishes lowest and highest on each factor, to judge where the photo sits.")
 for j in range(ctx.k):
-    with st.expander(f"{ui.factor_label(ctx, j)}: this photo is at the {pct[j]:.0f}th percentile"):
+    at = ordinal(round(pct[j]))
+    with st.expander(f"{ui.factor_label(ctx, j)}: this photo is at the {at} percentile"):
         low, high = poles(ctx.index.z, j, n=4)
         st.markdown("**Lowest**")
         ui.image_grid(ctx, low)

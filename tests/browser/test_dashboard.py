@@ -21,7 +21,7 @@ pytestmark = pytest.mark.browser
 
 SIDEBAR_LINK = '[data-testid="stSidebarNav"] a[href$="/{}"]'
 ERROR = '[data-testid="stAlertContentError"]'
-PERCENTILE = re.compile(r"this photo is at the (\d+)th percentile")
+PERCENTILE = re.compile(r"this photo is at the (\d+)(?:st|nd|rd|th) percentile")
 
 
 def food_photo(path, hue: tuple[int, int, int], size=(640, 480)):
