@@ -159,28 +159,43 @@ def training_data(args, vocab, augment: str) -> tuple:
     return data, {"views": views, "backbone": record}
 
 
-def check_resume(args) -> None:
+def check_resume(args) -> dict:
     """``--resume`` with flags that describe another run than the one in --out: one line
-    naming what differs (only the flags given are compared; the rest comes from the run)."""
-    from ivae.train import TrainingError, resume_mismatch
+    naming what differs (only the flags given are compared; the rest comes from the run).
+    With ``--allow-changes`` the training options of ``RESUME_CHANGES`` may differ: they are
+    returned, to be taken over the run's; anything else that differs is still refused."""
+    from ivae.train import RESUME_CHANGES, TrainingError, load_checkpoint, resume_mismatch
 
-    saved_path = Path(args.out) / "config.json"
-    if not saved_path.exists():
-        return
-    saved = json.loads(saved_path.read_text())
+    saved = load_checkpoint(Path(args.out) / "last.pt")["config"]
     options = dict(args.set or [])
     if args.latent_dim is not None:
         options["latent_dim"] = args.latent_dim
     fields = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    saved_train = saved.get("train", {})
+    changes = {k: v for k, v in fields.items() if saved_train.get(k) != v}
+    changes = {k: v for k, v in changes.items() if k in RESUME_CHANGES and args.allow_changes}
+    fields = {k: v for k, v in fields.items() if k not in changes}
     why = resume_mismatch(saved, args.model or saved["model"], options, fields)
     if args.preset and args.preset != saved.get("preset"):
         why = f"it was trained with preset {saved.get('preset')!r} (given {args.preset!r})"
     if why:
+        allowed = " or ".join(f"--{k.replace('_', '-')}" for k in RESUME_CHANGES)
         raise TrainingError(
             f"--resume: {args.out} holds another configuration: {why}; resume with the run's "
-            "own flags (or none of them), or train this one into another --out "
-            "(the run was not changed)"
+            f"own flags (or none of them; {allowed} may change with --allow-changes), or train "
+            "this one into another --out (the run was not changed)"
         )
+    if args.allow_changes and not changes:
+        print("ivae: --allow-changes: no option differs from the run's", file=sys.stderr)
+    return changes
+
+
+def resumed_vocab(args):
+    """The resumed run's own vocabulary (ivae.run.read_vocab: required for text queries)."""
+    from ivae.run import read_vocab
+    from ivae.train import load_checkpoint
+
+    return read_vocab(Path(args.out), load_checkpoint(Path(args.out) / "last.pt")["config"])
 
 
 def cmd_train(args) -> None:
@@ -189,14 +204,11 @@ def cmd_train(args) -> None:
 
     model, options, fields = train_options(args)
     model_class(model).Config.from_json(options)  # unknown names fail before data loads
-    if args.resume:
-        check_resume(args)
+    if args.allow_changes and not args.resume:
+        raise ValueError("--allow-changes goes with --resume (it lets a resumed run change)")
+    changes = check_resume(args) if args.resume else {}
     config = TrainConfig(**fields, device=args.device, checkpoint_seconds=args.checkpoint_seconds)
-    vocab = None
-    if args.resume and (Path(args.out) / "vocab.json").exists():
-        from ivae.data.text import Vocab
-
-        vocab = Vocab.from_json(json.loads((Path(args.out) / "vocab.json").read_text()))
+    vocab = resumed_vocab(args) if args.resume else None
     data, features = training_data(args, vocab, config.augment)
     metrics = train(
         data,
@@ -210,6 +222,7 @@ def cmd_train(args) -> None:
         preset=args.preset,
         workers=args.workers,
         rendezvous_timeout=args.rendezvous_timeout,
+        changes=changes,
     )
     if metrics:  # under torchrun rank 0 alone reports
         print(json.dumps({k: metrics[k] for k in ("model", "mcc", "train_seconds")}))
@@ -240,28 +253,31 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_name(args) -> None:
+    from ivae.io import run_lock
     from ivae.run import load_run, name_from_truth
 
     run = load_run(args.run_dir)
-    notes = name_from_truth(run, run.load_data(args.data))
+    with run_lock(run.path, "ivae name"):
+        notes = name_from_truth(run, run.load_data(args.data))
     for f in notes["factors"]:
         print(f"factor {f['index'] + 1}: {f['name']} (sign {f['sign']:+d})")
     print(f"wrote {run.path / 'factors.json'}; rebuild the index: ivae index {run.path}")
 
 
 def cmd_index(args) -> None:
+    from ivae.familiarity import build_familiarity, reads_photos
     from ivae.index import build_index
+    from ivae.io import run_lock
     from ivae.run import load_run
 
     run = load_run(args.run_dir)
-    data = run.load_data(args.data) if args.data else None
-    build_index(run, data=data)
-    print(f"indexed {args.run_dir}")
-    from ivae.familiarity import build_familiarity, reads_photos
-
-    if reads_photos(run):  # the Photo reader's unfamiliarity check (ivae.familiarity)
-        check = build_familiarity(run, data_dir=args.data)
-        print(f"unfamiliarity check: {check.backbone}, threshold {check.threshold:.3f}")
+    with run_lock(run.path, "ivae index"):
+        data = run.load_data(args.data) if args.data else None
+        build_index(run, data=data)
+        print(f"indexed {args.run_dir}")
+        if reads_photos(run):  # the Photo reader's unfamiliarity check (ivae.familiarity)
+            check = build_familiarity(run, data_dir=args.data)
+            print(f"unfamiliarity check: {check.backbone}, threshold {check.threshold:.3f}")
 
 
 def cmd_read_photo(args) -> int:
@@ -292,6 +308,14 @@ def cmd_features(args) -> None:
         raise SystemExit(130) from None
     n, views, dim = cache.features.shape
     print(f"{cache.directory}: {n} items x {views} views x {dim} features (float16)")
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (a WriteError's text is its strerror)."""
+    text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
+        text = f"{error.filename}: {text}"
+    return " ".join(text.split()) or type(error).__name__
 
 
 # ---- the parser ----------------------------------------------------------------------
@@ -392,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train.add_argument(
+        "--allow-changes",
+        action="store_true",
+        help="with --resume: continue under the --epochs / --lr given (else a change is refused)",
+    )
+    train.add_argument(
         "--checkpoint-seconds",
         type=non_negative_float,
         default=30.0,
@@ -455,14 +484,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ivae.data.dataset import DataError
+    from ivae.io import LockedError, WriteError
     from ivae.run import RunError
     from ivae.train import TrainingError
 
     args = build_parser().parse_args(argv)
+    expected = (DataError, RunError, TrainingError, LockedError, WriteError, FileNotFoundError)
     try:
         status = args.func(args)
-    except (DataError, RunError, TrainingError, FileNotFoundError, ValueError) as exc:
-        print(f"ivae: error: {exc}", file=sys.stderr)
+    except (*expected, ValueError) as exc:
+        print(f"ivae: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ivae: interrupted; a training run continues with --resume", file=sys.stderr)

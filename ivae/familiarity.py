@@ -17,6 +17,7 @@ procedural dishes only and say nothing reliable about a real photo.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ivae.images import DECODE_ERRORS, SkippedImages
 from ivae.index import NearestNeighbors
 from ivae.io import read_built, save_npz
 
@@ -192,16 +194,29 @@ def photo_features(space: FeatureSpace, paths: list[Path], progress: bool = Fals
         from tqdm import tqdm
 
         starts = tqdm(starts, desc=f"{space.name} features", unit="batch")
-    parts = []
+    parts, skipped = [], SkippedImages()
     for start in starts:
-        photos = [_open_rgb(p) for p in paths[start : start + FEATURE_BATCH]]
-        parts.append(np.asarray(space.features(photos), dtype=np.float32))
+        opened = [_open_rgb(p, skipped) for p in paths[start : start + FEATURE_BATCH]]
+        photos = [photo for photo in opened if photo is not None]
+        if photos:
+            parts.append(np.asarray(space.features(photos), dtype=np.float32))
+    if not parts:
+        raise FamiliarityError(f"none of the {len(paths)} photos can be decoded (e.g. {paths[0]})")
     return np.concatenate(parts)
 
 
-def _open_rgb(path: Path) -> Image.Image:
-    with Image.open(path) as img:
-        return img.convert("RGB")
+def _open_rgb(path: Path, skipped: SkippedImages) -> Image.Image | None:
+    """The photo in RGB, or None (skipped, one line on stderr) when it cannot be decoded."""
+    try:
+        with warnings.catch_warnings():  # a photo of > 89M pixels: a decompression bomb
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.convert("RGB")
+    except (*DECODE_ERRORS, Image.DecompressionBombWarning) as error:
+        if isinstance(error, FileNotFoundError):
+            raise FamiliarityError(f"{path} is missing; restore it or rebuild the data") from None
+        skipped.skip(len(skipped), path, error)
+        return None
 
 
 def build_familiarity(

@@ -190,6 +190,7 @@ class Index:
     map2d: np.ndarray
     model_digest: str = ""
     data_source: str = ""
+    data_digest: str = ""
     ann_meta: dict = field(default_factory=dict)
     ann: dict = field(default_factory=dict, repr=False, compare=False)
     _searchers: dict = field(default_factory=dict, repr=False, compare=False)
@@ -246,9 +247,29 @@ def model_digest(run_path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def data_digest(source: str | Path) -> str:
+    """The fingerprint of a data set's content: for a paired directory the SHA-256 of its
+    items' ids, image paths and texts (``items_content_digest``), for a file its SHA-256;
+    "" for a source not on disk (data made in memory), which the dashboard takes as it is."""
+    source = Path(source)
+    if not source.exists():
+        return ""
+    if source.is_dir():
+        from ivae.data.paired import items_content_digest
+
+        return items_content_digest(source)
+    digest = hashlib.sha256()
+    with open(source, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def build_index(run, data=None, progress: bool = True) -> Index:
-    """Encode every item of ``data`` (default: the run's own dataset) and save the index."""
+    """Encode every item of ``data`` (default: the run's own dataset) and save the index,
+    with the fingerprints of the model and the data it was built from."""
     data = run.load_data() if data is None else data
+    source = str(getattr(data, "source", "") or "")
     z = run.encode_x(data.x, progress=progress).astype(np.float32)
     y_mean, y_logvar = run.encode_y(data.y, progress=progress)
     index = Index(
@@ -258,7 +279,8 @@ def build_index(run, data=None, progress: bool = True) -> Index:
         y_logvar=y_logvar.astype(np.float32),
         map2d=map_2d(z),
         model_digest=model_digest(run.path),
-        data_source=str(getattr(data, "source", "") or ""),
+        data_source=str(Path(source).resolve()) if source else "",
+        data_digest=data_digest(source) if source else "",
     )
     if len(index) > ann_module.ANN_THRESHOLD:
         build_ann(index, Path(run.path))
@@ -330,6 +352,7 @@ def save_index(index: Index, path: Path) -> None:
         ids=np.asarray(index.ids).astype(str),
         model_digest=np.asarray(index.model_digest),
         data_source=np.asarray(index.data_source),
+        data_digest=np.asarray(index.data_digest),
         ann_meta=np.asarray(json.dumps(index.ann_meta)),
     )
     save_npz(path, arrays)
@@ -341,8 +364,7 @@ def read_index(path: Path) -> Index:
     not the process, holds the codes, and only the pages a search touches are read."""
     arrays = mapped_npz(path, ("ids", "z", "y_mean", "y_logvar", "map2d"))  # checks the zip
     with np.load(path, allow_pickle=False) as f:
-        small = {name: str(f[name]) for name in ("model_digest", "data_source", "ann_meta")
-                 if name in f.files}  # fmt: skip
+        small = {name: str(f[name]) for name in SMALL_FIELDS if name in f.files}
     return Index(
         ids=arrays["ids"],
         z=arrays["z"],
@@ -351,8 +373,41 @@ def read_index(path: Path) -> Index:
         map2d=arrays["map2d"],
         model_digest=small.get("model_digest", ""),
         data_source=small.get("data_source", ""),
+        data_digest=small.get("data_digest", ""),
         ann_meta=json.loads(small.get("ann_meta", "{}")),
     )
+
+
+SMALL_FIELDS = ("model_digest", "data_source", "data_digest", "ann_meta")
+
+
+def index_data_dir(index: Index, run, root: Path | None = None) -> Path:
+    """Where the items and photos of an index are read from: the data set it was built from
+    (``ivae index RUN --data OTHER`` makes it OTHER), or, when that folder is not on this
+    machine (a run copied here), the run's own data folder (``run.data_dir(root)``); which
+    one holds the same items is then checked by ``check_index_data``."""
+    if index.data_source:
+        source = Path(index.data_source)
+        if not source.is_absolute():  # indexes written before sources were resolved
+            source = (Path.cwd() if root is None else Path(root)) / source
+        if source.is_dir():
+            return source
+    return run.data_dir(root)
+
+
+def check_index_data(index: Index, run, directory: Path) -> None:
+    """MissingIndexError (one line, the command that fixes it) when ``directory`` holds
+    other items than the index was built from: its ids would land on other dishes. An index
+    written before indexes recorded their data's digest is taken as it is."""
+    if not index.data_digest:
+        return
+    if data_digest(directory) != index.data_digest:
+        built = index.data_source or "another data set"
+        raise MissingIndexError(
+            f"the index of {run.path} was built from other items than {directory} holds now "
+            f"(built from {built}); rebuild it on this data: `ivae index {run.path} --data "
+            f"{directory}`"
+        )
 
 
 def mapped_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -33,6 +33,11 @@ def mcc(true: np.ndarray, learned: np.ndarray, method: str = "pearson") -> dict:
     Returns ``{"mcc": float, "per_factor": (n,) |corr| of each true factor's match (nan if
     unmatched), "matching": (n,) latent index or -1, "correlation": (n, k) signed}``.
     """
+    if not (np.isfinite(true).all() and np.isfinite(learned).all()):
+        raise ValueError(
+            "mcc: the true factors or the codes hold NaN or infinite values; a correlation "
+            "with them is undefined (not 0): drop or fill those rows first"
+        )
     if method == "spearman":
         true, learned = rankdata(true, axis=0), rankdata(learned, axis=0)
     elif method != "pearson":

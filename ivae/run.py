@@ -31,6 +31,32 @@ def _read_json(path: Path, default=None):
         raise RunError(f"{path}: not valid JSON ({exc}); restore or delete the file") from exc
 
 
+def read_vocab(path: Path, config: dict):
+    """The run's vocabulary (``vocab.json``), part of a run whose queries are text: its
+    token ids are what the model was trained on, so a missing or damaged file is a RunError
+    (a vocabulary rebuilt from other data would silently give other ids). None for a run
+    whose queries are vectors."""
+    y = config.get("data", {}).get("y", {})
+    if y.get("kind") != "text":
+        return None
+    from ivae.data.text import Vocab
+
+    file = Path(path) / "vocab.json"
+    fix = "restore it from a copy of the run, or retrain the run"
+    if not file.is_file():
+        raise RunError(f"{file} is missing: the run's recipes cannot be encoded as trained; {fix}")
+    try:
+        vocab = Vocab.from_json(json.loads(file.read_text()))
+    except (ValueError, TypeError) as error:
+        raise RunError(f"{file} is damaged ({error}); {fix}") from None
+    if y.get("vocab_size") and len(vocab) != y["vocab_size"]:
+        raise RunError(
+            f"{file} holds {len(vocab)} tokens but the model was trained on {y['vocab_size']}; "
+            f"{fix}"
+        )
+    return vocab
+
+
 class Run:
     """A trained model with its data source, history, metrics and researcher's notes."""
 
@@ -50,25 +76,38 @@ class Run:
     # ---- what the run knows ------------------------------------------------------------
     @cached_property
     def vocab(self):
-        data = _read_json(self.path / "vocab.json")
-        if data is None:
-            return None
-        from ivae.data.text import Vocab
-
-        return Vocab.from_json(data)
+        """The run's vocabulary (None for vector queries); RunError when it is missing."""
+        return read_vocab(self.path, self.config)
 
     @property
     def history(self) -> pd.DataFrame:
         path = self.path / "history.csv"
-        return pd.read_csv(path) if path.exists() else pd.DataFrame()
+        if not path.exists():
+            return pd.DataFrame()
+        try:
+            history = pd.read_csv(path)
+        except (ValueError, OSError, UnicodeDecodeError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise RunError(
+                f"{path} is malformed ({reason}); restore it, or delete it to show the run "
+                "without its training curves"
+            ) from None
+        if "epoch" not in history.columns:
+            raise RunError(
+                f"{path} is malformed (no 'epoch' column); restore it, or delete it to show "
+                "the run without its training curves"
+            )
+        return history
 
     @property
     def metrics(self) -> dict:
-        return _read_json(self.path / "metrics.json", {})
+        metrics = _read_json(self.path / "metrics.json", {})
+        if not isinstance(metrics, dict):
+            raise RunError(f"{self.path / 'metrics.json'}: not a JSON object; restore the file")
+        return metrics
 
     def factor_notes(self) -> dict:
-        notes = _read_json(self.path / "factors.json", {}) or {}
-        by_index = {f["index"]: f for f in notes.get("factors", [])}
+        by_index = _factor_entries(self.path / "factors.json", self.latent_dim)
         return {
             "factors": [
                 {
@@ -220,6 +259,33 @@ class Run:
         return self.model.score(*t).numpy()
 
 
+def _factor_entries(path: Path, latent_dim: int) -> dict[int, dict]:
+    """factors.json's entries by index, each checked (docs/design.md); RunError naming the
+    file and what is wrong, so one hand-edited file never takes a page down."""
+    notes = _read_json(path, {}) or {}
+    fix = "fix or delete the file (the factors are then named 'factor 1', ...)"
+    entries = notes.get("factors", []) if isinstance(notes, dict) else None
+    if not isinstance(entries, list):
+        raise RunError(f'{path}: expected {{"factors": [...]}}; {fix}')
+    by_index = {}
+    for number, entry in enumerate(entries):
+        index = entry.get("index") if isinstance(entry, dict) else None
+        valid = (
+            isinstance(index, int)
+            and 0 <= index < latent_dim
+            and isinstance(entry.get("name", ""), str)
+            and isinstance(entry.get("notes", ""), str)
+            and entry.get("sign", 1) in (1, -1)
+        )
+        if not valid:
+            raise RunError(
+                f"{path}: entry {number} is not {{index: 0..{latent_dim - 1}, name: str, "
+                f"notes: str, sign: 1 or -1}} (got {str(entry)[:80]}); {fix}"
+            )
+        by_index[index] = entry
+    return by_index
+
+
 def name_from_truth(run: Run, data: Dataset, split: str = "test") -> dict:
     """Name and orient each factor after the true factor it matches (synthetic data only):
     the Hungarian matching of the MCC, and a sign so that the code rises with its factor.
@@ -294,4 +360,6 @@ def load_run(path: str | Path) -> Run:
             f"{checkpoint}: does not match this version's models ({first}); retrain the run"
         ) from exc
     model.eval()
-    return Run(path, config, model)
+    run = Run(path, config, model)
+    run.factor_notes()  # factors.json checked now (RunError), not in the middle of a command
+    return run

@@ -12,6 +12,7 @@ import copy
 import json
 import math
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -27,13 +28,17 @@ from ivae.data.paired import SKIPPED
 from ivae.encoding import encode_batched
 from ivae.evaluate import encode, evaluate, leakage
 from ivae.health import assess
-from ivae.io import save_torch, write_json, write_text
+from ivae.io import LockedError, remove_stale, run_lock, save_torch, write_json, write_text
 from ivae.loader import EpochBatches, TrainRows, epoch_seed, train_loader
 from ivae.metrics import mcc
 from ivae.models.base import Model, build_model
 from ivae.nets import Modality
 
 AUGMENTATIONS = ("none", "dihedral")
+# The training options ``--resume --allow-changes`` may change: the schedule's length and
+# its rate. The model, its options, the batch size, the seed and the restarts shape what the
+# checkpoint holds or how its epochs are cut, so a run cannot continue under others.
+RESUME_CHANGES = ("epochs", "lr")
 
 
 def dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -205,6 +210,9 @@ class Trainer:
         self.steps_per_epoch = len(train_rows) // self.batch
         self.epoch, self.step, self.history = 0, 0, []
         self.elapsed = 0.0
+        # The running sums of this epoch's training terms, saved with every checkpoint: the
+        # history row of an epoch resumed in its middle averages all of its steps.
+        self.sums: dict[str, float] = {}
         # The restarts (choose_start): the initialisations scored so far, the one in
         # training, the best so far as (score, candidate, snapshot), and whether the choice
         # is still being made.
@@ -237,6 +245,9 @@ class Trainer:
             "history": self.history,
             "elapsed": self.elapsed,
             "rng": torch.get_rng_state(),
+            "sums": dict(self.sums),
+            # the last validation codes: val_code_change of the next epoch compares with them
+            "codes": None if self.last_codes is None else torch.from_numpy(self.last_codes),
             "restarts": self.restarts,
             "candidate": self.candidate,
             "kept": self.kept,
@@ -244,7 +255,7 @@ class Trainer:
         }
 
     def restore(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        state = load_checkpoint(path, self.device)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step = state["epoch"], state["step"]
@@ -252,6 +263,9 @@ class Trainer:
         self.restarts = state.get("restarts", [])
         self.candidate, self.kept = state.get("candidate", 0), state.get("kept")
         self.choosing = state.get("choosing", False)
+        self.sums = dict(state.get("sums", {}))
+        codes = state.get("codes")
+        self.last_codes = None if codes is None else codes.cpu().numpy()
         torch.set_rng_state(state["rng"].cpu())
 
     def checkpoint(self) -> None:
@@ -295,11 +309,17 @@ class Trainer:
         values = {k: float(v.detach()) for k, v in terms.items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if distributed.any_process(bool(bad)):  # every process stops, none waits on the others
+            last = self.out / "last.pt"
+            advice = (
+                f"the last good checkpoint {last} is intact; lower --lr and continue with "
+                "--resume --allow-changes, or start a new --out"
+                if last.exists()
+                else "no checkpoint was written yet; start again with a lower --lr"
+            )
             raise TrainingError(
                 f"non-finite loss at epoch {self.epoch + 1}, step {self.step + 1}: "
                 + ", ".join(f"{k} = {values[k]}" for k in bad)
-                + f". The last good checkpoint {self.out / 'last.pt'} is intact; "
-                "lower --lr and continue with --resume, or start a new --out"
+                + f". {advice[0].upper()}{advice[1:]}"
             )
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -310,7 +330,7 @@ class Trainer:
         return values
 
     def run_epoch(self) -> dict[str, float]:
-        sums: dict[str, float] = {}
+        sums = self.sums  # carried over from the checkpoint when the epoch is resumed
         last_save = time.monotonic()
         bar = tqdm(
             total=self.steps_per_epoch,
@@ -335,6 +355,7 @@ class Trainer:
                 last_save = time.monotonic()
         bar.close()
         count = max(1, self.steps_per_epoch)
+        self.sums = {}
         return distributed.mean_over_processes({f"train_{k}": v / count for k, v in sums.items()})
 
     def val_terms(self, part: Dataset) -> dict[str, float]:
@@ -509,6 +530,7 @@ def train(
     preset: str | None = None,
     workers: int = 0,
     rendezvous_timeout: float = 1800.0,
+    changes: dict | None = None,
 ) -> dict:
     """Train ``model`` on ``data`` into the run directory ``out``; returns the test metrics.
     ``preset`` names the preset the options came from, for config.json alone.
@@ -517,6 +539,8 @@ def train(
     Under torchrun (ivae.distributed) every process calls this; rank 0 writes the run and
     returns the metrics, the others return {}. ``rendezvous_timeout``: seconds a process waits
     for the others (to start, and at every collective) before it stops with a message.
+    ``changes``: training options (``RESUME_CHANGES``) that a resumed run takes over its own
+    (``ivae train --resume --allow-changes``), recorded in config.json.
 
     Backbone runs (ivae.head): ``data.x`` holds the backbone's view-0 features, ``views``
     (N, V, F) those of every flip and quarter turn, ``backbone`` its record for config.json.
@@ -524,29 +548,56 @@ def train(
     out = Path(out)
     last = out / "last.pt"
     if resume:
-        if not last.exists():
-            raise TrainingError(f"{out}: nothing to resume (no last.pt); start without --resume")
-        state_config = torch.load(last, map_location="cpu", weights_only=True)["config"]
+        state_config = load_checkpoint(last)["config"]
+        state_config["train"].update(changes or {})
         _check_same_data(data, state_config, out)
         world = _join(state_config["train"]["device"], rendezvous_timeout)
         trainer = Trainer(data, out, state_config, progress, views, workers, world)
-        trainer.restore(last)
     else:
-        if last.exists() or (out / "model.pt").exists():
-            raise TrainingError(
-                f"{out} already holds a run; continue it with --resume "
-                "or choose another --out (nothing was changed)"
-            )
+        _refuse_existing(out)
         cfg = run_config(
             data, model, model_options or {}, config or TrainConfig(), backbone, preset
         )
         world = _join(cfg["train"]["device"], rendezvous_timeout)
         trainer = Trainer(data, out, cfg, progress, views, workers, world)
-        if world.main:
-            out.mkdir(parents=True, exist_ok=True)
+    try:
+        with ExitStack() as hold:
+            if world.main:  # one writer per run directory (docs/design.md, "Run directory")
+                hold.enter_context(run_lock(out, "ivae train"))
+            _start(trainer, data, out, resume, bool(changes))
+            return _fit(trainer, data, workers, last)
+    except LockedError as error:
+        raise TrainingError(str(error)) from None
+    finally:
+        distributed.stop()
+
+
+def _refuse_existing(out: Path) -> None:
+    if (out / "last.pt").exists() or (out / "model.pt").exists():
+        raise TrainingError(
+            f"{out} already holds a run; continue it with --resume "
+            "or choose another --out (nothing was changed)"
+        )
+
+
+def _start(trainer: Trainer, data: Dataset, out: Path, resume: bool, changed: bool) -> None:
+    """Restore a resumed run (every process), or write a new run's config (rank 0), under the
+    run's lock: a second writer is refused before it changes anything."""
+    if resume:
+        if trainer.world.main:
+            remove_stale(out)  # temp files of a writer killed mid-write
+        trainer.restore(out / "last.pt")
+        if trainer.world.main and changed:
             write_json(out / "config.json", trainer.config)
-            if data.vocab is not None:
-                write_json(out / "vocab.json", data.vocab.to_json())
+        return
+    if trainer.world.main:
+        _refuse_existing(out)  # again, now that the lock is held
+        write_json(out / "config.json", trainer.config)
+        if data.vocab is not None:
+            write_json(out / "vocab.json", data.vocab.to_json())
+
+
+def _fit(trainer: Trainer, data: Dataset, workers: int, last: Path) -> dict:
     try:
         trainer.fit()
         return trainer.finish(data)
@@ -560,8 +611,25 @@ def train(
             f"a data-loading worker died ({str(error).splitlines()[0]}); {last} is intact: "
             "continue with --resume, with fewer --workers (or 0) if memory ran short"
         ) from None
-    finally:
-        distributed.stop()
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict:
+    """``last.pt`` (weights_only), or TrainingError in one line when it is missing or damaged."""
+    if not path.exists():
+        raise TrainingError(
+            f"{path.parent}: nothing to resume (no last.pt); start without --resume"
+        )
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state["config"]["train"], dict):
+            raise TypeError("its config holds no training options")
+    except Exception as error:  # noqa: BLE001 - a damaged file raises many kinds; one answer
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise TrainingError(
+            f"{path} is damaged and cannot be resumed ({reason}); train again into a new "
+            "--out (the run was not changed)"
+        ) from None
+    return state
 
 
 def _check_same_data(data: Dataset, config: dict, out: Path) -> None:

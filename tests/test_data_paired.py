@@ -58,14 +58,19 @@ def test_the_vocabulary_comes_from_the_train_split_unless_given(tmp_path):
     assert load_paired(tmp_path, image_size=8, vocab=given, max_len=3).y[3].tolist() == [2, 1, 0]
 
 
-def test_images_are_cached_per_size_and_invalidated_by_new_items(tmp_path):
+def test_images_are_cached_per_size_and_invalidated_by_new_items_or_images(tmp_path):
     items = make_dataset(tmp_path)
     load_paired(tmp_path, image_size=8)
-    assert (tmp_path / ".cache" / "images-8.npy").is_file()
+    cache = tmp_path / ".cache" / "images-8.npy"
+    assert cache.is_file()
+    decoded = cache.stat().st_mtime_ns
+    assert load_paired(tmp_path, image_size=8).x[0].max() > 150  # the cached red
+    assert cache.stat().st_mtime_ns == decoded  # read, not decoded again
     Image.new("RGB", (20, 20), (0, 0, 0)).save(tmp_path / "images" / "0.png")
-    assert load_paired(tmp_path, image_size=8).x[0].max() > 150  # still the cached red
+    assert load_paired(tmp_path, image_size=8).x[0].max() < 10  # a replaced photo is noticed
+    Image.new("RGB", (20, 20), (255, 0, 0)).save(tmp_path / "images" / "0.png")
     write_paired(tmp_path, items.assign(text="changed"), {"name": "tiny", "factor_names": []})
-    assert load_paired(tmp_path, image_size=8).x[0].max() < 10  # decoded afresh
+    assert load_paired(tmp_path, image_size=8).x[0].max() > 150  # decoded afresh
 
 
 def remove_info(d):

@@ -3,7 +3,8 @@
 A directory holds ``items.parquet`` (one row per pair), ``dataset.json`` (name, factor names,
 counts, provenance) and the image files. Decoding 20k images takes a while, so the decoded
 array is cached per image size under ``.cache/`` in the directory, keyed by a hash of
-``items.parquet``: rewriting the items invalidates the cache.
+``items.parquet`` and the size and modification time of every image file: rewriting the items
+or replacing an image invalidates the cache.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from PIL import Image
 from ivae.data.dataset import DataError, Dataset, release
 from ivae.data.text import Vocab
 from ivae.images import DECODE_ERRORS, SkippedImages, image_to_array
-from ivae.io import atomic_write
+from ivae.io import atomic_write, remove_stale, write_directory
 
 ITEMS, INFO, CACHE = "items.parquet", "dataset.json", ".cache"
 REQUIRED_COLUMNS = ("id", "image", "text", "split")
@@ -46,6 +47,20 @@ def write_paired(directory: str | Path, items: pd.DataFrame, info: dict) -> None
     atomic_write(directory / ITEMS, lambda f: items.to_parquet(f, index=False))
     text = json.dumps(info, indent=2) + "\n"
     atomic_write(directory / INFO, lambda f: f.write(text.encode()))
+
+
+def replace_dataset(out: str | Path, fill) -> Path:
+    """A generated data set written whole into a folder beside ``out``, then put in its place
+    (``ivae.io.write_directory``): a generator killed half-way leaves the old data set intact,
+    never old items beside new images. An ``out`` holding other files than a data set is
+    refused, since it would be replaced."""
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / INFO).is_file():
+        raise DataError(
+            f"{out} holds files but no {INFO}, so it is not a data set this command may "
+            "replace; choose a new or empty --out"
+        )
+    return write_directory(out, fill)
 
 
 # --------------------------------------------------------------------------- reading
@@ -98,6 +113,13 @@ def validate_items(items: pd.DataFrame, path: Path) -> None:
                 f"{path}: row {row}: column '{column}' must be a string, "
                 f"got {items[column].iloc[row]!r}"
             )
+    escapes = items["image"].map(lambda v: v.startswith("/") or ".." in Path(v).parts)
+    if escapes.any():
+        row = int(np.flatnonzero(escapes)[0])
+        raise DataError(
+            f"{path}: row {row}: image {items['image'].iloc[row]!r} leads out of the data set's "
+            "folder; image paths are relative to it, without '..'"
+        )
     duplicated = items["id"].duplicated()
     if duplicated.any():
         dup = items["id"][duplicated].iloc[0]
@@ -141,14 +163,16 @@ class UnreadableImage(DataError):
 def decode_image(directory: Path, item_id: str, relative: str, size: int) -> np.ndarray:
     path = directory / relative
     try:
-        with Image.open(path) as img:
-            return image_to_array(img, size)
+        with warnings.catch_warnings():  # a photo of > 89M pixels: a decompression bomb
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return image_to_array(img, size)
     except FileNotFoundError as error:
         raise DataError(
             f"{directory / ITEMS}: row id {item_id!r}: image file {path} is missing; "
             "restore it or drop the row"
         ) from error
-    except DECODE_ERRORS as error:
+    except (*DECODE_ERRORS, Image.DecompressionBombWarning) as error:
         raise UnreadableImage(
             f"{directory / ITEMS}: row id {item_id!r}: image file {path} is "
             f"unreadable ({error}); replace it or drop the row"
@@ -191,8 +215,44 @@ def items_digest(directory: Path) -> str:
     return hashlib.sha1((directory / ITEMS).read_bytes()).hexdigest()
 
 
+def items_content_digest(directory: Path) -> str:
+    """SHA-256 of what identifies the pairs of ``items.parquet``: its ids, image paths and
+    texts, in row order. Two kitchen sets of other seeds share ids and paths but not texts;
+    the same table written again (another parquet writer) keeps its digest."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    digest = hashlib.sha256()
+    try:
+        parquet = pq.ParquetFile(directory / ITEMS)
+        for batch in parquet.iter_batches(batch_size=65536, columns=["id", "image", "text"]):
+            for column in batch.columns:
+                chunk = column.cast(pa.large_string())
+                offsets = np.frombuffer(chunk.buffers()[1], np.int64)
+                offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+                digest.update(np.diff(offsets).tobytes())  # each value's length, then its bytes
+                digest.update(chunk.buffers()[2][int(offsets[0]) : int(offsets[-1])])
+    except (OSError, pa.ArrowException) as error:
+        raise DataError(f"{directory / ITEMS}: unreadable parquet ({error})") from None
+    return digest.hexdigest()
+
+
+def images_digest(directory: Path, items: pd.DataFrame) -> str:
+    """A hash of every image file's size and modification time (ns), in row order: a photo
+    replaced under the same name changes it (one stat per file, no read)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for relative in items["image"]:
+        try:
+            stat = os.stat(directory / relative)
+            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{relative}\0missing\n".encode())
+    return digest.hexdigest()
+
+
 def read_stamp(cache: Path, digest: str, shape: tuple) -> tuple[np.ndarray, dict] | None:
-    """The cached images and their unreadable rows, when the cache matches the items."""
+    """The cached images and their unreadable rows, when the cache matches the items and
+    the image files (``digest``: ``<items' sha1>:<images_digest>``)."""
     stamp = cache.with_suffix(".json")
     if not (cache.is_file() and stamp.is_file()):
         return None
@@ -219,7 +279,8 @@ def cached_images(
     ``images-<size>.json`` records the items' hash and the unreadable rows.
     """
     cache = directory / CACHE / f"images-{size}.npy"
-    digest, shape = items_digest(directory), (len(items), 3, size, size)
+    digest = f"{items_digest(directory)}:{images_digest(directory, items)}"
+    shape = (len(items), 3, size, size)
     found = read_stamp(cache, digest, shape)
     if found is not None:
         if found[1]:
@@ -233,6 +294,7 @@ def cached_images(
     partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(cache.parent, f"{cache.name}.*.partial", position=-2)  # killed decoders
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
     except OSError as error:
         warnings.warn(

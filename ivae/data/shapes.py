@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from ivae.data.kitchen import assign_splits
-from ivae.data.paired import write_paired
+from ivae.data.paired import replace_dataset, write_paired
 
 FACTORS = ("hue", "size", "x", "y")
 SHAPES = ("circle", "square", "triangle", "pentagon", "star")
@@ -120,8 +120,12 @@ def sample_shapes(n: int, seed: int = 0) -> pd.DataFrame:
 def generate_shapes(
     out_dir: str | Path, n: int = 10000, image_size: int = 64, seed: int = 0, progress: bool = True
 ) -> Path:
-    """Write the shapes dataset (images, items.parquet, dataset.json) to ``out_dir``."""
-    out = Path(out_dir)
+    """Write the shapes dataset (images, items.parquet, dataset.json) to ``out_dir``, whole
+    into a folder beside it and then swapped in (``replace_dataset``)."""
+    return replace_dataset(out_dir, lambda tmp: _write_shapes(tmp, n, image_size, seed, progress))
+
+
+def _write_shapes(out: Path, n: int, image_size: int, seed: int, progress: bool) -> None:
     items = sample_shapes(n, seed)
     values = items[[f"factor.{f}" for f in FACTORS] + ["nuisance.rotation"]].to_numpy()
     rows = zip(items["image"], items["shape"], values, strict=True)
@@ -149,4 +153,3 @@ def generate_shapes(
             "image_size": image_size,
         },
     )
-    return out

@@ -9,6 +9,8 @@ import numpy as np
 
 from ivae.data.dataset import DataError, Dataset
 
+MAX_LABELS = 100_000  # one-hot columns of a label array 'u': its labels are 0 .. K-1
+
 
 def _require(arrays: dict, key: str, path: Path, ndim: int) -> np.ndarray:
     if key not in arrays:
@@ -30,7 +32,15 @@ def _query(arrays: dict, path: Path) -> np.ndarray:
         u = _require(arrays, "u", path, 1)
         if not np.issubdtype(u.dtype, np.integer) or (len(u) and u.min() < 0):
             raise DataError(f"{path}: array 'u' must hold non-negative integer labels")
-        return np.eye(int(u.max()) + 1, dtype=np.float32)[u]
+        top = int(u.max()) if len(u) else 0
+        if top >= MAX_LABELS:
+            row = int(np.argmax(u))
+            raise DataError(
+                f"{path}: array 'u' row {row} holds the label {top}; labels are one-hot "
+                f"encoded, so they must be 0 .. K-1 with K at most {MAX_LABELS:,} "
+                "(renumber them, e.g. with np.unique(u, return_inverse=True))"
+            )
+        return np.eye(top + 1, dtype=np.float32)[u]
     raise DataError(f"{path}: needs a query array 'y' (N, Dy) or integer labels 'u' (N,)")
 
 
@@ -72,6 +82,15 @@ def load_npz(path: str | Path) -> Dataset:
         raise DataError(f"{path}: {len(names)} factor_names for {factors.shape[1]} factors")
     if not np.isfinite(x).all() or not np.isfinite(y).all():
         raise DataError(f"{path}: 'x' or 'y' holds NaN or infinite values")
+    if factors is not None:
+        if not np.issubdtype(factors.dtype, np.number):
+            raise DataError(f"{path}: array 'factors' must be numeric, got {factors.dtype}")
+        if not np.isfinite(factors).all():
+            row, column = np.argwhere(~np.isfinite(factors))[0]
+            raise DataError(
+                f"{path}: array 'factors' row {row}, factor {names[column]!r} is "
+                f"{factors[row, column]}; ground truth must be finite (drop or fill the rows)"
+            )
     return Dataset(
         name=path.stem,
         x=x.astype(np.float32),

@@ -23,7 +23,7 @@ from ivae.data.kitchen.dishes import (
 )
 from ivae.data.kitchen.recipes import write_recipe
 from ivae.data.kitchen.render import render_dish
-from ivae.data.paired import write_paired
+from ivae.data.paired import replace_dataset, write_paired
 
 
 def sample_items(
@@ -86,10 +86,20 @@ def generate_kitchen(
     workers: int = 2,
     image_format: str = "jpg",
 ) -> Path:
-    """Write the kitchen dataset (images, items.parquet, dataset.json) to ``out_dir``."""
+    """Write the kitchen dataset (images, items.parquet, dataset.json) to ``out_dir``, whole
+    into a folder beside it and then swapped in (``replace_dataset``)."""
     if image_format not in ("jpg", "png"):
         raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
-    out = Path(out_dir)
+
+    def fill(tmp: Path) -> None:
+        _write_kitchen(tmp, n, image_size, seed, progress, workers, image_format)
+
+    return replace_dataset(out_dir, fill)
+
+
+def _write_kitchen(
+    out: Path, n: int, image_size: int, seed: int, progress: bool, workers: int, image_format: str
+) -> None:
     items = sample_items(n, seed, image_format)
     factor_cols = [f"factor.{name}" for name in FACTORS]
     nuisance_cols = [f"nuisance.{name}" for name in NUISANCES]
@@ -116,7 +126,6 @@ def generate_kitchen(
     ]
     run_jobs(jobs, workers, progress)
     write_paired(out, items, dataset_info(n, image_size, seed))
-    return out
 
 
 def run_jobs(jobs: list, workers: int, progress: bool) -> None:
