@@ -26,6 +26,18 @@ def generation_settings(run) -> dict:
     }
 
 
+def regenerable(run) -> bool:
+    """Whether the run's data is the embedded default, the procedural kitchen set that can be
+    generated again from the run's own ``dataset.json`` (name "kitchen", made by ``ivae data
+    kitchen``). Any other data set, whatever its name, is never generated in its place."""
+    shipped = read_json(Path(run.path) / "dataset.json")
+    return (
+        run.config.get("data", {}).get("name") == "kitchen"
+        and shipped.get("name") == "kitchen"
+        and shipped.get("generator") == "ivae data kitchen"
+    )
+
+
 def stale_data(run, target: Path) -> str | None:
     """The version of the generator that made the data in ``target`` when it differs from the
     one the run was trained on (``<run>/dataset.json``), else None (also when there is no
@@ -34,7 +46,7 @@ def stale_data(run, target: Path) -> str | None:
         return None
     shipped = read_json(Path(run.path) / "dataset.json").get("version")
     found = read_json(target / "dataset.json").get("version")
-    if shipped and found and found != shipped and "kitchen" in str(run.config["data"]["name"]):
+    if shipped and found and found != shipped and regenerable(run):
         return str(found)
     return None
 
@@ -58,8 +70,7 @@ def ensure_data(run, root: Path = REPO_ROOT, generate: Callable | None = None) -
         target.rename(aside)
     if (target / "items.parquet").is_file():
         return target
-    name = str(run.config["data"].get("name", ""))
-    if "kitchen" not in name:
+    if not regenerable(run):
         raise FileNotFoundError(
             f"the data of run {run.path} is missing ({target}); put it back there or rebuild the "
             f"index on other data with `ivae index {run.path} --data PATH`"
@@ -71,8 +82,13 @@ def ensure_data(run, root: Path = REPO_ROOT, generate: Callable | None = None) -
 
 
 def count_images(directory: Path) -> int:
-    """Image files under a data directory so far (to follow a generator's progress)."""
+    """Image files under a data directory so far, or under the folder it is being generated
+    in (``ivae.io.write_directory``), to follow a generator's progress."""
     directory = Path(directory)
-    if not directory.is_dir():
-        return 0
-    return sum(1 for p in directory.rglob("*") if p.suffix.lower() in (".jpg", ".png", ".webp"))
+    folders = [directory, *directory.parent.glob(f".{directory.name}.*.partial")]
+    counts = [
+        sum(1 for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".png", ".webp"))
+        for folder in folders
+        if folder.is_dir()
+    ]
+    return max(counts, default=0)

@@ -19,6 +19,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN = REPO_ROOT / "assets" / "default-run"
 EXAMPLES = REPO_ROOT / "assets" / "examples"  # photos the Photo reader offers to try
 RUN_ROOTS = ("runs", "assets")
+# More folders the dashboard may open runs from (os.pathsep-separated), e.g. a scratch disk;
+# no other folder of the server is reachable, by the picker or by a ?run= link.
+ROOTS_VARIABLE = "IVAE_RUN_ROOTS"
+MAX_LINK = 512  # characters of a ?run= path; a longer one is refused unread
 # The files of a run that cached objects are built from: weights, names and orientations, the
 # vocabulary, and the index.
 RUN_FILES = ("model.pt", "factors.json", "vocab.json", "index/codes.npz")
@@ -39,6 +43,27 @@ def resolve(path: str) -> str:
     return os.path.abspath(REPO_ROOT / path)
 
 
+def run_roots(base: Path = REPO_ROOT) -> list[Path]:
+    """The folders runs are found in and opened from: ``RUN_ROOTS`` under ``base`` and those
+    listed in ``$IVAE_RUN_ROOTS``, as absolute paths."""
+    extra = [p for p in os.environ.get(ROOTS_VARIABLE, "").split(os.pathsep) if p]
+    roots = [Path(base) / root for root in RUN_ROOTS] + [Path(p) for p in extra]
+    return [Path(os.path.abspath(root)) for root in roots]
+
+
+def confined(path: str, base: Path = REPO_ROOT) -> str | None:
+    """``path`` (relative ones from ``base``) as an absolute path when it lies inside one of
+    the run roots, else None: a ?run= link can name a run of the project, never another
+    folder of the server (whose factors.json a visitor could otherwise write)."""
+    if not isinstance(path, str) or not path or len(path) > MAX_LINK or "\0" in path:
+        return None
+    absolute = os.path.abspath(Path(base) / path)  # collapses "..": no way out lexically
+    for root in run_roots(base):
+        if absolute != str(root) and os.path.commonpath([absolute, str(root)]) == str(root):
+            return absolute
+    return None
+
+
 def relative_label(path: str) -> str:
     """The path relative to the repository when it is inside it, else unchanged."""
     try:
@@ -51,9 +76,13 @@ def relative_label(path: str) -> str:
 
 
 def file_fingerprint(path: Path) -> tuple:
-    """(size, mtime_ns, hash of the first and last 64 KiB) of a file; () when it is missing.
+    """(size, mtime_ns, ctime_ns, inode, hash of the first and last 64 KiB) of a file; ()
+    when it is missing.
 
-    Cheap on every rerun (two small reads), yet it changes whenever the file is rewritten.
+    Cheap on every rerun (one stat, two small reads), yet it changes whenever the file is
+    rewritten: an atomic rewrite (``ivae index``, ``ivae name``) gives a new inode, and any
+    write moves ctime, which unlike mtime no copy tool can set back (``cp -p``, ``rsync -t``
+    restore the size and mtime of a file whose middle changed).
     """
     try:
         stat = os.stat(path)
@@ -64,7 +93,7 @@ def file_fingerprint(path: Path) -> tuple:
                 digest.update(handle.read(_EDGE))
     except FileNotFoundError:
         return ()
-    return stat.st_size, stat.st_mtime_ns, digest.hexdigest()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, digest.hexdigest()
 
 
 def run_fingerprint(run_path: str | Path, files: tuple[str, ...] = RUN_FILES) -> tuple:
@@ -77,7 +106,8 @@ def run_fingerprint(run_path: str | Path, files: tuple[str, ...] = RUN_FILES) ->
 
 @dataclass
 class RunSummary:
-    """What a run directory holds, read from its JSON files without loading the model."""
+    """What a run directory holds, read from its JSON files without loading the model.
+    ``broken`` says what is wrong with a run whose files cannot be read (None when fine)."""
 
     path: Path
     model: str
@@ -85,36 +115,79 @@ class RunSummary:
     trained: bool
     indexed: bool
     mcc: float | None
+    broken: str | None = None
 
     @property
     def label(self) -> str:
+        if self.broken:
+            return f"{self.path.name} (broken: {self.broken})"
         state = "" if self.trained else " (unfinished)"
         mcc = "" if self.mcc is None else f", MCC {self.mcc:.2f}"
         return f"{self.path.name} [{self.model}{mcc}]{state}"
 
 
+def _json_object(path: Path) -> tuple[dict, str | None]:
+    """(the JSON object in ``path`` or {}, what is wrong with the file or None)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, ValueError) as error:
+        return {}, f"{path.name} is unreadable ({type(error).__name__})"
+    if not isinstance(data, dict):
+        return {}, f"{path.name} is not a JSON object"
+    return data, None
+
+
 def summarize_run(path: Path) -> RunSummary:
-    config, metrics = read_json(path / "config.json"), read_json(path / "metrics.json")
-    latent = metrics.get("latent_dim") or config.get("model_config", {}).get("latent_dim")
-    return RunSummary(
-        path=path,
-        model=str(config.get("model") or metrics.get("model") or "?"),
-        latent_dim=latent,
-        trained=(path / "model.pt").is_file(),
-        indexed=(path / "index" / "codes.npz").is_file(),
-        mcc=metrics.get("mcc"),
-    )
+    """The summary of one run; a run whose files are malformed is summarised as broken
+    (one bad run never stops the others from being listed)."""
+    path = Path(path)
+    try:
+        (config, bad_config), (metrics, bad_metrics) = (
+            _json_object(path / name) for name in ("config.json", "metrics.json")
+        )
+        model_config = config.get("model_config", {})
+        latent = metrics.get("latent_dim") or (
+            model_config.get("latent_dim") if isinstance(model_config, dict) else None
+        )
+        mcc = metrics.get("mcc")
+        broken = bad_config or bad_metrics
+        if mcc is not None and not (isinstance(mcc, int | float) and not isinstance(mcc, bool)):
+            broken, mcc = broken or f"metrics.json's mcc is {str(mcc)[:20]!r}, not a number", None
+        return RunSummary(
+            path=path,
+            model=str(config.get("model") or metrics.get("model") or "?")[:60],
+            latent_dim=latent if isinstance(latent, int) else None,
+            trained=(path / "model.pt").is_file(),
+            indexed=(path / "index" / "codes.npz").is_file(),
+            mcc=None if mcc is None else float(mcc),
+            broken=broken,
+        )
+    except OSError as error:  # unreadable folder, too long a name
+        reason = error.strerror or type(error).__name__
+        return RunSummary(path, "?", None, False, False, None, broken=reason)
 
 
-def find_runs(roots: tuple[str, ...] = RUN_ROOTS, base: Path = REPO_ROOT) -> list[RunSummary]:
-    """Run directories (holding config.json or model.pt) up to two levels under each root."""
+def find_runs(roots: tuple[str, ...] | None = None, base: Path = REPO_ROOT) -> list[RunSummary]:
+    """Run directories (holding config.json or model.pt) up to two levels under each root
+    (default: ``run_roots``)."""
+    tops = run_roots(base) if roots is None else [Path(base) / root for root in roots]
     found: dict[Path, RunSummary] = {}
-    for root in roots:
-        top = Path(root) if Path(root).is_absolute() else Path(base) / root
+    for top in tops:
         for pattern in ("*", "*/*"):
-            for candidate in sorted(top.glob(pattern)):
-                is_run = (candidate / "config.json").is_file() or (candidate / "model.pt").is_file()
-                if candidate.is_dir() and is_run:
+            try:
+                candidates = sorted(top.glob(pattern))
+            except OSError:
+                continue
+            for candidate in candidates:
+                try:
+                    is_run = candidate.is_dir() and (
+                        (candidate / "config.json").is_file() or (candidate / "model.pt").is_file()
+                    )
+                except OSError:
+                    continue
+                if is_run:
                     found.setdefault(candidate.resolve(), summarize_run(candidate))
     return list(found.values())
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,7 +24,8 @@ _MIME = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"RIFF": "image
 
 
 class MissingImageError(FileNotFoundError):
-    """An image file of the data set is not where the items table says."""
+    """An image file of the data set is not where the items table says, or cannot be
+    decoded (corrupt, or a decompression bomb: more than PIL's MAX_IMAGE_PIXELS)."""
 
 
 def thumbnail(path: str | Path) -> str:
@@ -32,11 +34,21 @@ def thumbnail(path: str | Path) -> str:
     MissingImageError naming the file when it is not there. Keyed on the file's size and
     modification time, so a rewritten image is read again.
     """
+    from PIL import Image
+
+    from ivae.images import DECODE_ERRORS
+
     try:
         stat = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise MissingImageError(f"{path} is missing") from None
-    return _encoded(str(path), stat.st_size, stat.st_mtime_ns)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return _encoded(str(path), stat.st_size, stat.st_mtime_ns)
+    except (*DECODE_ERRORS, Image.DecompressionBombWarning) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:120]
+        raise MissingImageError(f"{path} is unreadable ({reason})") from None
 
 
 @lru_cache(maxsize=CACHE_IMAGES)

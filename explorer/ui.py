@@ -7,6 +7,9 @@ failures into messages with a way forward.
 from __future__ import annotations
 
 import gc
+import os
+import re
+import string
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +19,41 @@ import pandas as pd
 import streamlit as st
 
 from explorer import data, tables, thumbs
-from explorer.runs import REPO_ROOT, relative_label, resolve, run_fingerprint, summarize_run
+from explorer.runs import (
+    REPO_ROOT,
+    confined,
+    file_fingerprint,
+    relative_label,
+    run_fingerprint,
+    summarize_run,
+)
 from explorer.runs import run_options as find_run_options
 from ivae.index import Index, MissingIndexError
 
 RUN_KEY = "run_path"
+_ESCAPED = {ord(c): "\\" + c for c in string.punctuation}  # every ASCII punctuation mark
+
+
+def plain(text: object, lines: bool = False) -> str:
+    """``text`` made safe to put in st.markdown, st.caption, st.image captions and widget
+    labels: it shows literally, never as Markdown, HTML, math, emoji or a link. Every ASCII
+    punctuation mark is backslash-escaped (CommonMark lets any be), so no ``![](...)``
+    loads a remote image, no ``[x](...)`` or bare ``http://`` becomes a link, no ``<tag>``,
+    ``$math$``, ``:emoji:`` or ``*emphasis*`` renders. Whitespace runs become one space;
+    with ``lines`` the line breaks are kept (as hard breaks)."""
+    text = "" if text is None else str(text)
+    if lines:
+        return "  \n".join(plain(line) for line in text.splitlines())
+    return " ".join(text.translate(_ESCAPED).split())
+
+
+def code(text: object) -> str:
+    """``text`` (a path, a command) as a Markdown code span, shown literally whatever it holds:
+    the fence is one backtick longer than the longest run of backticks inside."""
+    text = " ".join(str(text).split())
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {text} {fence}"
 
 
 @dataclass
@@ -47,7 +80,11 @@ class Context:
         return str(self.data_dir / self.items["image"].iat[int(row)])
 
     def thumbnail(self, row: int) -> str:
-        """The item's image as a small ``data:`` URI (explorer.thumbs); MissingImageError."""
+        """The item's image as a small ``data:`` URI (explorer.thumbs); MissingImageError,
+        also for a path that leads out of the data set (absolute, or through ``..``)."""
+        relative = str(self.items["image"].iat[int(row)])
+        if os.path.isabs(relative) or ".." in Path(relative).parts:
+            raise thumbs.MissingImageError(f"{relative} is outside the data set; not shown")
         return thumbs.thumbnail(self.image_path(row))
 
     def title(self, row: int) -> str:
@@ -126,17 +163,34 @@ def label(path: str) -> str:
 
 
 def run_label(path: str) -> str:
-    """The picker's text: folder, model and MCC, e.g. ``runs/kitchen [implicit-ivae, MCC 0.93]``."""
+    """The picker's text: folder, model and MCC, e.g. ``runs/kitchen [implicit-ivae, MCC 0.93]``,
+    or what is wrong with a broken run (``runs/x (broken: config.json is unreadable ...)``)."""
     summary = summarize_run(Path(path))
     return label(path) + summary.label.removeprefix(Path(path).name)
 
 
-def run_picker() -> str | None:
-    """Sidebar choice of run (also settable with ?run=PATH); remembered across pages."""
-    options = run_options()
+def linked_run() -> str | None:
+    """The run a ?run= link names, when it lies inside the run roots (explorer.runs.confined);
+    a link to anything else gets one line and is ignored."""
     wanted = st.query_params.get("run")
-    if wanted:  # links carry the path relative to the repository
-        wanted = resolve(wanted)
+    if not wanted:
+        return None
+    inside = confined(wanted)  # links carry the path relative to the repository
+    if inside is None:
+        shown = plain(wanted[:60] + ("…" if len(wanted) > 60 else ""))
+        st.sidebar.warning(
+            f"The link's run ({shown}) is not a run folder under the project's run roots; "
+            "pick a run below."
+        )
+    return inside
+
+
+def run_picker() -> str | None:
+    """Sidebar choice of run (also settable with ?run=PATH inside the run roots); remembered
+    across pages. The chosen run's full label is written under the picker, which cuts long
+    ones off."""
+    options = run_options()
+    wanted = linked_run()
     chosen = st.session_state.get(RUN_KEY)
     for explicit in (wanted, chosen):  # a path from a shared link or set before; checked on load
         if explicit and explicit not in options:
@@ -147,7 +201,9 @@ def run_picker() -> str | None:
         return None
     if RUN_KEY not in st.session_state or st.session_state[RUN_KEY] not in options:
         st.session_state[RUN_KEY] = wanted if wanted else options[0]
-    return st.sidebar.selectbox("Run", options, key=RUN_KEY, format_func=run_label)
+    picked = st.sidebar.selectbox("Run", options, key=RUN_KEY, format_func=run_label)
+    st.sidebar.caption(plain(run_label(picked)))
+    return picked
 
 
 def require_context() -> Context:
@@ -157,7 +213,7 @@ def require_context() -> Context:
         _no_runs()
     run = _run_or_stop(path)
     index = _index_or_stop(run, path)
-    data_dir = _data_or_stop(run)
+    data_dir = _data_or_stop(run, index)
     key = run_fingerprint(path, ("index/codes.npz",)) + run_fingerprint(
         data_dir, ("items.parquet",)
     )
@@ -211,9 +267,11 @@ def _run_or_stop(path: str):
     from ivae.run import RunError
 
     try:
-        return load_run(path)
-    except RunError as error:
-        st.error(f"Cannot open the run `{label(path)}`.\n\n{error}")
+        run = load_run(path)
+        run.factor_names  # noqa: B018 - factors.json checked here, not mid-page
+        return run
+    except (RunError, OSError) as error:
+        st.error(f"Cannot open the run {plain(label(path))}: {plain(error)}")
         st.info("Pick another run in the sidebar, or train a new one (see the Home page).")
         st.stop()
 
@@ -222,7 +280,7 @@ def _index_or_stop(run, path: str) -> Index:
     try:
         return load_index(path)
     except MissingIndexError as error:
-        st.warning(str(error))
+        st.warning(plain(error))
         if st.button("Build the index now", key="build_index", type="primary"):
             _build_index(run)
         st.stop()
@@ -231,27 +289,73 @@ def _index_or_stop(run, path: str) -> Index:
 def _build_index(run) -> None:
     from ivae.familiarity import build_familiarity, reads_photos
     from ivae.index import build_index
+    from ivae.io import LockedError, run_lock
 
     with st.status("Encoding every dish and recipe, then the 2-D map…", expanded=True) as status:
         try:
-            data_dir = data.ensure_data(run)
-            build_index(run, data=run.load_data(data_dir), progress=False)
-            if reads_photos(run):  # the Photo reader's unfamiliarity check, as `ivae index`
-                build_familiarity(run, data_dir, progress=False)
-        except (ValueError, OSError) as error:
+            with run_lock(run.path, "the dashboard's index build"):
+                data_dir = data.ensure_data(run)
+                build_index(run, data=run.load_data(data_dir), progress=False)
+                if reads_photos(run):  # the Photo reader's unfamiliarity check, as `ivae index`
+                    build_familiarity(run, data_dir, progress=False)
+        except (ValueError, OSError, LockedError) as error:
             status.update(label="Building the index failed", state="error")
-            st.error(str(error))
+            st.error(plain(error))
             st.stop()
         status.update(label="Index built", state="complete")
     st.cache_resource.clear()
     st.rerun()
 
 
-def _data_or_stop(run) -> Path:
+@st.cache_data(show_spinner="Checking the data against the index…", max_entries=16)
+def _data_digest(directory: str, fingerprint: tuple) -> str:
+    """The items' content digest (ivae.index.data_digest), once per version of the file."""
+    from ivae.index import data_digest
+
+    return data_digest(directory)
+
+
+def _checked_data(run, index: Index, directory: Path) -> Path:
+    """``directory`` when it holds the items the index was built from; else one line saying
+    which command rebuilds the index, and st.stop()."""
+    if index.data_digest:
+        fingerprint = file_fingerprint(directory / "items.parquet")
+        try:
+            same = _data_digest(str(directory), fingerprint) == index.data_digest
+        except (ValueError, OSError) as error:
+            st.error(plain(error))
+            st.stop()
+        if not same:
+            command = f"ivae index {label(str(run.path))} --data {label(str(directory))}"
+            st.error(
+                f"The index of {code(label(str(run.path)))} was built from other dishes than "
+                f"{code(label(str(directory)))} holds now (built from "
+                f"{code(label(index.data_source))}); rebuild it on this data: {code(command)}"
+            )
+            st.stop()
+    return directory
+
+
+def _data_or_stop(run, index: Index) -> Path:
+    """Where the index's items and photos are read from (ivae.index.index_data_dir: the data
+    it was built from), checked against the index's data fingerprint. The run's own kitchen
+    data is generated there on first launch when missing."""
+    from ivae.index import index_data_dir
+
+    found = index_data_dir(index, run, REPO_ROOT)
     target = run.data_dir(REPO_ROOT)
+    if os.path.abspath(found) != os.path.abspath(target) or (
+        (target / "items.parquet").is_file() and data.stale_data(run, target) is None
+    ):
+        if not (found / "items.parquet").is_file():
+            st.error(f"The data of this index is missing ({code(label(str(found)))}).")
+            st.stop()
+        return _checked_data(run, index, found)
+    return _checked_data(run, index, _generated_data(run, target))
+
+
+def _generated_data(run, target: Path) -> Path:
     stale = data.stale_data(run, target)
-    if (target / "items.parquet").is_file() and stale is None:
-        return target
     settings = data.generation_settings(run)
     title = f"First launch: generating the kitchen data into `{label(str(target))}`"
     if stale is not None:
@@ -268,7 +372,7 @@ def _data_or_stop(run) -> Path:
             path = _generate_with_progress(run, target, settings["n"])
         except (FileNotFoundError, ValueError, OSError) as error:
             status.update(label="The run's data is missing", state="error")
-            st.error(str(error))
+            st.error(plain(error))
             st.stop()
         status.update(label=f"Kitchen data ready in {label(str(path))}", state="complete")
     return path
@@ -309,7 +413,7 @@ def image_grid(
     """Images of the given item rows, each captioned with its recipe title, side by side and
     wrapping, as one element: a studio move sends one message per grid, not one per cell."""
     rows = [int(r) for r in np.asarray(rows).ravel()]
-    captions = captions or [ctx.title(r) for r in rows]
+    captions = [plain(c) for c in (captions or [ctx.title(r) for r in rows])]
     shown, kept, missing = [], [], []
     for row, caption in zip(rows, captions, strict=False):
         try:
@@ -328,9 +432,9 @@ def show_image(place, ctx: Context, row: int, caption: str, width="stretch") -> 
     """The item's image in ``place`` (a column, the sidebar, ``st``); when its file is missing,
     the caption alone, and the missing path is returned (for ``missing_images``)."""
     try:
-        place.image(ctx.thumbnail(row), caption=caption, width=width)
+        place.image(ctx.thumbnail(row), caption=plain(caption), width=width)
     except thumbs.MissingImageError:
-        place.caption(f"{caption} (image missing)")
+        place.caption(f"{plain(caption)} (image missing)")
         return ctx.image_path(row)
     return None
 
@@ -340,9 +444,10 @@ def missing_images(ctx: Context, paths: list[str | None]) -> None:
     paths = [p for p in paths if p]
     if paths:
         st.error(
-            f"{len(paths)} image file(s) of the data set are missing, e.g. `{paths[0]}`. Put the "
-            f"images back under `{label(str(ctx.data_dir))}`, or index the data where it is now: "
-            f"`ivae index {label(str(ctx.run.path))} --data PATH`."
+            f"{len(paths)} image file(s) of the data set are missing or unreadable, e.g. "
+            f"{code(paths[0])}. Put the images back under {code(label(str(ctx.data_dir)))}, or "
+            f"index the data where it is now: {code(f'ivae index {label(str(ctx.run.path))}')}"
+            " with `--data PATH`."
         )
 
 
@@ -352,5 +457,13 @@ def recipe_table(ctx: Context, rows, extra: dict | None = None) -> pd.DataFrame:
 
 
 def factor_label(ctx: Context, j: int) -> str:
+    """A factor's name for widget labels and options, shown as text (``plain``): names are
+    editable by any visitor."""
+    return plain(factor_option(ctx, j))
+
+
+def factor_option(ctx: Context, j: int) -> str:
+    """A factor's name as the text of a select option (``format_func``), which Streamlit
+    shows as it is; anywhere Markdown renders, use ``factor_label``."""
     name = ctx.names[j]
     return name if name.startswith("factor ") else f"{name} (factor {j + 1})"

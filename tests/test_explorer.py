@@ -78,11 +78,21 @@ def fake_run(run_dir: Path, config: dict) -> SimpleNamespace:
     return run
 
 
+SHIPPED_KITCHEN = {"name": "kitchen", "generator": "ivae data kitchen"}  # a run's dataset.json
+
+
 def test_ensure_data_generates_once(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "dataset.json").write_text(
-        json.dumps({"seed": 3, "image_size": 64, "counts": {"train": 8, "test": 2}})
+        json.dumps(
+            {
+                **SHIPPED_KITCHEN,
+                "seed": 3,
+                "image_size": 64,
+                "counts": {"train": 8, "test": 2},
+            }
+        )
     )
     config = {"data": {"path": "/elsewhere/kitchen", "name": "kitchen", "n_items": 10}}
     run = fake_run(run_dir, config)
@@ -104,7 +114,9 @@ def test_ensure_data_generates_once(tmp_path):
 def test_kitchen_data_of_another_generator_version_is_moved_aside_and_regenerated(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "dataset.json").write_text(json.dumps({"version": "1.1", "seed": 0, "n": 4}))
+    (run_dir / "dataset.json").write_text(
+        json.dumps({**SHIPPED_KITCHEN, "version": "1.1", "seed": 0, "n": 4})
+    )
     config = {"data": {"path": "data/kitchen", "name": "kitchen", "n_items": 4}}
     run = fake_run(run_dir, config)
 

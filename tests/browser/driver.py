@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -128,8 +129,14 @@ def start_server(
     ]  # fmt: skip
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
+    # Test and benchmark runs live under the temp folder (the tiny run, the million-dish run):
+    # a run root of this server (docs/design.md, "Which runs the dashboard opens").
+    roots = os.pathsep.join(
+        p for p in (os.environ.get("IVAE_RUN_ROOTS"), tempfile.gettempdir()) if p
+    )
+    env = {**os.environ, "IVAE_RUN_ROOTS": roots}
     with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
     server = Server(process, port, log)
     try:
         wait_healthy(server, timeout)
