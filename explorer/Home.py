@@ -49,11 +49,12 @@ def home() -> None:
     if mcc is not None:
         st.caption(f"Mean correlation with the true factors (MCC, test split): {mcc:.2f}")
     st.subheader("Factors")
-    st.write(", ".join(f"**{name}**" for name in ctx.names))
+    st.write(", ".join(f"**{ui.plain(name)}**" for name in ctx.names))  # names are editable
     st.subheader("Where to go")
     for path, title, icon in PAGES:
         st.page_link(path, label=title, icon=icon)
-    st.caption(f"Run folder: `{ui.label(str(run.path))}` · data: `{ui.label(str(ctx.data_dir))}`")
+    folder, data = (ui.code(ui.label(str(p))) for p in (run.path, ctx.data_dir))
+    st.caption(f"Run folder: {folder} · data: {data}")
 
 
 def redundant_latents(red: redundancy.Redundancy, names: list[str]) -> None:
