@@ -7,6 +7,8 @@ display title of each row.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -53,6 +55,11 @@ def true_factor_columns(items: pd.DataFrame) -> list[str]:
     return [c for c in items.columns if c.startswith("factor.")]
 
 
+def nuisance_columns(items: pd.DataFrame) -> list[str]:
+    """The ``nuisance.<name>`` columns: ground truth that the recipe does not describe."""
+    return [c for c in items.columns if c.startswith("nuisance.")]
+
+
 def atlas_table(
     z: np.ndarray,
     map2d: np.ndarray,
@@ -62,17 +69,18 @@ def atlas_table(
     rows: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per item (of ``rows`` when given, else all): learned factors (named), map
-    position, title, index row, the true factors (``true <name>``) and the dish type when the
-    data has them."""
+    position, title, index row, and when the data has them the true factors (``true
+    <name>``), the nuisances (``nuisance <name>``) and the dish type."""
     rows = np.arange(len(z)) if rows is None else np.asarray(rows)
     table = pd.DataFrame(np.asarray(z[rows]), columns=names)
     table["map x"], table["map y"] = map2d[rows, 0], map2d[rows, 1]
     table["title"] = titles[rows]
     table["row"] = rows
-    wanted = true_factor_columns(items) + (["dish"] if "dish" in items else [])
-    chosen = take_rows(items, rows, wanted)
-    for column in true_factor_columns(items):
-        table["true " + column.split(".", 1)[1]] = chosen[column].to_numpy()
+    truth = true_factor_columns(items) + nuisance_columns(items)
+    chosen = take_rows(items, rows, truth + (["dish"] if "dish" in items else []))
+    for column in truth:
+        prefix = "true " if column.startswith("factor.") else "nuisance "
+        table[prefix + column.split(".", 1)[1]] = chosen[column].to_numpy(dtype=float)
     if "dish" in items:
         table["dish type"] = chosen["dish"].astype(str).to_numpy()
     return table
@@ -97,9 +105,100 @@ def density(map2d: np.ndarray, bins: int = 160) -> tuple[np.ndarray, np.ndarray,
 
 
 def colour_options(table: pd.DataFrame, names: list[str]) -> list[str]:
-    """Columns of an atlas table to colour points by: factors, true factors, dish type."""
-    options = names + [c for c in table.columns if c.startswith("true ")]
+    """Columns of an atlas table to colour points by: factors, true factors, nuisances, dish
+    type."""
+    options = names + [c for c in table.columns if c.startswith(("true ", "nuisance "))]
     return options + (["dish type"] if "dish type" in table else [])
+
+
+def selected_rows(points: list[dict]) -> np.ndarray:
+    """The index rows of the points of a Plotly selection event, from their custom data.
+
+    The browser sends a point's custom data as a number, a list (``[8]``) or, when the figure
+    carried it as a typed array, an object keyed by position (``{"0": 8}``).
+    """
+    rows = []
+    for point in points or []:
+        data = point.get("customdata")
+        if isinstance(data, dict):
+            data = data.get("0", next(iter(data.values()), None))
+        elif isinstance(data, (list, tuple)):
+            data = data[0] if data else None
+        if data is not None:
+            rows.append(int(data))
+    return np.unique(np.asarray(rows, dtype=np.int64))
+
+
+def kept_selection(event_rows: np.ndarray, kept: tuple | None, figure: tuple) -> tuple | None:
+    """The selection to show, as ``(rows, figure)``: the event's rows when it has any; else
+    the kept selection while the figure it was drawn on has changed (a recolour or other axes
+    send a new chart, whose selection starts empty); else none (cleared on its own figure)."""
+    if len(event_rows):
+        return event_rows, figure
+    if kept is not None and kept[1] != figure:
+        return kept
+    return None
+
+
+def histogram_panels(
+    table: pd.DataFrame, selected: np.ndarray, columns: list[str], bins: int = 24
+) -> list[dict]:
+    """Per column, the share of all dishes and of the selected ones in each bin, for drawing
+    the selection against everything: ``{"name", "x", "all", "selected", "kind"}`` with kind
+    ``"numeric"`` (x: bin centres over the column's 0.5-99.5% range, ends included in the
+    outer bins) or ``"categorical"`` (x: categories, most common first). ``selected``: a
+    boolean mask over the table's rows."""
+    panels = []
+    for name in columns:
+        values = table[name].to_numpy()
+        if values.dtype.kind in "fiu":
+            low, high = np.nanpercentile(values, [0.5, 99.5])
+            edges = np.linspace(low, high if high > low else low + 1, bins + 1)
+            which = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)
+            x, kind = (edges[:-1] + edges[1:]) / 2, "numeric"
+        else:
+            x, which = np.unique(values.astype(str), return_inverse=True)
+            kind = "categorical"
+        counts_all = np.bincount(which, minlength=len(x))
+        counts_sel = np.bincount(which[selected], minlength=len(x))
+        if kind == "categorical":
+            order = np.argsort(-counts_all, kind="stable")
+            x, counts_all, counts_sel = x[order], counts_all[order], counts_sel[order]
+        panels.append({
+            "name": name, "x": x, "kind": kind,
+            "all": counts_all / max(counts_all.sum(), 1),
+            "selected": counts_sel / max(counts_sel.sum(), 1),
+        })  # fmt: skip
+    return panels
+
+
+WORD = re.compile(r"[a-z]+")
+
+
+def word_shares(texts) -> dict[str, float]:
+    """The share of ``texts`` holding each word of three letters or more (lower case)."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        for word in set(WORD.findall(str(text).lower())):
+            if len(word) >= 3:
+                counts[word] = counts.get(word, 0) + 1
+    return {word: count / max(len(texts), 1) for word, count in counts.items()}
+
+
+def title_words(everyone: dict[str, float], n: int, chosen_titles, top: int = 15) -> pd.DataFrame:
+    """The words most over-represented in ``chosen_titles`` against ``everyone`` (word_shares
+    of all ``n`` titles): ``word``, ``selected %`` and ``all %`` of titles holding it, and
+    ``lift``, their ratio (a word in no other title counts as in one); ties go to the word
+    more of the selection holds."""
+    chosen = word_shares(chosen_titles)
+    lift = {w: s / max(everyone.get(w, 0), 1 / max(n, 1)) for w, s in chosen.items()}
+    words = sorted(lift, key=lambda w: (-lift[w], -chosen[w], w))[:top]
+    return pd.DataFrame({
+        "word": words,
+        "selected %": [100 * chosen[w] for w in words],
+        "all %": [100 * everyone.get(w, 0) for w in words],
+        "lift": [lift[w] for w in words],
+    })  # fmt: skip
 
 
 def recipe_table(

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
-from explorer import tables, ui
+from explorer import atlas, tables, ui
 
 MAX_POINTS = 50_000  # drawn as points; above this many dishes the rest show as a density
+KEPT = "atlas_kept"  # (rows, figure) of the selection shown: tables.kept_selection
+REVISION = "atlas_revision"  # bumped by "Clear": a new chart, with no selection
 
 st.title("Factor atlas")
 st.caption(
     "A UMAP map of the image codes, computed once per run by `ivae index`. Nearby points are "
-    "dishes with similar factors. Colour by any factor; draw a lasso or box to inspect a region."
+    "dishes with similar factors. Colour it by any factor, nuisance or dish type with the menu "
+    "on the chart, or put any two of them on the axes; draw a lasso or a box to see the "
+    "dishes of a region against all others."
 )
 ctx = ui.require_context()
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def atlas(key: tuple, names: list[str]) -> pd.DataFrame:
+def atlas_table(key: tuple, names: list[str]):
     rows = tables.sample_rows(len(ctx.index), MAX_POINTS)
     return tables.atlas_table(ctx.index.z, ctx.index.map2d, names, ctx.items, ctx.titles, rows)
 
@@ -31,74 +32,70 @@ def density(key: tuple) -> tuple:
     return tables.density(ctx.index.map2d)
 
 
-shown = atlas(ctx.key, ctx.names)
+@st.cache_data(show_spinner=False, max_entries=4)
+def word_shares(key: tuple, names: list[str]) -> dict[str, float]:
+    return tables.word_shares(atlas_table(key, names)["title"])
+
+
+# One figure per view (axes, revision), kept: going back to a view sends it again unbuilt.
+@st.cache_resource(show_spinner=False, max_entries=24)
+def map_figure(key: tuple, names: list[str], x: str, y: str, revision: int):
+    table = atlas_table(key, names)
+    shade = density(key) if len(table) < len(ctx.index) else None
+    colours = tables.colour_options(table, names)
+    return atlas.map_figure(table, x, y, colours, shade, revision)
+
+
+def clear_selection() -> None:
+    st.session_state[KEPT] = None
+    st.session_state[REVISION] = st.session_state.get(REVISION, 0) + 1
+
+
+shown = atlas_table(ctx.key, ctx.names)
 sampled = len(shown) < len(ctx.index)
 if sampled:
     st.caption(
         f"{len(shown):,} of the {len(ctx.index):,} dishes are drawn as points (a fixed random "
         "sample); the grey shade underneath is the density of all of them."
     )
-colour_options = tables.colour_options(shown, ctx.names)
-colour = st.selectbox("Colour by", colour_options, key="atlas_colour")
-figure = px.scatter(
-    shown,
-    x="map x",
-    y="map y",
-    color=colour,
-    hover_name="title",
-    custom_data=["row"],
-    render_mode="webgl",
-    color_continuous_scale="Viridis",
-    height=560,
-)
-figure.update_traces(marker={"size": 5, "opacity": 0.8})
-if sampled:
-    counts, x_centres, y_centres = density(ctx.key)
-    shade = go.Heatmap(
-        z=np.log1p(counts), x=x_centres, y=y_centres, colorscale="Greys", showscale=False,
-        hoverinfo="skip", zsmooth="best",
-    )  # fmt: skip
-    figure.add_trace(shade)
-    figure.data = (figure.data[-1], *figure.data[:-1])  # underneath the points
-figure.update_layout(dragmode="lasso", margin={"l": 10, "r": 10, "t": 10, "b": 10})
+options = tables.colour_options(shown, ctx.names)
+numeric = [c for c in options if c != "dish type"]
+c1, c2 = st.columns(2)
+x_axis = c1.selectbox("x", ["map x", *numeric], key="atlas_x")
+y_axis = c2.selectbox("y", ["map y", *numeric], key="atlas_y")
+revision = st.session_state.get(REVISION, 0)
+figure = map_figure(ctx.key, ctx.names, x_axis, y_axis, revision)
 event = st.plotly_chart(figure, key="atlas_map", on_select="rerun", selection_mode=("lasso", "box"))
 
-points = (event.selection.get("points", []) if event else []) or []
-selected = [int(p["customdata"][0]) for p in points if p.get("customdata")]
-if not selected:
+view = (ctx.key, x_axis, y_axis, revision)
+points = event.selection.get("points", []) if event else []
+kept = tables.kept_selection(tables.selected_rows(points), st.session_state.get(KEPT), view)
+st.session_state[KEPT] = kept
+if kept is None:
     st.info("Draw a lasso or a box on the map to see the dishes in that region.")
-else:
-    st.subheader(f"{len(selected)} selected dishes")
-    ui.image_grid(ctx, selected[:12])
-    overlay = go.Figure()
-    factor = st.selectbox("Histogram of", ctx.names, key="atlas_hist_factor")
-    j = ctx.names.index(factor)
-    everyone = "all dishes" + (" (the drawn sample)" if sampled else "")
-    for name, values in ((everyone, shown[factor]), ("selected", ctx.index.z[selected, j])):
-        overlay.add_trace(
-            go.Histogram(
-                x=values, name=name, histnorm="probability density", opacity=0.6, nbinsx=40
-            )
-        )
-    overlay.update_layout(barmode="overlay", height=300, margin={"t": 10, "b": 10})
-    st.plotly_chart(overlay, key="atlas_hist")
+    st.stop()
 
-st.subheader("Factor against factor")
-st.caption("The same dishes on real axes: two learned factors, or a learned against a true one.")
-axes = ctx.names + [c for c in shown.columns if c.startswith("true ")]
-c1, c2, c3 = st.columns(3)
-x_axis = c1.selectbox("x", axes, index=0, key="atlas_x")
-y_axis = c2.selectbox("y", axes, index=min(1, len(axes) - 1), key="atlas_y")
-colour2 = c3.selectbox("Colour", colour_options, index=0, key="atlas_colour2")
-scatter = px.scatter(
-    shown,
-    x=x_axis,
-    y=y_axis,
-    color=colour2,
-    hover_name="title",
-    render_mode="webgl",
-    height=480,
-    color_continuous_scale="Viridis",
-)
-scatter.update_traces(marker={"size": 4, "opacity": 0.7})
-st.plotly_chart(scatter, key="atlas_scatter")
+selected = kept[0]
+mask = np.isin(shown["row"].to_numpy(), selected)
+c1, c2 = st.columns([4, 1])
+c1.subheader(f"{len(selected):,} selected dishes")
+c2.button("Clear the selection", key="atlas_clear", on_click=clear_selection)
+if kept[1] != view:
+    st.caption("Selected on an earlier view of the map; draw on this one to replace it.")
+ui.image_grid(ctx, selected[:12])
+if len(selected) > 12:
+    st.caption(f"The first 12 of {len(selected):,}.")
+
+everyone = "all dishes" + (" (the drawn sample)" if sampled else "")
+st.subheader("The selection against " + everyone)
+panels = tables.histogram_panels(shown, mask, [*numeric, *options[len(numeric) :]])
+st.caption(
+    "Share of the selected dishes (red) and of " + everyone + " (grey) in each bin: every "
+    "learned factor, then what the data knows of each dish"
+    + (" (true factors, nuisances the recipe does not describe, dish type)." if len(numeric)
+       > len(ctx.names) else " (its titles, below: it has no true factors or nuisances).")
+)  # fmt: skip
+st.plotly_chart(atlas.selection_figure(panels), key="atlas_hist")
+st.markdown("**Words of the selected titles**, most over-represented first")
+words = tables.title_words(word_shares(ctx.key, ctx.names), len(shown), shown["title"][mask])
+st.dataframe(words, hide_index=True, height=240)

@@ -21,7 +21,7 @@ PAGES = {  # page -> keys of widgets it must show before any input
     "studio": ["studio_z0", "studio_start_mode", "studio_weights", "studio_traverse_factor"],
     "photo_reader": ["reader_upload"],
     "recipe_search": ["recipe_text"],
-    "atlas": ["atlas_colour", "atlas_x", "atlas_y"],
+    "atlas": ["atlas_x", "atlas_y"],
     "factor_cards": ["cards_factor"],
     "model_report": ["report_curves", "report_compare"],
 }
@@ -180,7 +180,7 @@ def test_rewritten_run_files_show_on_the_next_rerun(tiny_run, tmp_path):
     reader.file_uploader(key="reader_upload").set_value(("dish.png", png_bytes(), "image/png"))
     before = reader.run().dataframe[0].value  # factor, value, percentile
     atlas = app(run_copy, "atlas")
-    assert "redness" not in atlas.selectbox(key="atlas_colour").options
+    assert "redness" not in atlas.selectbox(key="atlas_x").options
 
     notes = ivae.load_run(run_copy).factor_notes()  # as `ivae name` writes it
     notes["factors"][0].update(name="redness", sign=-1)
@@ -190,7 +190,7 @@ def test_rewritten_run_files_show_on_the_next_rerun(tiny_run, tmp_path):
     assert after["factor"].iat[0] == "redness"
     assert after["value"].iat[0] == pytest.approx(-before["value"].iat[0], abs=2e-3)
     assert after["value"].iat[1] == pytest.approx(before["value"].iat[1], abs=2e-3)
-    assert "redness" in atlas.run().selectbox(key="atlas_colour").options
+    assert "redness" in atlas.run().selectbox(key="atlas_x").options
 
     index = read_index(run_copy / INDEX_FILE)
     for name in ("ids", "z", "y_mean", "y_logvar", "map2d"):
