@@ -97,6 +97,27 @@ def browser_rows(r: dict) -> list[str]:
     return rows
 
 
+def cards_rows(r: dict) -> list[str]:
+    """(i): the factor cards' first visit on a fresh server, later loads and switches."""
+    if "cards" not in r:
+        return []
+    c = r["cards"]
+    first, later = c["load_s"][0], c["load_s"][1:] or c["load_s"]
+    k = c["factors"]
+    new, seen = c["switch_s"][: k - 1], c["switch_s"][k - 1 :] or c["switch_s"][: k - 1]
+    rows = [
+        row("i", "factor cards: page load (after Home)", "≤ 2 s",
+            f"first visit {first:.2f} s (its caches computed), later loads "
+            f"{statistics.median(later):.2f} s median of {len(later)}",
+            yes(first <= 2 and statistics.median(later) <= 2), c["load"], when(r, "cards")),
+        row("i", "factor cards: switch factor", "≤ 1 s",
+            f"{statistics.median(new):.2f} s median to a factor not shown before (max "
+            f"{max(new):.2f} s), {statistics.median(seen):.2f} s to one shown before",
+            yes(max(new) <= 1 and statistics.median(seen) <= 1), c["load"], when(r, "cards")),
+    ]  # fmt: skip
+    return rows
+
+
 def phases(s: dict) -> str:
     """Where a move's time goes, median milliseconds after the key press (bench/dashboard.py,
     slider_latency), when measured."""
@@ -227,6 +248,7 @@ def render(r: dict) -> str:
         *search_rows(r),
         *big_search_rows(r),
         *browser_rows(r),
+        *cards_rows(r),
         *big_run_rows(r),
         clone_row(r),
         *detail_tables(r),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from ivae.cards import rising_falling, word_associations
 
@@ -30,8 +29,9 @@ def label_columns(items: pd.DataFrame) -> pd.DataFrame:
 def informativeness(z: np.ndarray, labels: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """|Spearman r| of every latent (columns, ``names``) with every label column (rows):
     how much of each true factor or nuisance a latent follows, monotonically."""
-    ranked_z = _standardise(np.apply_along_axis(rankdata, 0, np.asarray(z, dtype=float)))
-    ranked_l = _standardise(np.apply_along_axis(rankdata, 0, labels.to_numpy(dtype=float)))
+    # ranks with ties averaged (pandas: scipy.stats takes 0.6 s to import)
+    ranked_z = _standardise(pd.DataFrame(np.asarray(z, dtype=float)).rank().to_numpy())
+    ranked_l = _standardise(labels.astype(float).rank().to_numpy())
     r = ranked_l.T @ ranked_z / len(ranked_z)  # (L, k)
     return pd.DataFrame(np.abs(r), index=labels.columns, columns=names)
 

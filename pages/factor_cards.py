@@ -21,15 +21,15 @@ st.caption(
 ctx = ui.require_context()
 
 
-# Recipes the word associations are counted on (all, up to this many): tokenising is most of
-# a first visit's time (1.1 s for the shipped run's 20,000 recipes on a busy 2-core machine),
-# and a correlation over 10,000 recipes is within +-0.02 of the full one.
-WORD_SAMPLE = 10_000
+# Recipes the word associations are counted on (a seeded sample of this many): tokenising was
+# most of a first visit's time (1.3 s for the shipped run's 20,000 recipes on a busy 2-core
+# machine); over 5,000 recipes a correlation's standard error is about 0.014.
+WORD_SAMPLE = 5_000
 
 
 @st.cache_data(show_spinner="Relating recipe words to the factors…", max_entries=4)
 def words(key: tuple) -> pd.DataFrame:
-    rows = tables.sample_rows(len(ctx.index), WORD_SAMPLE, run=500)  # 20 runs of 500
+    rows = tables.sample_rows(len(ctx.index), WORD_SAMPLE, run=500)  # 10 runs of 500
     texts = tables.take_rows(ctx.items, rows, ["text"])["text"].astype(str).tolist()
     return cards.word_associations(texts, ctx.index.z[rows])
 
@@ -77,10 +77,10 @@ with st.form(f"cards_notes_{j}"):
 
 rising, falling = cards.rising_falling(table, j)
 c1, c2, c3 = st.columns([2, 2, 1])
-c1.markdown("**Words that rise with it**")
-c1.dataframe(rising.round(3), hide_index=True, width="stretch")
-c2.markdown("**Words that fall with it**")
-c2.dataframe(falling.round(3), hide_index=True, width="stretch")
+# Static markdown tables: two interactive st.dataframe grids were a third of a switch's time
+# in the browser (bench/latency.py, part cards).
+c1.markdown("**Words that rise with it**\n\n" + cards.words_markdown(rising))
+c2.markdown("**Words that fall with it**\n\n" + cards.words_markdown(falling))
 c3.metric(
     "Image–recipe agreement",
     f"{agreement_values[j]:.2f}",
