@@ -135,7 +135,8 @@ def map_figure(
 
 def selection_figure(panels: list[dict], columns: int = 4) -> go.Figure:
     """Small multiples: per panel (tables.histogram_panels), the share of all dishes (grey)
-    and of the selected ones (red) in each bin or category."""
+    and of the selected ones (red) in each bin or category (the page's caption says which is
+    which: a legend would sit on the first panel's title)."""
     rows = max(1, math.ceil(len(panels) / columns))
     figure = make_subplots(
         rows=rows, cols=columns, subplot_titles=[p["name"] for p in panels],
@@ -151,13 +152,13 @@ def selection_figure(panels: list[dict], columns: int = 4) -> go.Figure:
         ):
             bar = go.Bar(
                 x=x, y=np.round(shares, 4), width=width, name=name, marker_color=colour,
-                opacity=0.6, legendgroup=name, showlegend=i == 0,
+                opacity=0.6, showlegend=False,
                 hovertemplate=f"{name}: %{{y:.1%}}<extra>%{{x}}</extra>",
             )  # fmt: skip
             figure.add_trace(bar, **place)
     figure.update_layout(
         barmode="overlay", height=190 * rows + 60, bargap=0,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.02},
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
     )  # fmt: skip
     figure.update_yaxes(tickformat=".0%")
     figure.update_annotations(font_size=12)

@@ -88,7 +88,8 @@ if len(selected) > 12:
 
 everyone = "all dishes" + (" (the drawn sample)" if sampled else "")
 st.subheader("The selection against " + everyone)
-panels = tables.histogram_panels(shown, mask, [*numeric, *options[len(numeric) :]])
+in_menus = [c for group in atlas.colour_groups(options).values() for c in group]  # their order
+panels = tables.histogram_panels(shown, mask, in_menus)
 st.caption(
     "Share of the selected dishes (red) and of " + everyone + " (grey) in each bin: every "
     "learned factor, then what the data knows of each dish"
@@ -98,4 +99,4 @@ st.caption(
 st.plotly_chart(atlas.selection_figure(panels), key="atlas_hist")
 st.markdown("**Words of the selected titles**, most over-represented first")
 words = tables.title_words(word_shares(ctx.key, ctx.names), len(shown), shown["title"][mask])
-st.dataframe(words, hide_index=True, height=240)
+st.dataframe(words.round({"selected %": 1, "all %": 1, "lift": 2}), hide_index=True, height=240)
