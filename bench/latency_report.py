@@ -119,6 +119,28 @@ def cards_rows(r: dict) -> list[str]:
     return rows
 
 
+def atlas_rows(r: dict) -> list[str]:
+    """(j): the atlas's first visit on a fresh server, later loads (and from a new browser
+    context), and a recolour to every colour of the chart's menus."""
+    if "atlas" not in r:
+        return []
+    a = r["atlas"]
+    first, later = a["load_s"][0], a["load_s"][1:] or a["load_s"]
+    fresh = f"; from a new browser context {statistics.median(a['fresh_s']):.2f} s median of " \
+        f"{len(a['fresh_s'])}" if a.get("fresh_s") else ""  # fmt: skip
+    recolour = a["recolour_s"]
+    return [
+        row("j", f"atlas ({a['points']:,} dishes): page load (after Home)", "≤ 3 s",
+            f"first visit {first:.2f} s (its caches computed), later loads "
+            f"{statistics.median(later):.2f} s median of {len(later)}{fresh}",
+            yes(first <= 3 and statistics.median(later) <= 3), a["load"], when(r, "atlas")),
+        row("j", "atlas: recolour the map", "≤ 1 s",
+            f"{statistics.median(recolour):.2f} s median over its {a['colours']} colours (max "
+            f"{max(recolour):.2f} s; in the browser, no rerun)",
+            yes(statistics.median(recolour) <= 1), a["load"], when(r, "atlas")),
+    ]  # fmt: skip
+
+
 def phases(s: dict) -> str:
     """Where a move's time goes, median milliseconds after the key press (bench/dashboard.py,
     slider_latency), when measured."""
@@ -250,6 +272,7 @@ def render(r: dict) -> str:
         *big_search_rows(r),
         *browser_rows(r),
         *cards_rows(r),
+        *atlas_rows(r),
         *big_run_rows(r),
         clone_row(r),
         *detail_tables(r),

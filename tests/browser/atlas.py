@@ -17,6 +17,7 @@ DRAWN_JS = (
     " const titles = Array.from(map.querySelectorAll('.cbtitle text')).map(t => t.textContent);"
     " return name === null ? titles.length > 0 : titles.includes(name); }"
 )
+TWO_FRAMES_JS = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 # The points' bounding box on the page: [left, top, width, height] of the plot area.
 PLOT_AREA_JS = (
     "() => { const r = document.querySelector('" + MAP + " .nsewdrag').getBoundingClientRect();"
@@ -48,11 +49,13 @@ def open_colour(page, name: str):
 
 
 def recolour(page, name: str, timeout_ms: float = 120_000) -> float:
-    """Choose colour ``name`` in the map's menus; seconds until the map shows it."""
+    """Choose colour ``name`` in the map's menus; seconds until the map's colour bar names it,
+    the app is idle and two animation frames have been painted (the points' new colours)."""
     entry = open_colour(page, name)
     start = time.perf_counter()
     entry.click()
     wait_drawn(page, name, timeout_ms)
+    page.evaluate(TWO_FRAMES_JS)
     return time.perf_counter() - start
 
 
