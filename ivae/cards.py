@@ -241,3 +241,18 @@ def _photo(ax, path: str) -> None:
             ax.imshow(img.convert("RGB"), interpolation="none")
     except OSError:
         ax.text(0.5, 0.5, "image missing", ha="center", va="center", fontsize=6, color="0.4")
+
+
+def cards_pdf(figures_: list, title: str, caption: str) -> bytes:
+    """Several card figures (card_figure) as one PDF, a card a page, text as TrueType."""
+    import io
+
+    import matplotlib
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    buffer = io.BytesIO()
+    metadata = {"Title": title, "Subject": caption, "Creator": "Factor Explorer"}
+    with matplotlib.rc_context({"pdf.fonttype": 42}), PdfPages(buffer, metadata=metadata) as pdf:
+        for fig in figures_:
+            pdf.savefig(fig)
+    return buffer.getvalue()

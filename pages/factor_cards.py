@@ -127,15 +127,27 @@ def all_cards() -> list[dict]:
     return cards.factor_cards(notes, table, ctx.index.z, ctx.index.y_mean, ctx.titles, red=red)
 
 
+def caption() -> str:
+    return figures.provenance(ctx.run, ui.label(run_path), ctx.index.model_digest)
+
+
+def figure_of(card: dict, factor: int):
+    rising_words, falling_words = cards.rising_falling(table, factor)
+    paths = [[ctx.image_path(r) for r in pole] for pole in poles(ctx.index.z, factor, n=6)]
+    return cards.card_figure(card, rising_words, falling_words, paths, caption())
+
+
 def card_figure(fmt: str) -> bytes:
-    card = cards.factor_cards(notes, table, ctx.index.z, ctx.index.y_mean, ctx.titles, red=red)[j]
-    caption = figures.provenance(ctx.run, ui.label(run_path), ctx.index.model_digest)
-    paths = [[ctx.image_path(r) for r in pole] for pole in (low, high)]
-    return figures.figure_bytes(cards.card_figure(card, rising, falling, paths, caption), fmt)
+    return figures.figure_bytes(figure_of(all_cards()[j], j), fmt)
+
+
+def every_card_pdf() -> bytes:
+    made = [figure_of(card, i) for i, card in enumerate(all_cards())]
+    return cards.cards_pdf(made, "Factor cards", caption())
 
 
 stem = f"factor-card-{j + 1}"
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns(5)
 c1.download_button(
     "This card (PNG)",
     lambda: card_figure("png"),
@@ -161,6 +173,14 @@ c3.download_button(
     key="cards_md",
 )
 c4.download_button(
+    "All cards (PDF)",
+    every_card_pdf,
+    on_click="ignore",
+    file_name="factor-cards.pdf",
+    mime=figures.FORMATS["pdf"],
+    key="cards_all_pdf",
+)
+c5.download_button(
     "All cards (JSON)",
     lambda: json.dumps({"run": run_path, "factors": all_cards()}, indent=2),
     on_click="ignore",

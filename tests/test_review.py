@@ -4,6 +4,7 @@ state of "Compare runs"."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -115,6 +116,10 @@ def test_card_figure_png_and_pdf_carry_the_card_and_its_provenance(tiny_run):
     assert png.startswith(b"\x89PNG") and b"seed 0" in png  # the caption in the metadata
     assert pdf.startswith(b"%PDF") and b"/FontFile2" in pdf  # TrueType text: vector
     assert "runs/tiny".encode("utf-16-be") in pdf  # the caption in the metadata
+    both = cards.cards_pdf(
+        [cards.card_figure(card, rising, falling, paths, caption) for _ in range(2)], "t", caption
+    )
+    assert both.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page(?!s)", both)) == 2
 
 
 # --------------------------------------------------------------------------- recipe search

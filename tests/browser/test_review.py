@@ -4,6 +4,8 @@ gibberish as a match."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.page_latency import cards_latency
@@ -38,6 +40,11 @@ def test_factor_cards_load_and_switch_with_their_redundancy(page, server, run_pa
     assert "predictable from the other latents" in text
     assert_no_exception(page)
     screenshot(page, "factor-cards")
+    for label, magic in (("This card (PNG)", b"\x89PNG"), ("This card (PDF)", b"%PDF")):
+        with page.expect_download(timeout=120_000) as download:
+            page.get_by_role("button", name=label).click()
+        data = Path(download.value.path()).read_bytes()
+        assert data.startswith(magic) and len(data) > 10_000, label
 
 
 def test_recipe_search_refuses_gibberish_and_calibrates_a_real_recipe(open_page):
