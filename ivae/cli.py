@@ -130,6 +130,20 @@ def train_options(args) -> tuple[str, dict, dict]:
     return model, options, fields
 
 
+def finetuned_backbone(args, model: str) -> tuple[str, str]:
+    """``--finetune-last-block``: the backbone whose features are the map entering the last
+    block, and the implicit iVAE's encoder option that trains that block (ivae.head)."""
+    from ivae.head import finetune_last_block
+
+    if not args.backbone:
+        raise ValueError("--finetune-last-block goes with --backbone efficientnet-lite0")
+    if model != "implicit-ivae":
+        raise ValueError(
+            f"--finetune-last-block trains the implicit iVAE's encoder; got --model {model}"
+        )
+    return finetune_last_block(args.backbone)
+
+
 def training_data(args, vocab, augment: str) -> tuple:
     """The data set, and for a backbone run (--backbone, or the resumed run's)
     train()'s ``views`` and ``backbone``: x is then the cached backbone features, of the 8
@@ -203,6 +217,8 @@ def cmd_train(args) -> None:
     from ivae.train import TrainConfig, train
 
     model, options, fields = train_options(args)
+    if args.finetune_last_block:
+        args.backbone, options["encoder"] = finetuned_backbone(args, model)
     model_class(model).Config.from_json(options)  # unknown names fail before data loads
     if args.allow_changes and not args.resume:
         raise ValueError("--allow-changes goes with --resume (it lets a resumed run change)")
@@ -407,6 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
         "on its cached features (`ivae features`) instead of a CNN on pixels",
     )
     train.add_argument("--backbone-weights", help="the backbone's weight file, if not the default")
+    train.add_argument(
+        "--finetune-last-block",
+        action="store_true",
+        help="with --backbone efficientnet-lite0: train its last block with the encoder head "
+        "(the cached features are then the map entering that block; the earlier blocks stay "
+        "frozen). Meant for CUDA; on CPU an epoch of kitchen takes minutes",
+    )
     train.add_argument(
         "--set",
         action="append",

@@ -27,6 +27,7 @@ from ivae.data.dataset import Dataset
 from ivae.data.paired import SKIPPED
 from ivae.encoding import encode_batched
 from ivae.evaluate import encode, evaluate, leakage
+from ivae.head import pretrained_tail
 from ivae.health import assess
 from ivae.io import LockedError, remove_stale, run_lock, save_torch, write_json, write_text
 from ivae.loader import EpochBatches, TrainRows, epoch_seed, train_loader
@@ -224,6 +225,7 @@ class Trainer:
         torch.manual_seed(seed)
         x, y = (Modality.from_json(self.config["data"][k]) for k in ("x", "y"))
         model = build_model(self.config["model"], self.config["model_config"], x, y)
+        pretrained_tail(model, self.config.get("backbone"))  # a fine-tuned backbone block
         self.model: Model = model.to(self.device)
         self.last_codes: np.ndarray | None = None  # the previous epoch's validation codes
         self.optimizer = optimizer(self.model, self.train_cfg)

@@ -213,3 +213,56 @@ def test_the_model_report_names_the_backbone(trained):
     assert f"{FEATURES} features" in text
     pixels = {"data": {"x": {"kind": "image", "shape": [3, 64, 64]}}}
     assert head.encoder_summary(pixels) == "a CNN trained from scratch on 64-px photos"
+
+
+# ---- fine-tuning the last block ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def finetuned(tiny, weights, tmp_path_factory):
+    """A run that trains EfficientNet-Lite0's last block with the head, eq. 1 on: its Jacobian
+    is then taken with respect to the map entering that block (192 x 1 x 1 at 32 px)."""
+    out = tmp_path_factory.mktemp("runs") / "finetuned"
+    extra = ["--finetune-last-block", "--augment", "none", "--set", "likelihood_weight=0.1"]
+    assert train_cli(tiny, weights.run, out, *extra) == 0
+    return out
+
+
+def test_a_finetuned_run_trains_the_last_block_from_its_pretrained_weights(
+    tiny, weights, finetuned
+):
+    config = json.loads((finetuned / "config.json").read_text())
+    assert config["backbone"]["name"] == "efficientnet-lite0-tail"
+    assert config["backbone"]["feature_dim"] == 192  # the map entering the last block, 1 x 1
+    assert config["model_config"]["encoder"] == "efficientnet-lite0-tail"
+    assert "train_log_volume" in (finetuned / "history.csv").read_text().splitlines()[0]
+    start = torch.load(weights.run, weights_only=True)
+    trained = torch.load(finetuned / "model.pt", weights_only=True)["state_dict"]
+    tail = {
+        k.removeprefix("encoder.0."): v for k, v in trained.items() if k.startswith("encoder.0.")
+    }
+    assert tail and set(tail) <= set(start)
+    moved = [k for k in tail if tail[k].is_floating_point() and not torch.equal(tail[k], start[k])]
+    assert "_conv_head.weight" in moved  # the block trained ...
+    kept = torch.corrcoef(torch.stack([tail["_conv_head.weight"].flatten(),
+                                       start["_conv_head.weight"].flatten()]))[0, 1]  # fmt: skip
+    assert kept > 0.9  # ... from the pretrained weights, not from a random start
+    assert torch.equal(tail["_bn1.running_var"], start["_bn1.running_var"])  # statistics kept
+
+
+def test_a_finetuned_run_encodes_photos_through_trunk_and_trained_tail(tiny, finetuned):
+    run = ivae.load_run(finetuned)
+    assert "last block, which trains with the head" in head.encoder_summary(run.config)
+    features = run.image_features(photos(tiny))
+    assert features.shape == (5, 192)
+    z = run.encode_x(photos(tiny))
+    assert z.shape == (5, 3) and np.isfinite(z).all()
+    np.testing.assert_allclose(z, run.encode_x(features), rtol=1e-5, atol=1e-6)
+
+
+def test_finetuning_is_refused_for_a_backbone_without_a_tail(tiny, weights, tmp_path, capsys):
+    code = main(
+        ["train", "--data", str(tiny), "--model", "implicit-ivae", "--out", str(tmp_path / "r")]
+        + ["--quiet", "--backbone", "resnet50", "--finetune-last-block"]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "--finetune-last-block is available for" in err
+    assert not (tmp_path / "r").exists()

@@ -160,7 +160,8 @@ class EfficientNetLite0Trunk(EfficientNetLite0):
     def __init__(self, cut: int = LAST_BLOCK, image_size: int = 224):
         super().__init__()
         self.cut = cut
-        with torch.no_grad():
+        with torch.no_grad():  # the map's size at this image size, in eval mode (batch of one)
+            self.eval()
             self.feature_dim = self.trunk(torch.zeros(1, 3, image_size, image_size)).numel()
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
