@@ -153,6 +153,11 @@ def test_atlas_selection_shows_dishes_and_every_column(tiny_run):
         assert column in titles, f"no histogram of {column}: {titles}"
     words = at.dataframe[0].value
     assert len(words) and set(words.columns) == {"word", "selected %", "all %", "lift"}
+    at = select(at, range(40, 70))  # a larger region: 12 of its dishes, drawn at random
+    assert_ok(at)
+    assert any("30 selected dishes" in h.value for h in at.subheader)
+    assert any("12 of the 30" in c.value for c in at.caption)
+    assert len(at.get("image")[0].proto.imgs) == 12
 
 
 def test_atlas_selection_is_kept_on_other_axes_and_cleared(tiny_run):
