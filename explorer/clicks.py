@@ -23,24 +23,26 @@ GO_KEY = "studio_go"  # session state: a callback asked to switch to the studio
 STUDIO = "../pages/studio.py"  # relative to explorer/Home.py, as registered
 
 # Event delegation on the document: one listener, whatever the grids redraw.
+_CELL = '[data-testid="stImageContainer"]'  # one image of an st.image grid, with its caption
 _JS = """
 export default function(component) {
   const { setTriggerValue } = component;
+  const cell = 'CELL';
   const style = document.createElement('style');
-  style.textContent = '[class*="st-key-pick-"] [data-testid="stImage"] img {cursor: pointer}';
+  style.textContent = '[class*="st-key-pick-"] ' + cell + ' img {cursor: pointer}';
   document.head.appendChild(style);
   const onClick = (event) => {
-    const image = event.target.closest('[data-testid="stImage"]');
+    const image = event.target.closest(cell);
     const grid = image && image.closest('[class*="st-key-pick-"]');
     if (!grid) return;
     const name = Array.from(grid.classList).find((c) => c.startsWith('st-key-pick-'));
-    const images = Array.from(grid.querySelectorAll('[data-testid="stImage"]'));
+    const images = Array.from(grid.querySelectorAll(cell));
     setTriggerValue('picked', {grid: name.slice(12), position: images.indexOf(image)});
   };
   document.addEventListener('click', onClick);
   return () => { document.removeEventListener('click', onClick); style.remove(); };
 }
-"""
+""".replace("CELL", _CELL)
 _mount = components.component("dish_clicks", js=_JS)  # registered again on each runtime
 
 
