@@ -115,14 +115,15 @@ def map_figure(
         hovertext=table["title"].to_numpy(dtype=object), showlegend=False,
     )  # fmt: skip
     points.update(colour_style(table[colours[0]].to_numpy(), colours[0]))
-    figure = go.Figure(points)
+    traces = [points]
     if density is not None and (x, y) == ("map x", "map y"):
         counts, x_centres, y_centres = density
         shade = go.Heatmap(
             z=np.log1p(counts), x=x_centres, y=y_centres, colorscale="Greys", showscale=False,
             hoverinfo="skip", zsmooth="best",
         )  # fmt: skip
-        figure.data = (shade, *figure.data)  # underneath the points
+        traces = [shade, points]  # underneath the points
+    figure = go.Figure(traces)
     menus = colour_menus(table, colours, [len(figure.data) - 1])  # the points, not the shade
     figure.update_layout(
         dragmode="lasso", height=600, uirevision=revision, xaxis_title=x, yaxis_title=y,

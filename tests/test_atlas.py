@@ -99,6 +99,15 @@ def test_colour_menus_carry_every_colour_to_the_browser():
     points = figure["data"][0]
     assert decode(points["customdata"]).tolist() == [4, 5, 6]  # the rows a selection returns
     assert points["marker"]["colorbar"]["title"]["text"] == "heat"
+    assert all(b["args"][2] == [0] for m in menus for b in m["buttons"][1:])
+
+    density = tables.density(table[["map x", "map y"]].to_numpy(), bins=4)  # a sampled table
+    shaded = atlas.map_figure(table, "map x", "map y", colours, density, 0).to_plotly_json()
+    assert [t["type"] for t in shaded["data"]] == ["heatmap", "scattergl"]  # shade underneath
+    menus = shaded["layout"]["updatemenus"]
+    assert all(b["args"][2] == [1] for m in menus for b in m["buttons"][1:]), "the points"
+    other_axes = atlas.map_figure(table, "heat", "true heat", colours, density, 0)
+    assert [t.type for t in other_axes.data] == ["scattergl"]  # the shade is of the map
 
 
 # --------------------------------------------------------------------------- the page
