@@ -213,3 +213,16 @@ def test_atlas_without_labels_shows_factors_and_title_words(tiny_run, tmp_path):
     assert not at.error
     assert chart_titles(at, 1) == ["factor 1", "factor 2", "factor 3"]
     assert len(at.dataframe[0].value), "the title words stand in for the missing labels"
+
+
+def test_latency_rows_of_the_atlas_say_what_is_met():
+    from bench.latency_report import atlas_rows
+
+    measured = {"load_s": [4.0, 2.0, 2.5, 2.2], "fresh_s": [5.0], "recolour_s": [0.3, 0.5, 1.4],
+                "colours": 3, "points": 20_000, "load": 1.5}  # fmt: skip
+    load, recolour = atlas_rows({"atlas": measured, "dates": {"atlas": "day 1"}})
+    assert "first visit 4.00 s" in load and "later loads 2.20 s median of 3" in load
+    assert "new browser context 5.00 s" in load and "| **no** |" in load  # the first > 3 s
+    assert "0.50 s median over its 3 colours (max 1.40 s" in recolour
+    assert recolour.endswith("| yes | 1.5 | day 1 |")
+    assert atlas_rows({}) == []
