@@ -116,7 +116,7 @@ def figure_bytes(fig, fmt: str, dpi: int = 200) -> bytes:
 
 
 def _metadata(fig, fmt: str) -> dict:
-    texts = [t.get_text() for t in fig.texts]
+    texts = [t.get_text() for t in fig.texts] + ["", ""]  # a figure may hold fewer texts
     title, caption = texts[0], texts[1].replace("\n", " ")
     if fmt == "pdf":
         return {"Title": title, "Subject": caption, "Creator": "Factor Explorer"}

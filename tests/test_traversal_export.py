@@ -57,6 +57,15 @@ def test_a_long_provenance_wraps_instead_of_running_off(photos):
     assert long.replace(" ", "") == fig.texts[1].get_text().replace("\n", "").replace(" ", "")
 
 
+def test_any_figure_exports_even_without_title_or_caption():
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1))
+    fig.add_axes([0, 0, 1, 1]).plot([0, 1], [0, 1])
+    assert figure_bytes(fig, "pdf").startswith(b"%PDF")
+    assert figure_bytes(fig, "png").startswith(b"\x89PNG")
+
+
 def test_unknown_format_is_refused(photos):
     with pytest.raises(ValueError, match="png, pdf"):
         figure_bytes(grid(photos), "svgz")
