@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from explorer import ui
+from explorer import clicks, ui
 from ivae import queries
 from ivae.factors import factor_ranges, recipe_to_images
 
@@ -19,6 +19,7 @@ st.caption(
     "percentile of the scores of real (photo, recipe) pairs the model did not train on."
 )
 ctx = ui.require_context()
+clicks.go_to_studio_if_asked()
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -135,11 +136,13 @@ st.caption(
     f"Each score's percentile among the scores of {len(pairs):,} real matching (photo, recipe) "
     "pairs of the val and test splits: 50th, a match as good as a typical real pair's."
 )
-ui.image_grid(
-    ctx,
-    top,
-    [
-        f"{ctx.title(r)} · score {s:.1f} ({queries.ordinal(p)} pct of real pairs)"
-        for r, s, p in zip(top, scores, score_pct, strict=True)
-    ],
-)
+clicks.listen("recipe_clicks", lambda row: clicks.start_studio(dish=str(ctx.index.ids[row])))
+with clicks.pickable("recipe_photos", top):  # click a photo to start the studio there
+    ui.image_grid(
+        ctx,
+        top,
+        [
+            f"{ctx.title(r)} · score {s:.1f} ({queries.ordinal(p)} pct of real pairs)"
+            for r, s, p in zip(top, scores, score_pct, strict=True)
+        ],
+    )
