@@ -138,3 +138,18 @@ def test_the_photo_reader_hands_over_a_photo_and_a_dish(open_page, run_path, tmp
     driver.wait_idle(page)
     assert start_caption(page) == f"start: {title}"
     assert_no_exception(page)
+
+
+def test_a_photo_found_by_recipe_search_starts_the_studio(open_page):
+    page = open_page("recipe_search")
+    page.locator(".st-key-recipe_text textarea").fill("beef soup with chilli and spinach")
+    page.keyboard.press("Control+Enter")
+    first = images(page, "recipe_photos").first
+    first.wait_for()
+    driver.wait_idle(page)
+    title = first.locator("[data-testid='stImageCaption']").inner_text().rsplit(" · score", 1)[0]
+    first.locator("img").click()
+    expect_title(page, "Factor studio")
+    driver.wait_idle(page)
+    assert start_caption(page) == f"start: {title}"
+    assert_no_exception(page)
