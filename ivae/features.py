@@ -10,8 +10,11 @@ itself. V = 1 holds view 0 only.
 The cache lives in ``DATA/.cache/features/<backbone>-<weights hash>-<size>px-<V>v/``:
 ``features.npy`` (written in place, chunk by chunk), ``done.json`` (the chunks written so
 far, replaced atomically after each chunk is flushed, so an interrupted extraction continues
-where it stopped) and ``meta.json`` (what the features are of, including a hash of the item
-ids: a changed item table makes the cache stale and it is recomputed, with a warning).
+where it stopped) and ``meta.json`` (what the features are of: the item ids' hash, the
+content digest of the items' ids, image paths and texts, and a digest of every photo's size and
+modification time; a data set generated again with another seed, or a photo replaced under the
+same name, makes the cache stale and it is recomputed, with a warning naming what changed).
+A cache written before the content digests existed is read as before and gains them.
 
 An image that cannot be decoded (corrupt, truncated) is skipped and counted, as the data set's
 image cache does (``ivae.data.paired``): its row of features stays zero, one line on stderr
@@ -34,7 +37,15 @@ import numpy as np
 import torch
 
 from ivae.backbones import Backbone, backbone_spec, get_backbone
-from ivae.data.paired import CACHE, UnreadableImage, decode_image, read_info, read_items
+from ivae.data.paired import (
+    CACHE,
+    UnreadableImage,
+    decode_image,
+    images_digest,
+    items_content_digest,
+    read_info,
+    read_items,
+)
 from ivae.images import SkippedImages
 from ivae.io import write_json
 
@@ -77,8 +88,15 @@ def chunk_features(backbone: Backbone, images: torch.Tensor, views: int, batch_s
     return np.stack(out, axis=1).astype(np.float16)
 
 
-def cache_meta(backbone: Backbone, ids: list[str], views: int, chunk_size: int) -> dict:
-    """What the cached features are of: a cache whose meta.json differs is recomputed."""
+# meta.json keys a cache written before them lacks: such a cache is read and gains them
+CONTENT_KEYS = ("content_digest", "images_digest")
+
+
+def cache_meta(
+    backbone: Backbone, ids: list[str], views: int, chunk_size: int, content: dict | None = None
+) -> dict:
+    """What the cached features are of: a cache whose meta.json differs is recomputed.
+    ``content``: CONTENT_KEYS -> the data set's digests (``content_digests``)."""
     return {
         "format": FORMAT,
         "backbone": backbone.name,
@@ -90,7 +108,32 @@ def cache_meta(backbone: Backbone, ids: list[str], views: int, chunk_size: int) 
         "items_digest": ids_digest(ids),
         "chunk_size": chunk_size,
         "dtype": "float16",
+        **(content or {}),
     }
+
+
+def content_digests(data_dir: Path, items) -> dict:
+    """The items' ids, image paths and texts (ivae.data.paired.items_content_digest), and every
+    photo's size and modification time (``images_digest``: one stat per file, no read)."""
+    return {
+        "content_digest": items_content_digest(data_dir),
+        "images_digest": images_digest(data_dir, items),
+    }
+
+
+def stale_reason(old: dict, meta: dict) -> str | None:
+    """Why a cache with meta.json ``old`` does not hold the features ``meta`` describes."""
+    if old.get("items_digest") != meta["items_digest"]:
+        return (
+            f"the item table changed since these features were computed ({old.get('n_items')} "
+            f"-> {meta['n_items']} items, ids hash {old.get('items_digest')} -> "
+            f"{meta['items_digest']})"
+        )
+    if old.get("content_digest", meta.get("content_digest")) != meta.get("content_digest"):
+        return "the items' image paths or texts changed (the data set was generated again?)"
+    if old.get("images_digest", meta.get("images_digest")) != meta.get("images_digest"):
+        return "a photo was replaced or touched since these features were computed"
+    return None
 
 
 def decode_rows(
@@ -110,6 +153,11 @@ def decode_rows(
     return torch.from_numpy(out)
 
 
+def _settings(meta: dict) -> dict:
+    """meta.json without the content digests: the backbone, size, views and layout."""
+    return {key: value for key, value in meta.items() if key not in CONTENT_KEYS}
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -125,17 +173,16 @@ def _prepare(
     old = _read_json(directory / "meta.json")
     done = _read_json(directory / "done.json")
     features_file = directory / "features.npy"
-    if old is not None and old.get("items_digest") != meta["items_digest"]:
-        warnings.warn(
-            f"{directory}: the item table changed since these features were computed "
-            f"({old.get('n_items')} -> {meta['n_items']} items, ids hash "
-            f"{old.get('items_digest')} -> {meta['items_digest']}); recomputing them",
-            stacklevel=3,
-        )
-    if old == meta and done is not None and features_file.is_file():
+    reason = stale_reason(old, meta) if old is not None else None
+    if reason:
+        warnings.warn(f"{directory}: {reason}; recomputing them", stacklevel=3)
+    reusable = old is not None and reason is None and _settings(old) == _settings(meta)
+    if reusable and done is not None and features_file.is_file():
         try:
             array = np.lib.format.open_memmap(features_file, mode="r+")
             if array.shape == shape and array.dtype == np.float16:
+                if old != meta:  # a cache from before the content digests: it gains them
+                    write_json(directory / "meta.json", meta)
                 unreadable = {int(k): v for k, v in done.get("unreadable", {}).items()}
                 return array, set(done.get("chunks", [])), unreadable
         except (OSError, ValueError):
@@ -172,7 +219,7 @@ def feature_cache(
     size = image_size or info.get("image_size") or backbone_spec(backbone_name).image_size
     backbone = get_backbone(backbone_name, weights=weights, image_size=int(size))
     ids = items["id"].tolist()
-    meta = cache_meta(backbone, ids, views, chunk_size)
+    meta = cache_meta(backbone, ids, views, chunk_size, content_digests(data_dir, items))
     directory = cache_directory(data_dir, backbone, views)
     array, done, unreadable = _prepare(directory, meta, (len(ids), views, backbone.feature_dim))
     skipped = SkippedImages(unreadable)

@@ -137,3 +137,40 @@ def test_the_command(data, capsys):
         "choose one of: efficientnet-lite0, efficientnet-lite0-stages, efficientnet-lite0-tail, "
         "resnet50, cnn" in capsys.readouterr().err
     )
+
+
+def test_a_data_set_generated_again_with_another_seed_recomputes(data, tmp_path):
+    """Same ids and image paths, other photos and recipes: the ids alone cannot tell."""
+    from ivae.data.kitchen import generate_kitchen
+
+    first = feature_cache(data, "efficientnet-lite0", views=1, progress=False)
+    before = np.array(first.features)
+    other = generate_kitchen(tmp_path / "other", n=20, image_size=SIZE, seed=1, progress=False,
+                             workers=1)  # fmt: skip
+    shutil.copytree(other, data, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".cache"))
+    with pytest.warns(UserWarning, match="image paths or texts changed"):
+        cache = feature_cache(data, "efficientnet-lite0", views=1, progress=False)
+    assert not np.allclose(np.array(cache.features), before)
+    expected = get_backbone("efficientnet-lite0", image_size=SIZE).features(images_of(data))
+    np.testing.assert_allclose(cache.features[:, 0], expected, rtol=2e-3, atol=2e-3)
+
+
+def test_a_photo_replaced_under_the_same_name_recomputes(data):
+    feature_cache(data, "efficientnet-lite0", views=1, progress=False)
+    items = pd.read_parquet(data / "items.parquet")
+    shutil.copyfile(data / items.image[1], data / items.image[0])  # photo 0 := photo 1
+    with pytest.warns(UserWarning, match="a photo was replaced"):
+        cache = feature_cache(data, "efficientnet-lite0", views=1, progress=False)
+    np.testing.assert_array_equal(cache.features[0], cache.features[1])
+
+
+def test_a_cache_from_before_the_content_digests_is_read_and_gains_them(data, monkeypatch):
+    cache = feature_cache(data, "efficientnet-lite0", views=1, progress=False)
+    meta_file = cache.directory / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    older = {k: v for k, v in meta.items() if k not in ("content_digest", "images_digest")}
+    meta_file.write_text(json.dumps(older))
+    monkeypatch.setattr(Backbone, "features", None)  # extracting anything would fail
+    again = feature_cache(data, "efficientnet-lite0", views=1, progress=False)
+    np.testing.assert_array_equal(again.features, cache.features)
+    assert json.loads(meta_file.read_text()) == meta
