@@ -238,7 +238,8 @@ def cell_text(step, title: str) -> str:
         return f"asked {step.requested:.2f}\nno dish here\n"
     repeat = f" · same as step {step.repeat_of + 1}" if step.repeat_of >= 0 else ""
     values = f"asked {step.requested:.2f} · shown {step.shown:.2f}"
-    return f"{values}\nd={step.distance:.2f}{repeat}\n{title}"
+    # "distance", not the results' "d=": tests and bench/latency.py find the results by "· d="
+    return f"{values}\ndistance {step.distance:.2f}{repeat}\n{title}"
 
 
 def strip_cells(table) -> list[Cell]:

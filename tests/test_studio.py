@@ -23,7 +23,7 @@ from ivae.traversal import regression_slopes, traverse
 
 HOME = str(Path(__file__).resolve().parent.parent / "explorer" / "Home.py")
 CELL = re.compile(
-    r"asked (-?[\d.]+) · shown (-?[\d.]+) · d=([\d.]+)( · same as step (\d+))? · (.*)"
+    r"asked (-?[\d.]+) · shown (-?[\d.]+) · distance ([\d.]+)( · same as step (\d+))? · (.*)"
 )
 
 

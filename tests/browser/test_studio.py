@@ -60,7 +60,7 @@ def test_the_all_factors_grid(open_page):
     for j in range(k):
         assert images(page, f"grid{j}").count() == steps, f"factor {j + 1}: one dish per step"
     captions = page.locator(".st-key-pick-grid0 [data-testid='stImageCaption']").all_inner_texts()
-    assert all(re.match(r"asked -?[\d.]+ · shown -?[\d.]+ · d=[\d.]+", c) for c in captions)
+    assert all(re.match(r"asked -?[\d.]+ · shown -?[\d.]+ · distance [\d.]+", c) for c in captions)
     assert page.locator(".st-key-studio_grid_pdf button").is_visible()
     assert_no_exception(page)
     screenshot(page, "studio-grid")
