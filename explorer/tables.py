@@ -111,6 +111,22 @@ def colour_options(table: pd.DataFrame, names: list[str]) -> list[str]:
     return options + (["dish type"] if "dish type" in table else [])
 
 
+def known_labels(options: list[str], k: int) -> str:
+    """What the data knows of each dish beyond the ``k`` learned factors (the rest of
+    ``options``, colour_options' list), in words ending a sentence."""
+    kinds = [
+        ("the true factors", any(c.startswith("true ") for c in options)),
+        ("the nuisances (what the recipe does not describe)",
+         any(c.startswith("nuisance ") for c in options)),
+        ("the dish type", "dish type" in options[k:]),
+    ]  # fmt: skip
+    found = [name for name, present in kinds if present]
+    if not found:
+        return "the words of their titles, below (the data has no true factors, nuisances or "\
+            "dish types)."  # fmt: skip
+    return ", ".join(found[:-1]) + (" and " if len(found) > 1 else "") + found[-1] + "."
+
+
 def selected_rows(points: list[dict]) -> np.ndarray:
     """The index rows of the points of a Plotly selection event, from their custom data.
 

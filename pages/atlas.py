@@ -95,9 +95,7 @@ in_menus = [c for group in atlas.colour_groups(options).values() for c in group]
 panels = tables.histogram_panels(shown, mask, in_menus)
 st.caption(
     "Share of the selected dishes (red) and of " + everyone + " (grey) in each bin: every "
-    "learned factor, then what the data knows of each dish"
-    + (" (true factors, nuisances the recipe does not describe, dish type)." if len(numeric)
-       > len(ctx.names) else " (its titles, below: it has no true factors or nuisances).")
+    "learned factor, then " + tables.known_labels(options, len(ctx.names))
 )  # fmt: skip
 st.plotly_chart(atlas.selection_figure(panels), key="atlas_hist")
 st.markdown("**Words of the selected titles**, most over-represented first")

@@ -36,6 +36,15 @@ def test_selected_rows_reads_every_form_of_custom_data(points, rows):
     assert tables.selected_rows(points).tolist() == rows
 
 
+def test_known_labels_name_what_the_data_has():
+    kitchen = ["heat", "true heat", "nuisance zoom", "dish type"]
+    assert tables.known_labels(kitchen, 1) == (
+        "the true factors, the nuisances (what the recipe does not describe) and the dish type."
+    )
+    assert tables.known_labels(["heat", "dish type"], 1) == "the dish type."
+    assert "no true factors" in tables.known_labels(["heat"], 1)
+
+
 def test_kept_selection_survives_a_new_figure_not_a_clear():
     first, second = ("map", 0), ("greenness", 0)
     rows = np.array([1, 2])
@@ -212,6 +221,7 @@ def test_atlas_without_labels_shows_factors_and_title_words(tiny_run, tmp_path):
     assert_ok(at)
     assert not at.error
     assert chart_titles(at, 1) == ["factor 1", "factor 2", "factor 3"]
+    assert any("no true factors, nuisances or dish types" in c.value for c in at.caption)
     assert len(at.dataframe[0].value), "the title words stand in for the missing labels"
 
 
