@@ -42,10 +42,14 @@ def test_lasso_and_box_select_dishes(open_page):
     names = atlas.colour_names(page)
     assert page.get_by_text("Draw a lasso or a box on the map").is_visible()
 
+    colour = "dish type" if "dish type" in names else names[-1]
+    atlas.recolour(page, colour)
     atlas.draw_lasso(page)
     lassoed = selected_count(page)
     assert lassoed > 0
     assert_no_exception(page)
+    bar = page.locator(atlas.MAP).first.locator(".cbtitle text").all_text_contents()
+    assert bar == [colour], "the map keeps its colour through the selection's rerun"
     captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
     assert 0 < len(captions) <= 12, "the selected dishes, with their titles"
     titles = histogram_titles(page)
