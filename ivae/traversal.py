@@ -200,16 +200,31 @@ def traversal_grid(index: Index, start: np.ndarray, weights_for, **options) -> l
 # --------------------------------------------------------------------------- what else changes
 
 
-def standardised_means(rows: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+def column_stats(columns: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+    """Each column's mean and standard deviation over all dishes (a pass over every value:
+    computed once, e.g. cached by the page, not on every traversal)."""
+    out = {}
+    for name, values in columns.items():
+        values = np.asarray(values, dtype=np.float64)
+        out[name] = (float(values.mean()), float(values.std()))
+    return out
+
+
+def standardised_means(
+    rows: np.ndarray,
+    columns: dict[str, np.ndarray],
+    stats: dict[str, tuple[float, float]] | None = None,
+) -> pd.DataFrame:
     """(S, C) per step, the mean of each column over the step's dishes ``rows`` (S, m),
-    in standard deviations of that column over all dishes (0 = the data's mean)."""
+    in standard deviations of that column over all dishes (0 = the data's mean); ``stats``
+    (``column_stats``) saves the pass over every value."""
+    stats = stats or column_stats(columns)
     out = {}
     valid = rows >= 0
     for name, values in columns.items():
-        values = np.asarray(values, dtype=np.float64)
-        scale = values.std() or 1.0
-        taken = np.where(valid, values[np.maximum(rows, 0)], np.nan)
-        out[name] = (np.nanmean(taken, axis=1) - values.mean()) / scale
+        mean, std = stats[name]
+        taken = np.where(valid, np.asarray(values)[np.maximum(rows, 0)], np.nan)
+        out[name] = (np.nanmean(taken, axis=1) - mean) / (std or 1.0)
     return pd.DataFrame(out)
 
 

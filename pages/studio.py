@@ -69,6 +69,16 @@ def nuisance_columns(key: tuple) -> dict[str, np.ndarray]:
     return {c.split(".", 1)[1]: ctx.items[c].to_numpy(dtype=np.float32) for c in columns}
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def nuisance_stats(key: tuple) -> dict[str, tuple[float, float]]:
+    return trav.column_stats(nuisance_columns(key))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def latent_stats(key: tuple, names: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    return trav.column_stats({names[j]: z_all[:, j] for j in range(k)})
+
+
 def slider_key(j: int) -> str:
     return f"studio_z{j}"
 
@@ -280,29 +290,36 @@ def downloads(name: str, rows: list[list[Cell]], labels: list[str], title: str) 
 
 
 def what_changes(strip: trav.Traversal) -> None:
-    """Per step, the mean of the other latents, nuisances and dish types over the step's
-    dishes (or the recipe words when the data has no labels)."""
+    """Per step, the mean of the latents and nuisances and the share of each dish type over
+    the step's dishes; where the data has no such labels, the recipe and title words."""
     rows = strip.rows
-    x = np.round(strip.points[:, strip.factor], 3)
-    latents = trav.standardised_means(rows, {ctx.names[j]: z_all[:, j] for j in range(k)})
-    charts = [("The latents (standard deviations from the data's mean)", latents)]
+    found = rows[rows >= 0]
+    per_step = np.split(np.arange(len(found)), np.cumsum((rows >= 0).sum(axis=1))[:-1])
+    latents = {ctx.names[j]: z_all[:, j] for j in range(k)}
+    charts = [
+        (
+            "The latents (standard deviations from the data's mean)",
+            trav.standardised_means(rows, latents, latent_stats(ctx.key, tuple(ctx.names))),
+        )
+    ]
     nuisances = nuisance_columns(ctx.key)
     if nuisances:
-        charts.append(("Nuisances (standard deviations)", trav.standardised_means(rows, nuisances)))
-    taken = tables.take_rows(ctx.items, rows[rows >= 0], ["dish"] if "dish" in ctx.items else [])
-    per_step = np.split(np.arange(int((rows >= 0).sum())), np.cumsum((rows >= 0).sum(axis=1))[:-1])
-    if "dish" in taken:
-        labels = taken["dish"].astype(str).to_numpy()
+        frame = trav.standardised_means(rows, nuisances, nuisance_stats(ctx.key))
+        charts.append(("Nuisances (standard deviations)", frame))
+    if "dish" in ctx.items:
+        labels = tables.take_rows(ctx.items, found, ["dish"])["dish"].astype(str).to_numpy()
         charts.append(("Dish types (share)", trav.shares([labels[i] for i in per_step])))
-    else:
-        titles = ctx.titles[rows[rows >= 0]]
+    if not nuisances:  # no labels: what the recipes and titles say
+        texts = tables.take_rows(ctx.items, found, ["text"])["text"].astype(str).to_numpy()
+        charts.append(("Recipe words (share)", trav.word_shares([texts[i] for i in per_step])))
+        titles = ctx.titles[found]
         charts.append(("Title words (share)", trav.word_shares([titles[i] for i in per_step])))
-    x_label = ctx.names[strip.factor]
+    x = np.round(strip.points[:, strip.factor], 3)
     for column, (title, frame) in zip(st.columns(len(charts)), charts, strict=True):
         column.caption(title)
         # a hand-written Vega-Lite spec: st.line_chart builds it through Altair, ~80 ms a chart
         long = frame.assign(x=x).melt("x", var_name="what", value_name="y")
-        column.vega_lite_chart(long, line_spec(x_label), height=200)
+        column.vega_lite_chart(long, line_spec(ctx.names[strip.factor]), height=200)
 
 
 def line_spec(x_label: str) -> dict:

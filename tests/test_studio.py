@@ -220,3 +220,37 @@ def test_a_dish_handed_over_starts_the_studio_there(tiny_run, codes):
     assert ok(at).session_state["studio_dish"] == "d0042"
     assert point(at, 3) == pytest.approx(codes.z[codes.position("d0042")], abs=1e-5)
     assert ivae  # the package imports with the studio's modules
+
+
+def test_without_labels_the_recipe_and_title_words_say_what_changes(tiny_run, tmp_path):
+    """A data set with no nuisance or dish-type columns (Recipe1M's case): the studio charts
+    the latents, the recipe words and the title words along the strip."""
+    import pandas as pd
+    import torch
+
+    from ivae.index import model_digest
+
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(tiny_run, run)
+    saved = torch.load(run / "model.pt", weights_only=True)
+    shutil.copytree(saved["config"]["data"]["path"], data, ignore=shutil.ignore_patterns(".cache"))
+    items = pd.read_parquet(data / "items.parquet")
+    labels = [c for c in items.columns if c.startswith(("nuisance.", "dish"))]
+    items.drop(columns=labels).to_parquet(data / "items.parquet")
+    saved["config"]["data"]["path"] = str(data)  # the run reads its data set from here
+    torch.save(saved, run / "model.pt")
+    index = read_index(run / INDEX_FILE)
+    index.model_digest = model_digest(run)
+    index.data_source = str(data)  # the index reads its items from the data it was built on
+    if getattr(index, "data_digest", ""):
+        from ivae.index import data_digest
+
+        index.data_digest = data_digest(data)
+    save_index(index, run / INDEX_FILE)
+
+    at = studio(run)
+    shown = [c.value for c in at.caption]
+    assert any("Recipe words" in c for c in shown) and any("Title words" in c for c in shown)
+    assert not any("Nuisances" in c or "Dish types" in c for c in shown)
+    assert len(at.get("vega_lite_chart")) == 3
+    assert at.selectbox(key="studio_dish_type").options == ["(any dish type)"]

@@ -9,6 +9,7 @@ import pytest
 from ivae.index import Index
 from ivae.traversal import (
     band_edges,
+    column_stats,
     coupled_point,
     regression_slopes,
     repeats,
@@ -133,8 +134,12 @@ def test_unknown_follow_lists_the_valid_ones():
 
 def test_what_else_changes():
     values = np.array([0.0, 2.0, 4.0, 6.0])  # mean 3, std sqrt(5)
-    frame = standardised_means(np.array([[0, 1], [2, 3], [3, -1]]), {"zoom": values})
+    rows = np.array([[0, 1], [2, 3], [3, -1]])
+    frame = standardised_means(rows, {"zoom": values})
     assert frame["zoom"].tolist() == pytest.approx(np.array([-2, 2, 3]) / np.sqrt(5))
+    assert column_stats({"zoom": values}) == {"zoom": (3.0, pytest.approx(np.sqrt(5)))}
+    given = standardised_means(rows, {"zoom": values}, stats={"zoom": (0.0, 2.0)})
+    assert given["zoom"].tolist() == pytest.approx([0.5, 2.5, 3.0])
     dish = shares([["soup", "soup", "stew"], ["stew"]])
     pd.testing.assert_frame_equal(dish, pd.DataFrame({"soup": [2 / 3, 0.0], "stew": [1 / 3, 1.0]}))
     texts = [["Beef stew", "beef soup"], ["pea soup", "Pea stew with mint"]]
