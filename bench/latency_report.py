@@ -288,6 +288,16 @@ def render(r: dict) -> str:
         "(e) and (h) are /proc VmRSS / VmHWM of the streamlit process. (b) is given with "
         "torch's default intra-op threads and with one (the dashboard uses one).",
     ]
+    if "atlas" in r:
+        lines += [
+            "",
+            "(j) A page load runs to the first moment the map's colour bar is drawn, the app "
+            "idle and every image and chart drawn (bench/atlas_latency.py). The map is one "
+            "WebGL trace whose colour arrays all travel with the figure, so a recolour is a "
+            "restyle in the browser: a new figure from the server is a new chart, drawn from "
+            "scratch with a new WebGL context (a recolour that way took 1.2-1.7 s median at "
+            "load 3-15, and the page drew a second 20,000-point chart on every load).",
+        ]
     if r.get("failure"):
         lines += ["", f"**The browser measurements stopped with an error:** {r['failure']}"]
     return "\n".join(lines) + "\n"
