@@ -96,7 +96,7 @@ for j in range(ctx.k):
     at = ordinal(round(pct[j]))
     with st.expander(f"{ui.factor_label(ctx, j)}: this photo is at the {at} percentile"):
         low, high = poles(ctx.index.z, j, n=4)
-        st.markdown("**Lowest**")
-        ui.image_grid(ctx, low)
-        st.markdown("**Highest**")
-        ui.image_grid(ctx, high)
+        for label, rows, end in (("Lowest", low, "low"), ("Highest", high, "high")):
+            st.markdown(f"**{label}**")
+            with clicks.pickable(f"reader_{end}{j}", rows):  # a click starts the studio there
+                ui.image_grid(ctx, rows)
