@@ -58,7 +58,7 @@ agreement_values = agreements(ctx.key)
 red = latent_redundancy(ctx.key)
 notes = ctx.run.factor_notes()
 j = st.selectbox(
-    "Factor", range(ctx.k), format_func=lambda i: ui.factor_label(ctx, i), key="cards_factor"
+    "Factor", range(ctx.k), format_func=lambda i: ui.factor_option(ctx, i), key="cards_factor"
 )
 
 with st.form(f"cards_notes_{j}"):
@@ -71,9 +71,9 @@ with st.form(f"cards_notes_{j}"):
             notes["factors"][j].update(name=name.strip(), notes=text)
             try:
                 ctx.run.save_factor_notes(notes)
-                st.success(f"Saved to {ctx.run.path / 'factors.json'}")
+                st.success(f"Saved to {ui.code(ctx.run.path / 'factors.json')}")
             except OSError as error:
-                st.error(f"Could not save the notes: {error}")
+                st.error(f"Could not save the notes: {ui.plain(error)}")
 
 rising, falling = cards.rising_falling(table, j)
 c1, c2, c3 = st.columns([2, 2, 1])
@@ -88,10 +88,11 @@ c3.metric(
     "p(z | recipe) for the same dish. High: both modalities carry this factor.",
 )
 
-redundancy_line = cards.redundancy_text(red, ctx.names, j)
+shown_names = [ui.plain(name) for name in ctx.names]  # names are editable by any visitor
+redundancy_line = cards.redundancy_text(red, shown_names, j)
 if red.redundant[j]:
     st.warning(
-        f"**{redundancy.pair_label(red, ctx.names, j)}** — {redundancy_line}. Moving this "
+        f"**{redundancy.pair_label(red, shown_names, j)}** — {redundancy_line}. Moving this "
         "factor alone while its partners stay put leaves the data.",
         icon="⚠️",
     )
@@ -116,7 +117,7 @@ for row in found.itertuples():
     missing.append(ui.show_image(cells[1], ctx, row.high, ctx.title(row.high)))
     delta = ctx.index.z[row.high, j] - ctx.index.z[row.low, j]
     cells[2].markdown(
-        f"Δ {ctx.names[j]} = {delta:+.2f}  \nother factors apart by {row.other_distance:.2f} sd"
+        f"Δ {shown_names[j]} = {delta:+.2f}  \nother factors apart by {row.other_distance:.2f} sd"
     )
 ui.missing_images(ctx, missing)
 

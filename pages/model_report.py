@@ -12,6 +12,7 @@ from explorer.runs import compare_runs
 from ivae import report
 from ivae.head import encoder_summary
 from ivae.health import summary as health_summary
+from ivae.run import RunError
 
 st.title("Model report")
 st.caption(
@@ -50,12 +51,13 @@ def carried(key: tuple) -> tuple[pd.DataFrame | None, pd.DataFrame, int]:
 
 
 st.subheader("How it was trained")
-st.markdown(f"**Image encoder:** {encoder_summary(run.config)}.")
+# config.json and the model's words are shown as text: a run folder is anyone's to write
+st.markdown(f"**Image encoder:** {ui.plain(encoder_summary(run.config))}.")
 terms = getattr(run.model.config, "objective_terms", lambda: [])()
 if terms:
-    st.markdown("**Objective:**\n" + "\n".join(f"- {term}" for term in terms))
+    st.markdown("**Objective:**\n" + "\n".join(f"- {ui.plain(term)}" for term in terms))
 else:
-    st.markdown(f"**Objective:** the {run.model_name} model's own (see docs/method.md).")
+    st.markdown(f"**Objective:** the {ui.plain(run.model_name)} model's own (see docs/method.md).")
 
 metrics = run.metrics
 health = metrics.get("health")
@@ -74,7 +76,11 @@ else:
     st.caption(health_summary(health, metrics.get("restarts") or []))
 
 st.subheader("Training curves")
-history = run.history
+try:
+    history = run.history
+except RunError as error:  # a malformed history.csv: the rest of the report still shows
+    st.error(ui.plain(error))
+    history = pd.DataFrame()
 if history.empty or "epoch" not in history:
     st.info("This run has no history.csv.")
 else:

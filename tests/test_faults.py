@@ -391,6 +391,23 @@ def titles_and_factor_names_render_as_text_on_the_pages(tmp_path, tiny, capsys, 
     assert any(ui.plain(name) in t for t in texts)
 
 
+@case
+def factor_names_render_as_text_on_the_cards_and_the_report(tmp_path, tiny, capsys, monkeypatch):
+    run = copy_run(tiny, tmp_path)
+    name = "![x](http://evil.example/a.png)"
+    notes = {"factors": [{"index": 0, "name": name, "notes": "", "sign": 1}]}
+    (run / "factors.json").write_text(json.dumps(notes))
+    monkeypatch.setenv(explorer_runs.ROOTS_VARIABLE, str(tmp_path))
+    for page in ("factor_cards", "model_report"):
+        at = app(run, page)
+        assert not at.exception, page
+        texts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+        texts += [w.value for w in at.warning]
+        assert not any(name in t for t in texts), page
+    at = app(run, "factor_cards")
+    assert at.selectbox(key="cards_factor").options[0] == f"{name} (factor 1)"  # plain text
+
+
 # ---- 8. each broken file is one line naming it and the fix -------------------------------
 @case
 def truncated_codes_npz(tmp_path, tiny, capsys, monkeypatch):
@@ -432,6 +449,14 @@ def malformed_history_csv(tmp_path, tiny, capsys, monkeypatch):
     (run / "history.csv").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(RunError, match="history.csv is malformed"):
         _ = ivae.load_run(run).history
+    monkeypatch.setenv(explorer_runs.ROOTS_VARIABLE, str(tmp_path))
+    at = app(run, "model_report")  # the report says so in one line and shows the rest
+    assert (
+        not at.exception
+        and len(at.error) == 1
+        and "history.csv is malformed" in shown(at.error[0].value)
+    )
+    assert any("MCC" in m.value or "Health" in m.value for m in at.subheader)
 
 
 @case
