@@ -147,11 +147,13 @@ def selected_rows(points: list[dict]) -> np.ndarray:
 
 def kept_selection(event_rows: np.ndarray, kept: tuple | None, figure: tuple) -> tuple | None:
     """The selection to show, as ``(rows, figure)``: the event's rows when it has any; else
-    the kept selection while the figure it was drawn on has changed (a recolour or other axes
-    send a new chart, whose selection starts empty); else none (cleared on its own figure)."""
+    the kept selection while the figure it was drawn on has changed (other axes send a new
+    chart, whose selection starts empty); else none (cleared on its own figure). A figure
+    is a tuple whose first item identifies the data (the rows' index): a selection on other
+    data is never kept."""
     if len(event_rows):
         return event_rows, figure
-    if kept is not None and kept[1] != figure:
+    if kept is not None and kept[1] != figure and kept[1][0] == figure[0]:
         return kept
     return None
 

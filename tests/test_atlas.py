@@ -46,13 +46,14 @@ def test_known_labels_name_what_the_data_has():
 
 
 def test_kept_selection_survives_a_new_figure_not_a_clear():
-    first, second = ("map", 0), ("greenness", 0)
+    first, second = ("run", "map", 0), ("run", "greenness", 0)  # (data, view...)
     rows = np.array([1, 2])
     kept = tables.kept_selection(rows, None, first)
     assert kept[0].tolist() == [1, 2] and kept[1] == first
     assert tables.kept_selection(np.array([], int), kept, second) is kept  # other axes: kept
     assert tables.kept_selection(np.array([], int), kept, first) is None  # cleared on its map
     assert tables.kept_selection(np.array([7]), kept, second)[0].tolist() == [7]
+    assert tables.kept_selection(np.array([], int), kept, ("other run", 0)) is None
 
 
 def test_histogram_panels_known_answer():
