@@ -9,7 +9,16 @@ import sys
 from pathlib import Path
 
 # The training options a preset fills; a flag given on the command line wins over it.
-TRAIN_FLAGS = ("epochs", "batch_size", "lr", "seed", "augment", "restarts", "restart_epochs")
+TRAIN_FLAGS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "final_lr_fraction",
+    "seed",
+    "augment",
+    "restarts",
+    "restart_epochs",
+)
 
 
 def _bounded(kind, low, name_of_range: str):
@@ -400,6 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=positive_int, help="(default 30)")
     train.add_argument("--batch-size", type=_bounded(int, 2, ">= 2"), help="(default 256)")
     train.add_argument("--lr", type=positive_float, help="(default 0.001)")
+    train.add_argument(
+        "--final-lr-fraction",
+        type=_bounded(float, 0.0, ">= 0"),
+        help="the cosine schedule decays the learning rate to this fraction of it (default 0.1)",
+    )
     train.add_argument("--seed", type=non_negative_int, help="(default 0)")
     train.add_argument(
         "--restarts",

@@ -23,6 +23,7 @@ class Preset:
     seed: int = 0
     restarts: int = 1  # initialisations tried, the best by the validation objective kept
     restart_epochs: int = 2
+    final_lr_fraction: float = 0.1  # the cosine schedule ends at this fraction of lr
     model_options: Mapping[str, object] = field(default_factory=dict)  # as `--set NAME=VALUE`
 
     def __post_init__(self) -> None:  # read-only, so no caller can change the shipped recipe
@@ -40,6 +41,7 @@ class Preset:
             f"--augment {self.augment}",
             f"--restarts {self.restarts}",
             f"--restart-epochs {self.restart_epochs}",
+            f"--final-lr-fraction {self.final_lr_fraction:g}",
             *(f"--set {k}={v}" for k, v in self.model_options.items()),
         ]
         return " ".join(flags)
@@ -67,6 +69,7 @@ PRESETS: dict[str, Preset] = {
             epochs=45,
             batch_size=256,
             lr=1e-2,
+            final_lr_fraction=0.01,
             model_options={"hidden": 64},
         ),
     )
