@@ -18,6 +18,7 @@ from pathlib import Path
 
 FORMATS = {"png": "image/png", "pdf": "application/pdf"}
 CELL_INCHES = 1.25  # one photo of a strip or grid
+CAPTION_CHARS = 31  # characters of 5 pt text that fit under it
 
 
 @dataclass
@@ -70,7 +71,7 @@ def traversal_figure(rows: list[list[Cell]], row_labels: list[str], title: str, 
 
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     label_width = 1.3 if any(row_labels) else 0.1
-    width = max(label_width + CELL_INCHES * n_cols, 3.0)
+    width = max(label_width + CELL_INCHES * n_cols + 0.1, 3.0)  # 0.1 in: a right margin
     foot = textwrap.wrap(caption, width=int(width * 24)) or [""]  # ~24 characters an inch
     height = 0.55 + (CELL_INCHES + 0.45) * n_rows + 0.1 + 0.1 * len(foot)
     fig = Figure(figsize=(width, height))
@@ -100,7 +101,13 @@ def _draw_cell(ax, cell: Cell) -> None:
             ax.imshow(img.convert("RGB"), interpolation="none")
     else:
         ax.text(0.5, 0.5, "no dish", ha="center", va="center", fontsize=6, color="0.4")
-    ax.set_xlabel(cell.caption, fontsize=5, labelpad=2, linespacing=1.1)
+    lines = [_fit(line) for line in cell.caption.split("\n")]
+    ax.set_xlabel("\n".join(lines), fontsize=5, labelpad=2, linespacing=1.1)
+
+
+def _fit(line: str, width: int = CAPTION_CHARS) -> str:
+    """A caption line cut to the cell's width (5 pt text under a 1.25 in photo)."""
+    return line if len(line) <= width else line[: width - 1].rstrip() + "…"
 
 
 def figure_bytes(fig, fmt: str, dpi: int = 200) -> bytes:

@@ -9,7 +9,14 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from ivae.figures import Cell, code_version, figure_bytes, provenance, traversal_figure
+from ivae.figures import (
+    CAPTION_CHARS,
+    Cell,
+    code_version,
+    figure_bytes,
+    provenance,
+    traversal_figure,
+)
 
 
 @pytest.fixture
@@ -64,6 +71,14 @@ def test_any_figure_exports_even_without_title_or_caption():
     fig.add_axes([0, 0, 1, 1]).plot([0, 1], [0, 1])
     assert figure_bytes(fig, "pdf").startswith(b"%PDF")
     assert figure_bytes(fig, "png").startswith(b"\x89PNG")
+
+
+def test_long_caption_lines_are_cut_to_the_cell(photos):
+    title = "Deeply Savoury Chicken and Kale Stew with Extra Greens"
+    fig = traversal_figure([[Cell(photos["red"], "asked 1.00\n" + title)]], [""], "Strip", "")
+    label = fig.axes[0].get_xlabel().split("\n")
+    assert label[0] == "asked 1.00" and len(label[1]) == CAPTION_CHARS
+    assert label[1].endswith("…") and title.startswith(label[1][:-1])
 
 
 def test_unknown_format_is_refused(photos):
