@@ -99,13 +99,15 @@ def run_one(
     lr: float,
     per_segment: int,
     tag: str,
+    final_lr_fraction: float | None = None,
 ) -> dict:
-    """Train one (variant, model, options, seed) unless an identical run is already done."""
+    """Train one (variant, model, options, seed) unless an identical run is already done.
+    ``final_lr_fraction``: the schedule's floor, if not MODEL_FINAL_LR's (or the default)."""
     out = work / variant / tag / f"seed{seed}"
     # the model's whole configuration, defaults included: a changed default is a new run
     config = REGISTRY[model].Config.from_json(options).to_json()
     lr = MODEL_LR.get(model, lr)
-    floor = MODEL_FINAL_LR.get(model, TrainConfig.final_lr_fraction)
+    floor = final_lr_fraction or MODEL_FINAL_LR.get(model, TrainConfig.final_lr_fraction)
     key = {
         "model": model,
         "config": config,
@@ -151,7 +153,7 @@ def sweep(args, configs: dict[str, tuple[str, dict]]) -> dict:
         for tag, (model, options) in configs.items():
             if variant not in ("square", "square-independent") and set(options) & set(SQUARE_ONLY):
                 continue  # an encoder of square data only: nothing to compare here
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 r = run_one(
                     args.work,
                     variant,
@@ -162,6 +164,7 @@ def sweep(args, configs: dict[str, tuple[str, dict]]) -> dict:
                     args.lr,
                     args.per_segment,
                     tag,
+                    args.final_lr_fraction if model == "implicit-ivae" else None,
                 )
                 results.setdefault(variant, {}).setdefault(tag, []).append(r)
                 shown = r.get("failed") or f"MCC {r['mcc']:.3f} ({r['seconds']:.0f} s)"
@@ -209,8 +212,8 @@ def provenance(args, seconds: float, rerun: str, loads: list[float]) -> str:
         f"MCC, and the median training time. Epochs {args.epochs}, Adam lr {args.lr} (cosine "
         f"decay to {TrainConfig.final_lr_fraction:g} of it; {rates}), batch 256, options "
         f"{COMMON_OPTIONS} for every model; {args.per_segment} items per segment x 40 "
-        f"segments; seeds "
-        f"0..{args.seeds - 1} (each seed draws the data and the initialisation); "
+        f"segments; seeds {args.first_seed}..{args.first_seed + args.seeds - 1} (each seed "
+        "draws the data and the initialisation); "
         f"CPU, {threads} thread(s) on 2 shared cores, 1-minute load average "
         f"{min(loads):.1f}-{max(loads):.1f} as the runs ended (median "
         f"{statistics.median(loads):.1f}; times grow with it); {seconds / 60:.1f} min "
@@ -267,7 +270,14 @@ def bar_chart(results: dict, labels: dict[str, str], tags: list[str], path: Path
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=5, help="how many seeds")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds FIRST..FIRST+SEEDS-1")
+    p.add_argument(
+        "--final-lr-fraction",
+        type=float,
+        help="implicit-ivae's cosine floor, instead of the toy preset's (MODEL_FINAL_LR)",
+    )
+    p.add_argument("--no-write-docs", action="store_true", help="print the table only")
     p.add_argument("--epochs", type=int, default=45)
     p.add_argument(
         "--lr", type=float, default=3e-3, help="Adam learning rate of the models not in MODEL_LR"
@@ -312,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     note = provenance(args, trained, command("bench.identifiability", argv), loads)
     lines = table(results, list(configs), "objective" if args.ablation else "model")
     print("\n".join(lines))
-    if args.quick:
+    if args.quick or args.no_write_docs:
         return
     if args.ablation:
         write_section("ablation", "\n".join(lines) + "\n\n" + note, args.docs / "experiments.md")
