@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ivae import ann as ann_module
+from ivae.data.table import ITEMS_CACHE, mapped_items  # noqa: F401 (ITEMS_CACHE: re-exported)
 from ivae.io import read_built, save_npz
 
 INDEX_FILE = Path("index") / "codes.npz"
@@ -504,60 +505,3 @@ def load_items(directory: Path, ids: np.ndarray | None = None) -> pd.DataFrame:
             "rebuild the index with `ivae index RUN_DIR --data PATH`"
         )
     return items.iloc[position.loc[ids].to_numpy()].reset_index(drop=True)
-
-
-ITEMS_CACHE = Path(".cache") / "items.arrow"  # in the data set's folder, beside the images'
-
-
-def mapped_items(directory: Path) -> pd.DataFrame:
-    """``items.parquet`` as a DataFrame of Arrow columns memory-mapped from an Arrow file,
-    written once under ``.cache/`` (streamed a batch at a time, each batch validated) and
-    rewritten when the parquet changes; read into memory as before when the folder is not
-    writable."""
-
-    from ivae.data.paired import ITEMS, read_items
-
-    source = directory / ITEMS
-    if not source.is_file():
-        return read_items(directory)  # its message says what is missing
-    stamp = f"{source.stat().st_size}:{source.stat().st_mtime_ns}".encode()
-    cache = directory / ITEMS_CACHE
-    table = _open_items_cache(cache, stamp)
-    if table is None:
-        try:
-            _write_items_cache(source, cache, stamp)
-        except OSError:
-            return read_items(directory).reset_index(drop=True)
-        table = _open_items_cache(cache, stamp)
-    return table.to_pandas(types_mapper=pd.ArrowDtype, split_blocks=True, self_destruct=False)
-
-
-def _open_items_cache(cache: Path, stamp: bytes):
-    import pyarrow as pa
-
-    if not cache.is_file():
-        return None
-    try:
-        table = pa.ipc.open_file(pa.memory_map(str(cache))).read_all()
-    except (OSError, pa.ArrowInvalid):
-        return None
-    return table if (table.schema.metadata or {}).get(b"source") == stamp else None
-
-
-def _write_items_cache(source: Path, cache: Path, stamp: bytes) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from ivae.data.paired import validate_items
-    from ivae.io import atomic_write
-
-    parquet = pq.ParquetFile(source)
-    schema = parquet.schema_arrow.with_metadata({b"source": stamp})
-
-    def write(handle) -> None:
-        with pa.ipc.new_file(handle, schema) as writer:
-            for batch in parquet.iter_batches(batch_size=65536):
-                validate_items(batch.to_pandas(), source)
-                writer.write_batch(batch.replace_schema_metadata(schema.metadata))
-
-    atomic_write(cache, write)

@@ -13,7 +13,7 @@ import json
 import math
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -549,6 +549,8 @@ def train(
     """
     out = Path(out)
     last = out / "last.pt"
+    # no metadata table: the validation and test splits would copy their rows of it
+    data = replace(data, items=None)
     if resume:
         state_config = load_checkpoint(last)["config"]
         state_config["train"].update(changes or {})

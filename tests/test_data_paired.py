@@ -140,3 +140,41 @@ def test_not_a_directory(tmp_path):
 def test_write_paired_refuses_items_without_the_required_columns(tmp_path):
     with pytest.raises(DataError, match="split"):
         write_paired(tmp_path, pd.DataFrame({"id": ["a"], "image": ["a.png"], "text": ["t"]}), {})
+
+
+def test_token_ids_are_int32_memory_mapped_and_written_once_per_items_and_vocabulary(tmp_path):
+    make_dataset(tmp_path)
+    data = load_paired(tmp_path, image_size=8)
+    texts = pd.read_parquet(tmp_path / "items.parquet")["text"]
+    expected = data.vocab.encode(texts)
+    used = int((expected > 0).sum(1).max())  # the all-padding tail is dropped
+    assert data.y.dtype == np.int32 and isinstance(data.y, np.memmap)
+    assert np.array_equal(data.y, expected[:, :used]) and data.y.shape == (4, used)
+    (cache,) = (tmp_path / ".cache").glob("tokens-*.npy")
+    written = cache.stat().st_mtime_ns
+    assert np.array_equal(load_paired(tmp_path, image_size=8).y, data.y)
+    assert cache.stat().st_mtime_ns == written  # reused
+    other = Vocab(["<pad>", "<unk>", "soup"])  # another vocabulary: its own file
+    assert load_paired(tmp_path, image_size=8, vocab=other).y[:, :3].tolist()[3] == [1, 2, 0]
+    assert len(list((tmp_path / ".cache").glob("tokens-*.npy"))) == 2
+    items = make_dataset(tmp_path)
+    items.loc[0, "text"] = "soup soup soup soup soup soup soup soup soup"
+    write_paired(tmp_path, items, {"name": "tiny", "factor_names": ["redness"]})
+    again = load_paired(tmp_path, image_size=8, vocab=other)  # new items: written again
+    assert again.y[0].tolist() == [2] * 9 and again.y.shape == (4, 9)
+    assert not list((tmp_path / ".cache").glob("*.partial"))
+
+
+def test_a_duplicate_id_in_another_batch_of_a_long_table_is_refused(tmp_path, monkeypatch):
+    from ivae.data import table
+
+    monkeypatch.setattr(table, "BATCH_ROWS", 2)  # the mapped table is validated per batch
+    items = make_dataset(tmp_path)
+    items.loc[3, "id"] = "item0"
+    write_paired(tmp_path, items, {"name": "tiny", "factor_names": ["redness"]})
+    with pytest.raises(DataError, match="duplicate id 'item0'"):
+        load_paired(tmp_path, image_size=8)
+    items.loc[3, ["id", "split"]] = ["item3", "later"]
+    write_paired(tmp_path, items, {"name": "tiny", "factor_names": ["redness"]})
+    with pytest.raises(DataError, match="row 3 .*split 'later'"):  # the table's row
+        load_paired(tmp_path, image_size=8)

@@ -41,7 +41,7 @@ def test_max_size_counts_the_special_tokens():
 def test_encode_pads_truncates_and_marks_unknowns():
     vocab = Vocab.build(TEXTS, min_count=2)
     ids = vocab.encode(["a thin soup", "rare soup", "soup " * 10], max_len=4)
-    assert ids.dtype == np.int64 and ids.shape == (3, 4)
+    assert ids.dtype == np.int32 and ids.shape == (3, 4)
     assert ids[0].tolist() == [3, 4, 2, 0]
     assert ids[1].tolist() == [1, 2, 0, 0]
     assert ids[2].tolist() == [2, 2, 2, 2]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ivae.data.dataset import DataError, Dataset
 
 __all__ = ["DataError", "Dataset", "load_dataset"]
@@ -24,11 +22,8 @@ def load_dataset(
     if path.is_dir():
         from ivae.data.paired import load_paired
 
-        data = load_paired(path, image_size=image_size, vocab=vocab, max_len=max_len, images=images)
-        if data.y_kind == "text":  # drop the all-padding tail: the text encoder pools anyway
-            used = int((data.y > 0).sum(1).max(initial=1))
-            data.y = np.ascontiguousarray(data.y[:, :used])
-        return data
+        # token ids without the all-padding tail (the text encoder pools anyway), memory-mapped
+        return load_paired(path, image_size=image_size, vocab=vocab, max_len=max_len, images=images)
     if path.suffix == ".npz" or path.is_file():
         from ivae.data.vectors import load_npz
 

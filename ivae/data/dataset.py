@@ -88,7 +88,7 @@ class Dataset:
     """Paired data: a target modality ``x`` and the query modality ``y`` it is conditioned on.
 
     x: (N, D) float32 vectors, or (N, 3, S, S) uint8 images.
-    y: (N, Dy) float32 vectors, or (N, L) int64 token ids (0 = padding) for text.
+    y: (N, Dy) float32 vectors, or (N, L) int32 token ids (0 = padding) for text.
     Either may be memory-mapped, or a ``MappedRows`` over a map (read when indexed).
     """
 

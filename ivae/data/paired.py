@@ -21,7 +21,8 @@ import pandas as pd
 from PIL import Image
 
 from ivae.data.dataset import DataError, Dataset, release
-from ivae.data.text import Vocab
+from ivae.data.table import mapped_items
+from ivae.data.text import Vocab, cached_tokens
 from ivae.images import DECODE_ERRORS, SkippedImages, image_to_array
 from ivae.io import atomic_write, remove_stale, write_directory
 
@@ -86,6 +87,7 @@ def read_info(directory: Path) -> dict:
 
 
 def read_items(directory: Path) -> pd.DataFrame:
+    """The whole item table in memory, validated (``ivae.data.table.mapped_items`` maps it)."""
     path = directory / ITEMS
     if not path.is_file():
         raise DataError(f"{path}: missing; a paired dataset needs one row per pair in {ITEMS}")
@@ -97,8 +99,9 @@ def read_items(directory: Path) -> pd.DataFrame:
     return items
 
 
-def validate_items(items: pd.DataFrame, path: Path) -> None:
-    """Every docs/design.md requirement on the rows, each failure naming the row and the fix."""
+def validate_items(items: pd.DataFrame, path: Path, first: int = 0) -> None:
+    """Every docs/design.md requirement on the rows, each failure naming the row and the fix.
+    ``first``: the row number of the frame's first row (a batch of a longer table)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in items.columns]
     if missing:
         raise DataError(
@@ -110,15 +113,15 @@ def validate_items(items: pd.DataFrame, path: Path) -> None:
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"{path}: row {row}: column '{column}' must be a string, "
+                f"{path}: row {first + row}: column '{column}' must be a string, "
                 f"got {items[column].iloc[row]!r}"
             )
     escapes = items["image"].map(lambda v: v.startswith("/") or ".." in Path(v).parts)
     if escapes.any():
         row = int(np.flatnonzero(escapes)[0])
         raise DataError(
-            f"{path}: row {row}: image {items['image'].iloc[row]!r} leads out of the data set's "
-            "folder; image paths are relative to it, without '..'"
+            f"{path}: row {first + row}: image {items['image'].iloc[row]!r} leads out of the "
+            "data set's folder; image paths are relative to it, without '..'"
         )
     duplicated = items["id"].duplicated()
     if duplicated.any():
@@ -130,7 +133,7 @@ def validate_items(items: pd.DataFrame, path: Path) -> None:
     if bad_split.any():
         row = int(np.flatnonzero(bad_split)[0])
         raise DataError(
-            f"{path}: row {row} (id {items['id'].iloc[row]!r}): split "
+            f"{path}: row {first + row} (id {items['id'].iloc[row]!r}): split "
             f"{items['split'].iloc[row]!r} is not one of {list(SPLITS)}"
         )
 
@@ -212,7 +215,12 @@ def decode_images(
 
 
 def items_digest(directory: Path) -> str:
-    return hashlib.sha1((directory / ITEMS).read_bytes()).hexdigest()
+    """SHA-1 of the items.parquet file, read a megabyte at a time."""
+    digest = hashlib.sha1()
+    with open(directory / ITEMS, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def items_content_digest(directory: Path) -> str:
@@ -326,6 +334,10 @@ def load_paired(
     Without ``vocab`` the vocabulary is built on the train split, so that validation and test
     texts are encoded as a trained model would see unseen text. ``images=False`` decodes no
     photo and x is (N, 0): for a backbone run, whose x are the cached features (ivae.head).
+
+    Nothing of it grows with the data but ids, split and ground truth: the items table is
+    memory-mapped (``ivae.data.table``), the texts are read a batch at a time from the parquet
+    and their token ids memory-mapped from ``.cache/tokens-*.npy`` (``token_ids``).
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -334,8 +346,10 @@ def load_paired(
             f"with {INFO} and {ITEMS}"
         )
     info = read_info(directory)
-    items = read_items(directory)
+    items = mapped_items(directory)
     path = directory / ITEMS
+    ids = items["id"].to_numpy(dtype=str)
+    unique_ids(ids, path)
     factor_names = list(info.get("factor_names", []))
     nuisance_names = [c.split(".", 1)[1] for c in items.columns if c.startswith("nuisance.")]
     if images:
@@ -345,17 +359,16 @@ def load_paired(
     split = items["split"].to_numpy(dtype=str)
     if unreadable:  # their rows stay (aligned with items.parquet), in no split
         split = np.where(np.isin(np.arange(len(items)), list(unreadable)), SKIPPED, split)
-    texts = items["text"].tolist()
     if vocab is None:
-        vocab = Vocab.build(items["text"][items["split"] == "train"])
+        vocab = Vocab.build(text for texts in train_texts(directory) for text in texts)
     return Dataset(
         name=str(info.get("name", directory.name)),
         x=x,
-        y=vocab.encode(texts, max_len=max_len),
+        y=token_ids(directory, vocab, max_len, len(items)),
         x_kind="image",
         y_kind="text",
         split=split,
-        ids=items["id"].to_numpy(dtype=str),
+        ids=ids,
         factors=ground_truth(items, "factor", factor_names, path),
         factor_names=factor_names,
         nuisances=ground_truth(items, "nuisance", nuisance_names, path),
@@ -364,3 +377,52 @@ def load_paired(
         vocab=vocab,
         source=str(directory),
     )
+
+
+def unique_ids(ids: np.ndarray, path: Path) -> None:
+    """ids (N,) str must be unique (the mapped table is validated a batch at a time)."""
+    values, counts = np.unique(ids, return_counts=True)
+    if len(values) < len(ids):
+        raise DataError(
+            f"{path}: duplicate id {str(values[counts > 1][0])!r} ({len(ids) - len(values)} "
+            "duplicates); ids must be unique"
+        )
+
+
+def text_batches(directory: Path, columns=("text",), rows: int = 8192):
+    """The items' texts in row order, a list of ``rows`` at a time, read from the parquet
+    (decoded a batch at a time, so no process holds every text); with ``columns`` ("text",
+    "split"), lists of (text, split) pairs."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(directory / ITEMS)
+    for batch in parquet.iter_batches(batch_size=rows, columns=list(columns)):
+        lists = [batch.column(name).to_pylist() for name in columns]
+        yield lists[0] if len(lists) == 1 else list(zip(*lists, strict=True))
+
+
+def train_texts(directory: Path):
+    """The texts of the train split, a list a batch at a time (what a vocabulary is built on)."""
+    for pairs in text_batches(directory, ("text", "split")):
+        yield [text for text, split in pairs if split == "train"]
+
+
+def token_ids(directory: Path, vocab: Vocab, max_len: int, n: int) -> np.ndarray:
+    """(N, L) int32 token ids of every item's text, memory-mapped from
+    ``.cache/tokens-<vocabulary digest>-<max_len>.npy`` (keyed by the items' hash as the image
+    cache is), written on first use; in memory, with a warning, when it cannot be written."""
+    cache = directory / CACHE / f"tokens-{vocab.digest()}-{max_len}.npy"
+    try:
+        return cached_tokens(
+            cache, items_digest(directory), vocab, max_len, lambda: text_batches(directory), n
+        )
+    except OSError as error:
+        warnings.warn(
+            f"{cache}: could not write the token cache ({error}); the texts are encoded "
+            "into memory",
+            stacklevel=2,
+        )
+    ids = np.zeros((n, max_len), np.int32)
+    for start, texts in zip(range(0, n, 8192), text_batches(directory), strict=False):
+        ids[start : start + len(texts)] = vocab.encode(texts, max_len)
+    return np.ascontiguousarray(ids[:, : int((ids > 0).sum(1).max(initial=1))])
