@@ -8,7 +8,8 @@ by ``v % 4`` quarter turns, then mirrored left-right when ``v >= 4``; view 0 is 
 itself. V = 1 holds view 0 only.
 
 The cache lives in ``DATA/.cache/features/<backbone>-<weights hash>-<size>px-<V>v/``:
-``features.npy`` (written in place, chunk by chunk), ``done.json`` (the chunks written so
+``features.npy`` (written in place, chunk by chunk, each chunk's pages handed back to the
+system once flushed, so memory stays flat), ``done.json`` (the chunks written so
 far, replaced atomically after each chunk is flushed, so an interrupted extraction continues
 where it stopped) and ``meta.json`` (what the features are of: the item ids' hash, the
 content digest of the items' ids, image paths and texts, and a digest of every photo's size and
@@ -37,15 +38,18 @@ import numpy as np
 import torch
 
 from ivae.backbones import Backbone, backbone_spec, get_backbone
+from ivae.data.dataset import release
 from ivae.data.paired import (
     CACHE,
+    ITEMS,
     UnreadableImage,
     decode_image,
     images_digest,
     items_content_digest,
     read_info,
-    read_items,
+    unique_ids,
 )
+from ivae.data.table import mapped_items
 from ivae.images import SkippedImages
 from ivae.io import write_json
 
@@ -215,10 +219,11 @@ def feature_cache(
             f"views must be one of {VIEWS} (8: every flip and quarter turn), got {views}"
         )
     data_dir = Path(data_dir)
-    info, items = read_info(data_dir), read_items(data_dir)
+    info, items = read_info(data_dir), mapped_items(data_dir)  # texts stay on disk
     size = image_size or info.get("image_size") or backbone_spec(backbone_name).image_size
     backbone = get_backbone(backbone_name, weights=weights, image_size=int(size))
     ids = items["id"].tolist()
+    unique_ids(np.asarray(ids, dtype=str), data_dir / ITEMS)
     meta = cache_meta(backbone, ids, views, chunk_size, content_digests(data_dir, items))
     directory = cache_directory(data_dir, backbone, views)
     array, done, unreadable = _prepare(directory, meta, (len(ids), views, backbone.feature_dim))
@@ -240,6 +245,7 @@ def feature_cache(
             features[row - start] = 0
         array[start : start + len(rows)] = features
         array.flush()  # the rows are on disk before the chunk is recorded as done
+        release(array)  # and out of this process: written pages would stay resident
         done.add(start)
         write_json(directory / "done.json", done_record(done, skipped))
         if bar is not None:
