@@ -326,3 +326,18 @@ def test_missing_inputs_are_named(tmp_path):
         run(tmp_path, layer2=tmp_path / "layer2.json")
     with pytest.raises(DataError, match="not a directory"):
         run(tmp_path, images_dir=tmp_path / "nowhere")
+
+
+def test_the_image_index_finds_every_recipe_across_chunks(tmp_path):
+    layer2 = [
+        {"id": "b2", "images": [{"id": "b2.jpg"}, {"id": "b2x.jpg"}]},
+        {"id": "a1", "images": [{"id": "a1.jpg"}]},
+        {"id": "c3", "images": []},
+        {"id": "a1", "images": [{"id": "a1-again.jpg"}]},  # repeated: the last record counts
+    ]
+    path = tmp_path / "layer2.json"
+    path.write_text(json.dumps(layer2))
+    index = recipe1m.image_index(path, all_images=True, progress=False, chunk=2)
+    assert len(index) == 3 and index.get("b2") == ["b2.jpg", "b2x.jpg"]
+    assert index.get("a1") == ["a1-again.jpg"] and index.get("c3") == []
+    assert index.get("zz") == [] and index.get("a") == []
