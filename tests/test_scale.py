@@ -73,3 +73,43 @@ def test_a_stage_s_peak_memory_is_its_own(tmp_path):
     with pytest.raises(SystemExit, match="failed"):
         scale.run_stage([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "log.txt")
     assert subprocess.run(["du", "--version"], capture_output=True).returncode == 0
+
+
+def test_redo_keeps_the_first_figures_as_before_and_removes_the_stage_s_output(tmp_path):
+    run = tmp_path / "run-1"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"")
+    first = {"peak_mb": 900.0}
+    measured = {"train, 1 process": first, "import": {"peak_mb": 400.0, "version": 2}}
+    scale.redo(tmp_path, measured, ["train, 1 process"])
+    assert measured["before"] == {"train, 1 process": first} and not run.exists()
+    measured["train, 1 process"] = {"peak_mb": 500.0, "version": scale.VERSION}
+    scale.redo(tmp_path, measured, ["train, 1 process"])  # again: the first figure stays
+    assert measured["before"]["train, 1 process"] is first and "import" in measured
+
+
+def test_per_item_growth_before_and_after_and_its_projection():
+    def run(n, before, now):
+        measured = {"features": {"peak_mb": now, "version": scale.VERSION}}
+        measured["before"] = {"features": {"peak_mb": before}}
+        return {"n": n, "measured": measured}
+
+    runs = [run(2_000, 800, 500), run(10_000, 850, 502), run(50_000, 1060, 510)]
+    assert scale.peaks("features", runs, current=False) == [
+        (2_000, 800),
+        (10_000, 850),
+        (50_000, 1060),
+    ]
+    slope, n, peak = scale.growth(scale.peaks("features", runs, current=True))
+    assert (n, peak) == (50_000, 510) and slope == pytest.approx(8 / 40_000)
+    assert scale.growth([(2_000, 1.0)]) is None
+    rows = scale.growth_rows(runs)
+    features = next(row for row in rows if row.startswith("| features |"))
+    assert "5.38 KB (10k and 50k)" in features and "0.20 KB (10k and 50k)" in features
+    assert f"{(510 + slope * (800_000 - 50_000)) / 1024:,.1f} GB" in features
+
+
+def test_an_unknown_stage_to_redo_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        scale.main(["--n", "10", "--work", str(tmp_path), "--redo", "image cache"])
+    assert "unknown stage" in capsys.readouterr().err
