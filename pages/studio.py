@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import clicks, tables, ui
-from ivae import traversal as trav
-from ivae.factors import emptiness, factor_ranges, search_weights, slider_grid, typical_gap
-from ivae.figures import Cell, figure_bytes, provenance, traversal_figure
+from explorer import clicks, tables, traversals, ui
+from ivae.factors import emptiness, factor_ranges, slider_grid, typical_gap
 from ivae.read_photo import verdict
 from ivae.redundancy import describe, redundancy
+from ivae.traversal import coupled_point
 from ivae.uploads import ACCEPTED_EXTENSIONS, UploadError, read_upload
 
 MODES = {
@@ -18,13 +17,6 @@ MODES = {
     "emphasise": "Weight the moved factor (x4)",
     "hold": "Hold the other factors (x4)",
 }
-FOLLOW = {
-    "nearest": "Nearest dish to the requested point",
-    "data": "Stay on the data: a dish in the step's band, nearest in the other factors",
-}
-ANY_DISH = "(any dish type)"
-NEIGHBOURHOOD = 25  # dishes per step behind the "what else changes" chart
-
 st.title("Factor studio")
 st.caption(
     "One slider per shared factor. Moving a slider sets a point in factor space; the page "
@@ -43,40 +35,8 @@ def base_ranges(key: tuple) -> np.ndarray:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def slopes(key: tuple) -> np.ndarray:
-    return trav.regression_slopes(z_all)
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
 def redundant_lines(key: tuple, names: tuple[str, ...]) -> list[str]:
     return describe(redundancy(z_all), list(names))
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def dish_types(key: tuple) -> list[str]:
-    return sorted(ctx.items["dish"].astype(str).unique()) if "dish" in ctx.items else []
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def dish_mask(key: tuple, dish: str) -> np.ndarray:
-    return (ctx.items["dish"].astype(str) == dish).to_numpy()
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def nuisance_columns(key: tuple) -> dict[str, np.ndarray]:
-    """Every ``nuisance.<name>`` column of the items, as arrays (empty without labels)."""
-    columns = [c for c in ctx.items.columns if c.startswith("nuisance.")]
-    return {c.split(".", 1)[1]: ctx.items[c].to_numpy(dtype=np.float32) for c in columns}
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def nuisance_stats(key: tuple) -> dict[str, tuple[float, float]]:
-    return trav.column_stats(nuisance_columns(key))
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def latent_stats(key: tuple, names: tuple[str, ...]) -> dict[str, tuple[float, float]]:
-    return trav.column_stats({names[j]: z_all[:, j] for j in range(k)})
 
 
 def slider_key(j: int) -> str:
@@ -221,18 +181,11 @@ def mark_moved(j: int) -> None:
     st.session_state["studio_traverse_factor"] = j
     if st.session_state.get("studio_along") and "studio_point" in st.session_state:
         value = st.session_state[slider_key(j)]
-        moved = trav.coupled_point(st.session_state["studio_point"], j, value, slopes(ctx.key))
+        moved = coupled_point(st.session_state["studio_point"], j, value, traversals.slopes(ctx))
         limits = ranges()
         for i in range(k):
             if i != j:
                 st.session_state[slider_key(i)] = float(np.clip(moved[i], *limits[i]))
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def distance_weights(key: tuple, moved: int | None, mode: str) -> np.ndarray:
-    """The search weights for a moved factor and mode (a pass over every code: 56 ms at a
-    million dishes, once per factor and mode instead of on every move)."""
-    return search_weights(z_all, moved, mode)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -240,98 +193,6 @@ def gaps(key: tuple, weights_key: tuple[float, ...]) -> np.ndarray:
     # 2000 dishes' nearest-other gaps up to 200k dishes, fewer above (the work grows with both)
     sample = int(np.clip(4e8 // len(ctx.index), 200, 2000))
     return typical_gap(ctx.index, np.array(weights_key), sample=sample)
-
-
-def cell_text(step, title: str) -> str:
-    """A strip cell's three lines: asked vs shown value, distance (and repeat), title."""
-    if step.item < 0:
-        return f"asked {step.requested:.2f}\nno dish here\n"
-    repeat = f" · same as step {step.repeat_of + 1}" if step.repeat_of >= 0 else ""
-    values = f"asked {step.requested:.2f} · shown {step.shown:.2f}"
-    # "distance", not the results' "d=": tests and bench/latency.py find the results by "· d="
-    return f"{values}\ndistance {step.distance:.2f}{repeat}\n{title}"
-
-
-def strip_cells(table) -> list[Cell]:
-    return [
-        Cell(ctx.image_path(s.item) if s.item >= 0 else None, cell_text(s, ctx.title(s.item)))
-        for s in table.itertuples()
-    ]
-
-
-def show_strip(name: str, table, width: int) -> None:
-    """A strip's dishes, clickable, each labelled with its own value and distance."""
-    found = table[table["item"] >= 0]
-    with clicks.pickable(name, found["item"]):
-        ui.image_grid(
-            ctx,
-            found["item"],
-            [cell_text(s, ctx.title(s.item)).replace("\n", " · ") for s in found.itertuples()],
-            width=width,
-        )
-    if len(found) < len(table):
-        st.caption(f"{len(table) - len(found)} step(s) have no dish of this kind in their band.")
-
-
-def downloads(name: str, rows: list[list[Cell]], labels: list[str], title: str) -> None:
-    """PNG and PDF buttons for a strip or grid; the figure is drawn only when clicked."""
-    caption = provenance(ctx.run, ui.label(str(ctx.run.path)), ctx.index.model_digest)
-    figure = lambda fmt: figure_bytes(traversal_figure(rows, labels, title, caption), fmt)  # noqa: E731
-    left, right = st.columns(2)
-    for column, fmt in ((left, "png"), (right, "pdf")):
-        column.download_button(
-            f"Download the {name} ({fmt.upper()})",
-            lambda fmt=fmt: figure(fmt),
-            on_click="ignore",
-            file_name=f"{title.lower().replace(' ', '-')}.{fmt}",
-            mime=f"image/{fmt}" if fmt == "png" else "application/pdf",
-            key=f"studio_{name}_{fmt}",
-        )
-
-
-def what_changes(strip: trav.Traversal) -> None:
-    """Per step, the mean of the latents and nuisances and the share of each dish type over
-    the step's dishes; where the data has no such labels, the recipe and title words."""
-    rows = strip.rows
-    found = rows[rows >= 0]
-    per_step = np.split(np.arange(len(found)), np.cumsum((rows >= 0).sum(axis=1))[:-1])
-    latents = {ctx.names[j]: z_all[:, j] for j in range(k)}
-    charts = [
-        (
-            "The latents (standard deviations from the data's mean)",
-            trav.standardised_means(rows, latents, latent_stats(ctx.key, tuple(ctx.names))),
-        )
-    ]
-    nuisances = nuisance_columns(ctx.key)
-    if nuisances:
-        frame = trav.standardised_means(rows, nuisances, nuisance_stats(ctx.key))
-        charts.append(("Nuisances (standard deviations)", frame))
-    if "dish" in ctx.items:
-        labels = tables.take_rows(ctx.items, found, ["dish"])["dish"].astype(str).to_numpy()
-        charts.append(("Dish types (share)", trav.shares([labels[i] for i in per_step])))
-    if not nuisances:  # no labels: what the recipes and titles say
-        texts = tables.take_rows(ctx.items, found, ["text"])["text"].astype(str).to_numpy()
-        charts.append(("Recipe words (share)", trav.word_shares([texts[i] for i in per_step])))
-        titles = ctx.titles[found]
-        charts.append(("Title words (share)", trav.word_shares([titles[i] for i in per_step])))
-    x = np.round(strip.points[:, strip.factor], 3)
-    for column, (title, frame) in zip(st.columns(len(charts)), charts, strict=True):
-        column.caption(title)
-        # a hand-written Vega-Lite spec: st.line_chart builds it through Altair, ~80 ms a chart
-        long = frame.assign(x=x).melt("x", var_name="what", value_name="y")
-        column.vega_lite_chart(long, line_spec(ctx.names[strip.factor]), height=200)
-
-
-def line_spec(x_label: str) -> dict:
-    return {
-        "mark": {"type": "line", "point": True},
-        "encoding": {
-            "x": {"field": "x", "type": "quantitative", "title": x_label},
-            "y": {"field": "y", "type": "quantitative", "title": None},
-            "color": {"field": "what", "type": "nominal", "title": None},
-            "tooltip": [{"field": "what"}, {"field": "y", "format": ".2f"}],
-        },
-    }
 
 
 # Moving a slider reruns only this fragment: the sidebar and the page header are not rebuilt
@@ -384,7 +245,7 @@ def explore() -> None:
     point = np.array([st.session_state[slider_key(j)] for j in range(k)], dtype=np.float32)
     moved = st.session_state.get("studio_moved")
     st.session_state["studio_point"] = point.tolist()
-    weights = distance_weights(ctx.key, moved, weight_mode)
+    weights = traversals.weights(ctx, moved, weight_mode)
     st.query_params["run"] = ui.label(str(ctx.run.path))
     st.query_params.update({"z": tables.format_point(point), **({"dish": dish} if dish else {})})
     if not dish and "dish" in st.query_params:
@@ -420,61 +281,7 @@ def explore() -> None:
         table = ui.recipe_table(ctx, recipe_rows, {"distance": np.round(recipe_d, 3)})
         st.dataframe(table, hide_index=True, width="stretch")
 
-    traversals(point)
-
-
-def traversals(point: np.ndarray) -> None:
-    """The strip of one factor, what else changes along it, and the all-factors grid."""
-    st.subheader("Traversal strip")
-    st.caption(
-        "Traversal by retrieval: there is no decoder, so each step shows a real dish for the "
-        "point with one factor set to a quantile of the data. Each cell says the value asked "
-        "for, the dish's own value and its distance to the requested point (the distance "
-        "mode's weights, for the traversed factor); a dish shown twice is marked."
-    )
-    c1, c2, c3, c4 = st.columns([2, 1, 3, 2])
-    factor = c1.selectbox(
-        "Factor", range(k), format_func=lambda j: ctx.names[j], key="studio_traverse_factor"
-    )
-    steps = c2.slider("Steps", 3, 11, 7, key="studio_traverse_steps")
-    follow = c3.radio("Each step shows", list(FOLLOW), format_func=FOLLOW.get, key="studio_follow")
-    types = dish_types(ctx.key)
-    dish = c4.selectbox("Within one dish type", [ANY_DISH, *types], key="studio_dish_type")
-    options = {
-        "steps": steps,
-        "follow": follow,
-        "allowed": None if dish == ANY_DISH else dish_mask(ctx.key, dish),
-        "slopes": slopes(ctx.key) if st.session_state.get("studio_along") else None,
-    }
-    weights = distance_weights(ctx.key, factor, weight_mode)
-    strip = trav.traverse(ctx.index, point, factor, weights, neighbours=NEIGHBOURHOOD, **options)
-    table = strip.table(z_all)
-    show_strip("strip", table, width=min(ui.THUMB_WIDTH, 920 // steps))
-    name = ctx.names[factor]
-    downloads("strip", [strip_cells(table)], [name], f"Traversal of {name}")
-    if st.toggle("What else changes along the strip", value=True, key="studio_changes"):
-        st.caption(
-            f"Means over each step's {NEIGHBOURHOOD} dishes nearest the step (as the strip "
-            "picks them): a line that moves with the traversed factor is a confound."
-        )
-        what_changes(strip)
-
-    st.subheader("All factors")
-    if st.toggle("Show the all-factors grid", key="studio_grid"):
-        st.caption(
-            "Every factor traversed from the current point (the start dish until a slider "
-            "moves): one row per factor, the steps and options of the strip above."
-        )
-        grid = trav.traversal_grid(
-            ctx.index, point, lambda j: distance_weights(ctx.key, j, weight_mode), **options
-        )
-        cells = []
-        for j, row in enumerate(grid):
-            row_table = row.table(z_all)
-            st.markdown(f"**{ui.factor_label(ctx, j)}**")
-            show_strip(f"grid{j}", row_table, width=min(110, 920 // steps))
-            cells.append(strip_cells(row_table))
-        downloads("grid", cells, list(ctx.names), "Traversal grid")
+    traversals.section(ctx, point, weight_mode)
 
 
 explore()
