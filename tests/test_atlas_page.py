@@ -163,6 +163,9 @@ def test_atlas_selection_shows_dishes_and_every_column(tiny_run):
     assert_ok(at)
     assert at.info and "Draw a lasso" in at.info[0].value
     assert len(at.get("plotly_chart")) == 1  # the map alone until something is selected
+    menus = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["updatemenus"]
+    colours = [b["label"] for m in menus for b in m["buttons"][1:]]
+    assert {"factor 1", "true greenness", "nuisance noise", "dish type"} <= set(colours)
     at = select(at, [3, 5, 8])
     assert_ok(at)
     assert any("3 selected dishes" in h.value for h in at.subheader)
