@@ -10,6 +10,7 @@ category, so a recolour changes one colour array and the browser redraws one tra
 from __future__ import annotations
 
 import base64
+import html
 import math
 
 import numpy as np
@@ -20,6 +21,13 @@ from plotly.subplots import make_subplots
 
 SELECTED = "#d62728"
 EVERYONE = "#9a9a9a"
+
+
+def text(value) -> str:
+    """``value`` shown literally by Plotly, which renders a subset of HTML (links, line breaks,
+    styles) in every label and hover text: titles come from the data and factor names from any
+    visitor. ``%`` is escaped too, out of the hover templates' reach."""
+    return html.escape(str(value), quote=False).replace("%", "&#37;")
 
 
 def discrete_scale(n: int) -> list[list]:
@@ -39,15 +47,17 @@ def colour_style(values: np.ndarray, name: str) -> dict:
         return {
             "marker.color": values.astype(np.float32), "marker.colorscale": "Viridis",
             "marker.cmin": None, "marker.cmax": None, "marker.colorbar.tickvals": None,
-            "marker.colorbar.ticktext": None, "marker.colorbar.title.text": name,
-            "hovertemplate": "%{hovertext}<br>" + name + " %{marker.color:.3g}<extra></extra>",
+            "marker.colorbar.ticktext": None, "marker.colorbar.title.text": text(name),
+            "hovertemplate": "%{hovertext}<br>" + text(name) + " %{marker.color:.3g}"
+                             "<extra></extra>",
         }  # fmt: skip
     labels, codes = np.unique(values.astype(str), return_inverse=True)
     return {
         "marker.color": codes.astype(np.int16), "marker.colorscale": discrete_scale(len(labels)),
         "marker.cmin": -0.5, "marker.cmax": len(labels) - 0.5,
         "marker.colorbar.tickvals": list(range(len(labels))),
-        "marker.colorbar.ticktext": list(labels), "marker.colorbar.title.text": name,
+        "marker.colorbar.ticktext": [text(label) for label in labels],
+        "marker.colorbar.title.text": text(name),
         "hovertemplate": "%{hovertext}<extra></extra>",
     }  # fmt: skip
 
@@ -91,7 +101,9 @@ def colour_menus(table: pd.DataFrame, colours: list[str], traces: list[int]) -> 
             headers = {
                 f"updatemenus[{n}].active": i + 1 if n == m else 0 for n in range(len(groups))
             }
-            buttons.append({"label": name, "method": "update", "args": [style, headers, traces]})
+            buttons.append(
+                {"label": text(name), "method": "update", "args": [style, headers, traces]}
+            )
         menus.append({
             "buttons": buttons, "active": 1 if m == 0 else 0, "x": 0.08 + 0.22 * m,
             "xanchor": "left", "y": 1.0, "yanchor": "bottom", "direction": "down",
@@ -112,7 +124,7 @@ def map_figure(
         x=table[x].to_numpy(dtype=np.float32), y=table[y].to_numpy(dtype=np.float32),
         mode="markers", marker={"size": 5, "opacity": 0.8, "showscale": True},
         customdata=table["row"].to_numpy(dtype=np.int32),
-        hovertext=table["title"].to_numpy(dtype=object), showlegend=False,
+        hovertext=[text(title) for title in table["title"]], showlegend=False,
     )  # fmt: skip
     points.update(colour_style(table[colours[0]].to_numpy(), colours[0]))
     traces = [points]
@@ -140,13 +152,14 @@ def selection_figure(panels: list[dict], columns: int = 4) -> go.Figure:
     which: a legend would sit on the first panel's title)."""
     rows = max(1, math.ceil(len(panels) / columns))
     figure = make_subplots(
-        rows=rows, cols=columns, subplot_titles=[p["name"] for p in panels],
+        rows=rows, cols=columns, subplot_titles=[text(p["name"]) for p in panels],
         horizontal_spacing=0.05, vertical_spacing=0.5 / rows,
     )  # fmt: skip
     for i, panel in enumerate(panels):
         place = {"row": i // columns + 1, "col": i % columns + 1}
-        x = panel["x"] if panel["kind"] == "categorical" else np.round(panel["x"], 4)
-        width = None if panel["kind"] == "categorical" else float(np.diff(panel["x"][:2])[0])
+        categorical = panel["kind"] == "categorical"
+        x = [text(v) for v in panel["x"]] if categorical else np.round(panel["x"], 4)
+        width = None if categorical else float(np.diff(panel["x"][:2])[0])
         for name, shares, colour in (
             ("all dishes", panel["all"], EVERYONE),
             ("selected", panel["selected"], SELECTED),

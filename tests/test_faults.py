@@ -408,6 +408,22 @@ def factor_names_render_as_text_on_the_cards_and_the_report(tmp_path, tiny, caps
     assert at.selectbox(key="cards_factor").options[0] == f"{name} (factor 1)"  # plain text
 
 
+@case
+def titles_and_names_show_literally_in_the_atlas_charts(tmp_path, tiny, capsys, monkeypatch):
+    from explorer import atlas
+
+    evil = '<a href="http://evil.example">x</a> %{customdata}'
+    table = pd.DataFrame({"map x": [0.0, 1.0], "map y": [0.0, 1.0], "row": [0, 1],
+                          "title": [evil, "soup"], evil: [0.1, 0.2],
+                          "dish type": [evil, "b"]})  # fmt: skip
+    figure = atlas.map_figure(table, "map x", "map y", [evil, "dish type"], None, 0).to_json()
+    panels = [{"name": evil, "kind": "categorical", "x": np.array([evil, "b"]),
+               "all": np.array([0.5, 0.5]), "selected": np.array([1.0, 0.0])}]  # fmt: skip
+    figure += atlas.selection_figure(panels).to_json()
+    assert "<a href" not in figure and "%{customdata}" not in figure
+    assert "&lt;a href=" in figure
+
+
 # ---- 8. each broken file is one line naming it and the fix -------------------------------
 @case
 def truncated_codes_npz(tmp_path, tiny, capsys, monkeypatch):
