@@ -77,7 +77,7 @@ class Row(NamedTuple):
             + (f"-{self.backbone}" if self.backbone else "")
             + ("" if self.likelihood_weight is None else f"-lw{self.likelihood_weight:g}")
             + (f"-fw{self.frobenius_weight:g}" if self.frobenius_weight else "")
-            + (f"-{self.encoder}" if self.encoder else "")
+            + ("-finetuned" if self.encoder == FINETUNED else "")
         )
 
 
