@@ -148,44 +148,18 @@ def every_card_pdf() -> bytes:
 
 
 stem = f"factor-card-{j + 1}"
-c1, c2, c3, c4, c5 = st.columns(5)
-c1.download_button(
-    "This card (PNG)",
-    lambda: card_figure("png"),
-    on_click="ignore",
-    file_name=f"{stem}.png",
-    mime=figures.FORMATS["png"],
-    key="cards_png",
-)
-c2.download_button(
-    "This card (PDF)",
-    lambda: card_figure("pdf"),
-    on_click="ignore",
-    file_name=f"{stem}.pdf",
-    mime=figures.FORMATS["pdf"],
-    key="cards_pdf",
-)
-c3.download_button(
-    "All cards (markdown)",
-    lambda: "\n".join(cards.card_markdown(c) for c in all_cards()),
-    on_click="ignore",
-    file_name="factor-cards.md",
-    mime="text/markdown",
-    key="cards_md",
-)
-c4.download_button(
-    "All cards (PDF)",
-    every_card_pdf,
-    on_click="ignore",
-    file_name="factor-cards.pdf",
-    mime=figures.FORMATS["pdf"],
-    key="cards_all_pdf",
-)
-c5.download_button(
-    "All cards (JSON)",
-    lambda: json.dumps({"run": run_path, "factors": all_cards()}, indent=2),
-    on_click="ignore",
-    file_name="factor-cards.json",
-    mime="application/json",
-    key="cards_json",
-)
+DOWNLOADS = [  # label, the file's content (made on click), file name, MIME type, widget key
+    ("This card (PNG)", lambda: card_figure("png"), f"{stem}.png", figures.FORMATS["png"], "png"),
+    ("This card (PDF)", lambda: card_figure("pdf"), f"{stem}.pdf", figures.FORMATS["pdf"], "pdf"),
+    ("All cards (markdown)", lambda: "\n".join(cards.card_markdown(c) for c in all_cards()),
+     "factor-cards.md", "text/markdown", "md"),
+    ("All cards (PDF)", every_card_pdf, "factor-cards.pdf", figures.FORMATS["pdf"], "all_pdf"),
+    ("All cards (JSON)", lambda: json.dumps({"run": run_path, "factors": all_cards()}, indent=2),
+     "factor-cards.json", "application/json", "json"),
+]  # fmt: skip
+for column, (label, content, file_name, mime, key) in zip(
+    st.columns(len(DOWNLOADS)), DOWNLOADS, strict=True
+):
+    column.download_button(
+        label, content, on_click="ignore", file_name=file_name, mime=mime, key=f"cards_{key}"
+    )
