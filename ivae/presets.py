@@ -70,6 +70,7 @@ PRESETS: dict[str, Preset] = {
             batch_size=256,
             lr=1e-2,
             final_lr_fraction=0.01,
+            restarts=2,
             model_options={"hidden": 64},
         ),
     )
