@@ -59,7 +59,7 @@ def home() -> None:
 
 def redundant_latents(red: redundancy.Redundancy, names: list[str]) -> None:
     """The distinct-factor count in words, and each redundant latent named with its partner."""
-    lines = redundancy.describe(red, names)
+    lines = redundancy.describe(red, [ui.plain(name) for name in names])  # names: editable
     if not lines:
         st.caption(f"{redundancy.summary(red)}: no latent is predicted by the others.")
         return

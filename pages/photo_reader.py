@@ -53,7 +53,8 @@ else:
     st.success(verdict(reading, reader.check.pass_rate))
 near, distances = ctx.index.nearest(z, n=8, weights=search_weights(ctx.index.z))
 left, right = st.columns([1, 2])
-left.image(photo, caption=f"{name} ({photo.width}x{photo.height})", width="stretch")
+caption = f"{ui.plain(name)} ({photo.width}x{photo.height})"  # the visitor names the file
+left.image(photo, caption=caption, width="stretch")
 with right:
     st.subheader("Factor values")
     table = pd.DataFrame({"factor": ctx.names, "value": np.round(z, 3), "percentile": pct})

@@ -36,7 +36,8 @@ def base_ranges(key: tuple) -> np.ndarray:
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def redundant_lines(key: tuple, names: tuple[str, ...]) -> list[str]:
-    return describe(redundancy(z_all), list(names))
+    """Markdown lines: the names, editable by any visitor, as text (ui.plain)."""
+    return describe(redundancy(z_all), [ui.plain(name) for name in names])
 
 
 def slider_key(j: int) -> str:
@@ -210,10 +211,11 @@ def explore() -> None:
             ui.show_image(st, ctx, start_row, f"start: {ctx.title(start_row)}", width=200)
         else:
             source = st.session_state.get("studio_source") or "a point set by hand"
-            st.caption(f"Start: {source}.")
+            st.caption(f"Start: {ui.plain(source)}.")  # may hold an uploaded file's name
         for j, value, low, high in st.session_state.get("studio_outside", []):
             st.info(
-                f"The start lies outside the data's 1st–99th percentiles on **{ctx.names[j]}** "
+                "The start lies outside the data's 1st–99th percentiles on "
+                f"**{ui.plain(ctx.names[j])}** "
                 f"({value:.2f}; the data's range {low:.2f} to {high:.2f}): that slider's range "
                 "was widened to include it, not clipped."
             )
@@ -267,7 +269,7 @@ def explore() -> None:
             )
         elif level == "sparse":
             st.info("Sparse region: few dishes are this far from their neighbours.")
-        what = "" if moved is None else f" (you moved **{ctx.names[moved]}**)"
+        what = "" if moved is None else f" (you moved **{ui.plain(ctx.names[moved])}**)"
         st.subheader("Nearest real dishes" + what)
         with clicks.pickable("results", rows):
             ui.image_grid(

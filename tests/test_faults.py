@@ -398,7 +398,7 @@ def factor_names_render_as_text_on_the_cards_and_the_report(tmp_path, tiny, caps
     notes = {"factors": [{"index": 0, "name": name, "notes": "", "sign": 1}]}
     (run / "factors.json").write_text(json.dumps(notes))
     monkeypatch.setenv(explorer_runs.ROOTS_VARIABLE, str(tmp_path))
-    for page in ("factor_cards", "model_report"):
+    for page in ("factor_cards", "model_report", "studio", "photo_reader", "atlas"):
         at = app(run, page)
         assert not at.exception, page
         texts = [m.value for m in at.markdown] + [c.value for c in at.caption]
