@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import atlas, tables, ui
+from explorer import atlas, clicks, tables, ui
 
 MAX_POINTS = 50_000  # drawn as points; above this many dishes the rest show as a density
 KEPT = "atlas_kept"  # (rows, figure) of the selection shown: tables.kept_selection
@@ -19,6 +19,7 @@ st.caption(
     "dishes of a region against all others."
 )
 ctx = ui.require_context()
+clicks.go_to_studio_if_asked()
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -87,7 +88,9 @@ shown_rows = selected
 if len(selected) > 12:  # a fixed draw, so a rerun shows the same dishes
     shown_rows = np.sort(np.random.default_rng(0).choice(selected, 12, replace=False))
     st.caption(f"12 of the {len(selected):,}, drawn at random.")
-ui.image_grid(ctx, shown_rows)
+clicks.listen("atlas_clicks", lambda row: clicks.start_studio(dish=str(ctx.index.ids[row])))
+with clicks.pickable("atlas_selected", shown_rows):  # click a dish to start the studio there
+    ui.image_grid(ctx, shown_rows)
 
 everyone = "all dishes" + (" (the drawn sample)" if sampled else "")
 st.subheader("The selection against " + everyone)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer import tables, ui
+from explorer import clicks, tables, ui
 from ivae import cards, figures, redundancy
 from ivae.factors import agreement, minimal_pairs, poles
 
@@ -19,6 +19,7 @@ st.caption(
     "Name the factor and keep notes; they are saved in the run's factors.json."
 )
 ctx = ui.require_context()
+clicks.go_to_studio_if_asked()
 
 
 # Recipes the word associations are counted on (a seeded sample of this many): tokenising was
@@ -100,10 +101,13 @@ else:
     st.caption(f"This latent is {redundancy_line}.")
 
 low, high = poles(ctx.index.z, j, n=6)
-st.markdown("**Low pole**")
-ui.image_grid(ctx, low)
+clicks.listen("cards_clicks", lambda row: clicks.start_studio(dish=str(ctx.index.ids[row])))
+st.markdown("**Low pole** (click a dish to start the studio there)")
+with clicks.pickable("cards_low", low):
+    ui.image_grid(ctx, low)
 st.markdown("**High pole**")
-ui.image_grid(ctx, high)
+with clicks.pickable("cards_high", high):
+    ui.image_grid(ctx, high)
 
 st.subheader("Minimal pairs")
 st.caption("Dishes alike in every other factor but far apart on this one (left: lower).")

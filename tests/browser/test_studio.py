@@ -153,3 +153,14 @@ def test_a_photo_found_by_recipe_search_starts_the_studio(open_page):
     driver.wait_idle(page)
     assert start_caption(page) == f"start: {title}"
     assert_no_exception(page)
+
+
+def test_clicking_a_dish_on_the_factor_cards_starts_the_studio_there(open_page):
+    page = open_page("factor_cards")
+    first = images(page, "cards_low").first
+    title = first.locator("[data-testid='stImageCaption']").inner_text()
+    first.locator("img").click()
+    page.wait_for_function("() => new URLSearchParams(location.search).get('dish') !== null")
+    driver.wait_idle(page)
+    assert start_caption(page) == f"start: {title}"
+    assert_no_exception(page)
