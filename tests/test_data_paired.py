@@ -178,3 +178,19 @@ def test_a_duplicate_id_in_another_batch_of_a_long_table_is_refused(tmp_path, mo
     write_paired(tmp_path, items, {"name": "tiny", "factor_names": ["redness"]})
     with pytest.raises(DataError, match="row 3 .*split 'later'"):  # the table's row
         load_paired(tmp_path, image_size=8)
+
+
+def test_the_content_digest_does_not_depend_on_the_rows_read_at_a_time(tmp_path, monkeypatch):
+    """The items' digest is read a batch of rows at a time (flat memory); the batch size must
+    not change it, and any changed text must."""
+    import ivae.data.paired as paired
+    from tests.tiny_run import make_tiny_dataset
+
+    data = make_tiny_dataset(tmp_path / "data")
+    whole = paired.items_content_digest(data)
+    monkeypatch.setattr(paired, "DIGEST_ROWS", 7)  # 240 rows: 35 batches, the last short
+    assert paired.items_content_digest(data) == whole
+    items = pd.read_parquet(data / "items.parquet")
+    items.loc[100, "text"] += " salt"
+    items.to_parquet(data / "items.parquet", index=False)
+    assert paired.items_content_digest(data) != whole

@@ -223,25 +223,35 @@ def items_digest(directory: Path) -> str:
     return digest.hexdigest()
 
 
+DIGEST_ROWS = 4096  # rows hashed at a time: only one batch's texts are in memory at once
+DIGEST_COLUMNS = ("id", "image", "text")
+
+
 def items_content_digest(directory: Path) -> str:
     """SHA-256 of what identifies the pairs of ``items.parquet``: its ids, image paths and
     texts, in row order. Two kitchen sets of other seeds share ids and paths but not texts;
-    the same table written again (another parquet writer) keeps its digest."""
+    the same table written again (another parquet writer) keeps its digest. Per column, the
+    values' lengths and their bytes feed two running hashes, so the digest does not depend on
+    how many rows are read at a time (``DIGEST_ROWS``), and memory does not grow with them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    digest = hashlib.sha256()
+    lengths = {name: hashlib.sha256() for name in DIGEST_COLUMNS}
+    contents = {name: hashlib.sha256() for name in DIGEST_COLUMNS}
     try:
         parquet = pq.ParquetFile(directory / ITEMS)
-        for batch in parquet.iter_batches(batch_size=65536, columns=["id", "image", "text"]):
-            for column in batch.columns:
-                chunk = column.cast(pa.large_string())
+        for batch in parquet.iter_batches(batch_size=DIGEST_ROWS, columns=list(DIGEST_COLUMNS)):
+            for name in DIGEST_COLUMNS:
+                chunk = batch.column(name).cast(pa.large_string())
                 offsets = np.frombuffer(chunk.buffers()[1], np.int64)
                 offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
-                digest.update(np.diff(offsets).tobytes())  # each value's length, then its bytes
-                digest.update(chunk.buffers()[2][int(offsets[0]) : int(offsets[-1])])
+                lengths[name].update(np.diff(offsets).tobytes())
+                contents[name].update(chunk.buffers()[2][int(offsets[0]) : int(offsets[-1])])
     except (OSError, pa.ArrowException) as error:
         raise DataError(f"{directory / ITEMS}: unreadable parquet ({error})") from None
+    digest = hashlib.sha256()
+    for name in DIGEST_COLUMNS:
+        digest.update(lengths[name].digest() + contents[name].digest())
     return digest.hexdigest()
 
 
