@@ -89,7 +89,9 @@ def summary(report: dict, restarts: list[dict]) -> str:
         parts.append(f"codes changing by {report['code_change']:.4f} per epoch at the end")
     if len(restarts) > 1:
         chosen = next((r for r in restarts if r.get("chosen")), restarts[0])
-        scores = ", ".join(f"{r['score']:.4g}" for r in restarts)
+        scores = ", ".join(
+            "diverged" if r.get("score") is None else f"{r['score']:.4g}" for r in restarts
+        )
         parts.append(
             f"{len(restarts)} initialisations tried (validation scores {scores}), "
             f"start {chosen['candidate'] + 1} kept"

@@ -58,6 +58,10 @@ class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what to do."""
 
 
+class NonFiniteLoss(TrainingError):
+    """A training step's loss went NaN or infinite (the run stops, or the start is dropped)."""
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 30
@@ -318,7 +322,7 @@ class Trainer:
                 if last.exists()
                 else "no checkpoint was written yet; start again with a lower --lr"
             )
-            raise TrainingError(
+            raise NonFiniteLoss(
                 f"non-finite loss at epoch {self.epoch + 1}, step {self.step + 1}: "
                 + ", ".join(f"{k} = {values[k]}" for k in bad)
                 + f". {advice[0].upper()}{advice[1:]}"
@@ -436,14 +440,19 @@ class Trainer:
         cfg = self.train_cfg
         self.choosing = True
         while True:
-            while self.epoch < cfg.candidate_epochs:
-                self.train_epoch()
-            self.score_candidate()
+            try:
+                while self.epoch < cfg.candidate_epochs:
+                    self.train_epoch()
+                self.score_candidate()
+            except NonFiniteLoss as error:  # a start that diverges is dropped, not the run
+                if self.candidate + 1 == cfg.restarts and self.kept is None:
+                    raise
+                self.drop_candidate(error)
             if self.candidate + 1 == cfg.restarts:
                 break
             self.candidate += 1
             self.build(candidate_seed(cfg.seed, self.candidate))  # a new module trains
-            self.epoch, self.step, self.history = 0, 0, []
+            self.epoch, self.step, self.history, self.sums = 0, 0, [], {}
             self.checkpoint()
         _, best, kept = self.kept
         for tried in self.restarts:
@@ -458,6 +467,16 @@ class Trainer:
         self.checkpoint()
         if self.world.main:
             write_text(self.out / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+
+    def drop_candidate(self, error: NonFiniteLoss) -> None:
+        """Record the candidate in training as diverged (no score); the next one starts."""
+        seed = candidate_seed(self.train_cfg.seed, self.candidate)
+        reason = str(error).split(". ")[0]
+        self.restarts.append(
+            {"candidate": self.candidate, "seed": seed, "score": None, "diverged": reason}
+        )
+        if self.progress:
+            tqdm.write(f"start {self.candidate + 1}/{self.train_cfg.restarts}: {reason}; dropped")
 
     def score_candidate(self) -> None:
         """Score the candidate just trained and keep a copy of it if it is the best so far."""

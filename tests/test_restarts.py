@@ -49,6 +49,43 @@ def test_the_best_scoring_start_goes_on_and_every_start_is_reported(toy, tmp_pat
     assert any(not torch.equal(chosen[k], first[k]) for k in chosen)
 
 
+def diverging(monkeypatch, candidates, step: int = 3) -> None:
+    """The loss turns NaN at the ``step``-th step of the given starts (or of a run with one
+    start, when ``candidates`` holds 0); every other start trains as usual."""
+    real = Trainer.train_step
+
+    def step_of(self, batch):
+        if self.candidate in candidates and self.step == step and self.epoch == 0:
+            batch = {**batch, "x": torch.full_like(batch["x"], float("nan"))}
+        return real(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", step_of)
+
+
+def test_a_start_whose_loss_turns_nan_is_dropped_and_the_next_goes_on(toy, tmp_path, monkeypatch):
+    diverging(monkeypatch, {0})
+    config = TrainConfig(epochs=3, batch_size=64, restarts=2, restart_epochs=1)
+    metrics = train(toy, tmp_path / "run", "implicit-ivae", OPTIONS, config, progress=False)
+    first, second = metrics["restarts"]
+    assert first["score"] is None and "non-finite loss" in first["diverged"]
+    assert second["chosen"] and math.isfinite(second["score"]) and not first.get("chosen")
+    assert math.isfinite(metrics["mcc"])
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 3 and "nan" not in "".join(history[1:]).lower()
+
+
+@pytest.mark.parametrize("restarts, diverge", [(1, {0}), (2, {0, 1})])
+def test_a_nan_loss_stops_the_run_when_no_start_is_left(
+    toy, tmp_path, monkeypatch, restarts, diverge
+):
+    from ivae.train import NonFiniteLoss
+
+    diverging(monkeypatch, diverge)
+    config = TrainConfig(epochs=2, batch_size=64, restarts=restarts, restart_epochs=1)
+    with pytest.raises(NonFiniteLoss, match="non-finite loss at epoch 1, step 4"):
+        train(toy, tmp_path / "run", "implicit-ivae", OPTIONS, config, progress=False)
+
+
 def test_one_start_is_the_run_it_always_was(toy, tmp_path):
     """restarts=1 trains candidate 0 from the run's own seed: no choice, no extra epochs."""
     config = TrainConfig(epochs=2, batch_size=64, restarts=1)
