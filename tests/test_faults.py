@@ -377,13 +377,21 @@ def markdown_and_html_show_literally(tmp_path, tiny, capsys, monkeypatch):
     assert shown["c"] == [PLAIN[0][1]] * 2
 
 
-@case
-def titles_and_factor_names_render_as_text_on_the_pages(tmp_path, tiny, capsys, monkeypatch):
+EVIL_NAME = "![x](http://evil.example/a.png)"  # a remote image, if rendered as Markdown
+
+
+def run_with_evil_factor_name(tmp_path, tiny, monkeypatch) -> tuple[Path, str]:
+    """A copy of the tiny run whose first factor a visitor named EVIL_NAME, under a run root."""
     run = copy_run(tiny, tmp_path)
-    name = "![x](http://evil.example/a.png)"
-    notes = {"factors": [{"index": 0, "name": name, "notes": "", "sign": 1}]}
+    notes = {"factors": [{"index": 0, "name": EVIL_NAME, "notes": "", "sign": 1}]}
     (run / "factors.json").write_text(json.dumps(notes))
     monkeypatch.setenv(explorer_runs.ROOTS_VARIABLE, str(tmp_path))
+    return run, EVIL_NAME
+
+
+@case
+def titles_and_factor_names_render_as_text_on_the_pages(tmp_path, tiny, capsys, monkeypatch):
+    run, name = run_with_evil_factor_name(tmp_path, tiny, monkeypatch)
     at = app(run)
     assert not at.exception
     texts = [m.value for m in at.markdown] + [c.value for c in at.caption]
@@ -393,11 +401,7 @@ def titles_and_factor_names_render_as_text_on_the_pages(tmp_path, tiny, capsys, 
 
 @case
 def factor_names_render_as_text_on_the_cards_and_the_report(tmp_path, tiny, capsys, monkeypatch):
-    run = copy_run(tiny, tmp_path)
-    name = "![x](http://evil.example/a.png)"
-    notes = {"factors": [{"index": 0, "name": name, "notes": "", "sign": 1}]}
-    (run / "factors.json").write_text(json.dumps(notes))
-    monkeypatch.setenv(explorer_runs.ROOTS_VARIABLE, str(tmp_path))
+    run, name = run_with_evil_factor_name(tmp_path, tiny, monkeypatch)
     for page in ("factor_cards", "model_report", "studio", "photo_reader", "atlas"):
         at = app(run, page)
         assert not at.exception, page

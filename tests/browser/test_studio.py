@@ -49,6 +49,15 @@ def photo(path, colour=(70, 170, 60)):
     return path
 
 
+def click_starts_the_studio(page, image, title: str) -> None:
+    """Click a dish's image on any page: the studio opens, started from that dish."""
+    image.locator("img").click()
+    expect_title(page, "Factor studio")
+    driver.wait_idle(page)
+    assert start_caption(page) == f"start: {title}"
+    assert_no_exception(page)
+
+
 def test_the_all_factors_grid(open_page):
     page = open_page("studio")
     k = len(query_param(page, "z").split(","))
@@ -133,11 +142,7 @@ def test_the_photo_reader_hands_over_a_photo_and_a_dish(open_page, run_path, tmp
     near.wait_for()
     driver.wait_idle(page)
     title = near.locator("[data-testid='stImageCaption']").inner_text().rsplit(" · d=", 1)[0]
-    near.locator("img").click()
-    expect_title(page, "Factor studio")
-    driver.wait_idle(page)
-    assert start_caption(page) == f"start: {title}"
-    assert_no_exception(page)
+    click_starts_the_studio(page, near, title)
 
 
 def test_a_photo_found_by_recipe_search_starts_the_studio(open_page):
@@ -148,19 +153,11 @@ def test_a_photo_found_by_recipe_search_starts_the_studio(open_page):
     first.wait_for()
     driver.wait_idle(page)
     title = first.locator("[data-testid='stImageCaption']").inner_text().rsplit(" · score", 1)[0]
-    first.locator("img").click()
-    expect_title(page, "Factor studio")
-    driver.wait_idle(page)
-    assert start_caption(page) == f"start: {title}"
-    assert_no_exception(page)
+    click_starts_the_studio(page, first, title)
 
 
 def test_clicking_a_dish_on_the_factor_cards_starts_the_studio_there(open_page):
     page = open_page("factor_cards")
     first = images(page, "cards_low").first
     title = first.locator("[data-testid='stImageCaption']").inner_text()
-    first.locator("img").click()
-    page.wait_for_function("() => new URLSearchParams(location.search).get('dish') !== null")
-    driver.wait_idle(page)
-    assert start_caption(page) == f"start: {title}"
-    assert_no_exception(page)
+    click_starts_the_studio(page, first, title)
