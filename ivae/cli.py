@@ -145,7 +145,10 @@ def finetuned_backbone(args, model: str) -> tuple[str, str]:
     from ivae.head import finetune_last_block
 
     if not args.backbone:
-        raise ValueError("--finetune-last-block goes with --backbone efficientnet-lite0")
+        raise ValueError(
+            "--finetune-last-block goes with --backbone efficientnet-lite0 "
+            "(or efficientnet-lite0-stages)"
+        )
     if model != "implicit-ivae":
         raise ValueError(
             f"--finetune-last-block trains the implicit iVAE's encoder; got --model {model}"

@@ -31,7 +31,13 @@ from ivae.data.dataset import Dataset, MappedRows
 
 RECORD_KEYS = ("name", "weights_hash", "image_size", "feature_dim")
 # backbone -> (the backbone whose features feed a fine-tuned last block, the encoder option)
-FINETUNED = {"efficientnet-lite0": ("efficientnet-lite0-tail", "efficientnet-lite0-tail")}
+FINETUNED = {
+    "efficientnet-lite0": ("efficientnet-lite0-tail", "efficientnet-lite0-tail"),
+    "efficientnet-lite0-stages": (
+        "efficientnet-lite0-stages-tail",
+        "efficientnet-lite0-stages-tail",
+    ),
+}
 
 
 class BackboneMismatch(ValueError):
@@ -103,8 +109,9 @@ def pretrained_tail(model, record: dict | None) -> None:
         return
     if record is None or record["name"] not in {tail for tail, _ in FINETUNED.values()}:
         raise BackboneMismatch(
-            "the efficientnet-lite0-tail encoder trains on the efficientnet-lite0-tail "
-            "backbone's features; train with --backbone efficientnet-lite0 --finetune-last-block"
+            "a fine-tuned last block trains on the map entering it (the efficientnet-lite0-tail "
+            "or -stages-tail backbone's features); train with --backbone efficientnet-lite0 "
+            "(or efficientnet-lite0-stages) --finetune-last-block"
         )
     state = load_backbone(record).net.state_dict()
     for tail in tails:

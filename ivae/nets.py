@@ -144,20 +144,23 @@ def build_encoder(
     raise ValueError(f"no encoder for modality kind {modality.kind!r}; known: {KINDS}")
 
 
-def backbone_tail(modality: Modality, out_dim: int, hidden: int = 256, depth: int = 3):
+def backbone_tail(
+    modality: Modality, out_dim: int, hidden: int = 256, depth: int = 3, stage_means: bool = False
+):
     """EfficientNet-Lite0's last block and head convolution (ImageNet weights loaded by
     ivae.head.pretrained_tail), then an MLP: the encoder of a run that fine-tunes the last
-    block, on the flattened map entering it (the ``efficientnet-lite0-tail`` backbone)."""
-    from ivae.backbones.efficientnet_lite0 import HEAD, EfficientNetLite0Tail
+    block, on the flattened map entering it (the ``efficientnet-lite0-tail`` backbone). With
+    ``stage_means`` the MLP reads the stage means instead of the head convolution's: the
+    trunk's frozen ones, then the map's and the last block's (``…-stages-tail``)."""
+    from ivae.backbones.efficientnet_lite0 import EfficientNetLite0Tail
 
     if modality.kind != "vector":
         raise ValueError(
             f"the efficientnet-lite0-tail encoder reads the cached map entering the last block "
             f"(vector data); got {modality.kind} {modality.shape}"
         )
-    return nn.Sequential(
-        EfficientNetLite0Tail(modality.shape[0]), VectorEncoder(HEAD, out_dim, hidden, depth)
-    )
+    tail = EfficientNetLite0Tail(modality.shape[0], stage_means=stage_means)
+    return nn.Sequential(tail, VectorEncoder(tail.out_dim, out_dim, hidden, depth))
 
 
 def build_decoder(

@@ -59,7 +59,7 @@ def test_unknown_backbone_lists_the_valid_ones():
     with pytest.raises(
         BackboneError,
         match="choose one of: efficientnet-lite0, efficientnet-lite0-stages, "
-        "efficientnet-lite0-tail, resnet50, cnn",
+        "efficientnet-lite0-tail, efficientnet-lite0-stages-tail, resnet50, cnn",
     ):
         get_backbone("vgg16")
 
@@ -286,6 +286,27 @@ def test_lite0_tail_keeps_imagenet_batch_statistics_while_training():
     assert tail._conv_head.weight.grad is not None  # the weights do train
 
 
+def test_lite0_stages_trunk_then_tail_is_the_stages_network(lite0):
+    """With the stage means, the trunk hands on the map and the frozen means of the stages before
+    it; the tail, with the ImageNet weights, gives exactly the stages backbone's 784 features."""
+    trunk = get_backbone("efficientnet-lite0-stages-tail", image_size=128)
+    assert trunk.weights_hash == lite0.weights_hash
+    assert trunk.feature_dim == 192 * 4 * 4 + 16 + 24 + 40 + 80 + 112
+    tail = EfficientNetLite0Tail(trunk.feature_dim, stage_means=True)
+    assert tail.out_dim == 784
+    tail.load_pretrained(lite0.net.state_dict())
+    assert set(tail.state_dict()) == {
+        k for k in lite0.net.state_dict() if k.startswith(f"_blocks.{LAST_BLOCK}.")
+    }  # no head convolution: the stage means do not read it
+    images = np.random.default_rng(1).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+    stages = get_backbone("efficientnet-lite0-stages", image_size=128).features(images)
+    with torch.no_grad():
+        through_tail = tail.eval()(torch.from_numpy(trunk.features(images))).numpy()
+    np.testing.assert_allclose(through_tail, stages, atol=1e-4)
+
+
 def test_lite0_tail_refuses_a_map_of_the_wrong_size():
+    with pytest.raises(ValueError, match=r"192 channels on a square map, then 272 stage means"):
+        EfficientNetLite0Tail(192 * 16, stage_means=True)
     with pytest.raises(ValueError, match="192 channels"):
         EfficientNetLite0Tail(1280)

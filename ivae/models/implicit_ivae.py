@@ -43,7 +43,8 @@ from ivae.nets import CouplingFlow, LeakyFlow, Modality, backbone_tail, build_en
 JACOBIAN_MODES = ("exact", "none")
 POSTERIORS = ("deterministic", "stochastic")
 FLOWS = ("flow", "leaky-flow")
-ENCODERS = ("auto", "network", "flow", "leaky-flow", "efficientnet-lite0-tail")
+TAILS = ("efficientnet-lite0-tail", "efficientnet-lite0-stages-tail")  # fine-tuned last block
+ENCODERS = ("auto", "network", "flow", "leaky-flow", *TAILS)
 
 
 @dataclass
@@ -65,7 +66,8 @@ class ImplicitIVAEConfig(ModelConfig):
     # "network" | "flow" (affine couplings) | "leaky-flow" (invertible leaky-ReLU MLP) |
     # "auto": the coupling flow when dim x == k, else the network |
     # "efficientnet-lite0-tail": EfficientNet-Lite0's last block and head convolution, then the
-    # network, on the map entering that block (`ivae train --finetune-last-block`, ivae.head)
+    # network, on the map entering that block (`ivae train --finetune-last-block`, ivae.head) |
+    # "efficientnet-lite0-stages-tail": the same block, the network on the stage means
     encoder: str = "auto"
     flow_layers: int = 16  # layers of the invertible encoder (docs/experiments.md, "Which encoder")
     flow_mixing: bool = True  # coupling flow: a learned linear layer before every coupling
@@ -134,8 +136,9 @@ class ImplicitIVAE(Model):
             self.encoder = CouplingFlow(k, config.hidden, config.flow_layers, config.flow_mixing)
         elif flow == "leaky-flow":
             self.encoder = LeakyFlow(k, config.flow_layers)
-        elif config.encoder == "efficientnet-lite0-tail":
-            self.encoder = backbone_tail(x, outputs, config.hidden, config.depth)
+        elif config.encoder in TAILS:
+            stage_means = config.encoder == "efficientnet-lite0-stages-tail"
+            self.encoder = backbone_tail(x, outputs, config.hidden, config.depth, stage_means)
         else:
             self.encoder = build_encoder(x, outputs, config.hidden, config.depth, config.width)
         self.prior = ConditionalPrior(
