@@ -40,6 +40,14 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
+def read_section(name: str, path: Path = RESULTS) -> str:
+    """The text between the ``name`` markers of ``path`` ("" when there is none)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else ""
+    found = re.search(re.escape(begin) + r"\n?(.*?)" + re.escape(end), text, re.S)
+    return found.group(1) if found else ""
+
+
 def write_section(name: str, body: str, path: Path = RESULTS) -> Path:
     """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in ``path``
     (appended at the end when the markers are not there yet); other benchmarks own the other

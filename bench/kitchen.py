@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from bench.common import ROOT, command, mean_sd, shown, write_section
+from bench.common import ROOT, command, mean_sd, read_section, shown, write_section
 from ivae.data import load_dataset
 from ivae.models import REGISTRY
 from ivae.presets import PRESETS
@@ -53,7 +53,7 @@ class Row(NamedTuple):
         return (
             f"{self.model}, {self.epochs} epochs"
             + (f", {self.backbone} features" if self.backbone else "")
-            + (", last block fine-tuned" if self.encoder == FINETUNED else "")
+            + (", last block fine-tuned" if self.encoder in (FINETUNED, STAGES_FINETUNED) else "")
             + (", flips and quarter turns" if self.augment != "none" else "")
             + (f", batch {self.batch}" if self.batch != BATCH else "")
             + (f", lr {self.lr:g}" if self.lr != LR else "")
@@ -77,7 +77,7 @@ class Row(NamedTuple):
             + (f"-{self.backbone}" if self.backbone else "")
             + ("" if self.likelihood_weight is None else f"-lw{self.likelihood_weight:g}")
             + (f"-fw{self.frobenius_weight:g}" if self.frobenius_weight else "")
-            + ("-finetuned" if self.encoder == FINETUNED else "")
+            + ("-finetuned" if self.encoder in (FINETUNED, STAGES_FINETUNED) else "")
         )
 
 
@@ -253,6 +253,8 @@ BACKBONE = "efficientnet-lite0"
 STAGES = "efficientnet-lite0-stages"  # every stage's pooled output (ivae.backbones)
 # the map entering the last block, which the encoder's copy of that block trains on
 FINETUNED = "efficientnet-lite0-tail"
+# ... and with the frozen means of the stages before that block (the stage features, fine-tuned)
+STAGES_FINETUNED = "efficientnet-lite0-stages-tail"
 JACOBIAN_ON = {"likelihood_weight": 0.1, "frobenius_weight": 0.1}
 BACKBONE_ROWS = [
     Row("implicit-ivae", 15, lr=2e-3, backbone=BACKBONE, likelihood_weight=0.0),
@@ -270,6 +272,14 @@ BACKBONE_ROWS = [
     Row("implicit-ivae", 15, lr=2e-3, backbone=STAGES, **JACOBIAN_ON),
     Row("implicit-ivae", 15, "dihedral", lr=2e-3, backbone=BACKBONE, **JACOBIAN_ON),
     Row("implicit-ivae", 15, lr=2e-3, backbone=FINETUNED, likelihood_weight=0.0, encoder=FINETUNED),
+    Row(
+        "implicit-ivae",
+        15,
+        lr=2e-3,
+        backbone=STAGES_FINETUNED,
+        likelihood_weight=0.0,
+        encoder=STAGES_FINETUNED,
+    ),
 ]
 FACTORS = ("savoriness", "wateriness", "greenness", "spiciness")
 
@@ -321,13 +331,27 @@ def backbone_main(args) -> None:
             print(row.label(0), seed, one_run(data, "kitchen", row, seed, path, features))
     results = {}
     for row in BACKBONE_ROWS:  # every finished run, whichever process trained it
+        paths = [
+            run_dir(Path(args.out), loaded_data(args, row, loaded), "kitchen", row, seed)
+            for seed in range(args.seeds)
+        ]
+        if not any((path / "metrics.json").exists() for path in paths):
+            continue  # no run here: the row's line in docs/results.md stays as it is
         data, _, extraction = row_features(args, row, loaded)
-        for seed in range(args.seeds):
-            path = run_dir(Path(args.out), data, "kitchen", row, seed)
+        for path in paths:
             if (path / "metrics.json").exists():
-                figures = one_run(data, "kitchen", row, seed, path)
+                figures = one_run(data, "kitchen", row, 0, path)
                 results.setdefault(row, []).append({**figures, "extraction": extraction})
-    backbone_report(args, results, len(data))
+    backbone_report(args, results, len(loaded_data(args, BACKBONE_ROWS[0], loaded)))
+
+
+def loaded_data(args, row: Row, loaded: dict):
+    """The data set a row trains on (its length names the run directories), without features."""
+    if loaded:
+        return next(iter(loaded.values()))[0]
+    from ivae.data import load_dataset
+
+    return load_dataset(args.backbone_data, images=False)
 
 
 def backbone_report(args, results: dict, n_items: int) -> None:
@@ -340,7 +364,19 @@ def backbone_report(args, results: dict, n_items: int) -> None:
         "| features + training min | seeds |",
         "|---" * (8 + len(FACTORS)) + "|",
     ]
-    for row, runs in results.items():
+    earlier = {  # the lines of rows not run here, as the last run of this command wrote them
+        line.split(" | ")[0].removeprefix("| "): line
+        for line in read_section("kitchen-backbone").splitlines()
+        if line.startswith("| implicit-ivae")
+    }
+    carried = []
+    for row in BACKBONE_ROWS:
+        runs = results.get(row)
+        if not runs:
+            if row.label(0) in earlier:
+                lines.append(earlier[row.label(0)])
+                carried.append(row.label(0))
+            continue
         col = {k: [r.get(k) for r in runs] for k in runs[0]}
         train_s = float(np.median(col["seconds"]))
         extraction = col["extraction"][0]
@@ -364,7 +400,14 @@ def backbone_report(args, results: dict, n_items: int) -> None:
         "quarter turns), extrapolated from 64 items timed now (load average "
         f"{load_average():.1f}), to the median training time. Per-factor columns: the "
         "|corr| of each true factor with its matched latent."
-        "\n\n" + "\n".join(lines)
+        + (
+            f" {len(carried)} row(s) had no runs in `{shown(args.out)}` this time and keep the "
+            "line an earlier run of this command wrote (`--rows` runs them again)."
+            if carried
+            else ""
+        )
+        + "\n\n"
+        + "\n".join(lines)
     )
     print(write_section("kitchen-backbone", body))
 
