@@ -4,8 +4,9 @@ The trainer never copies the train split: ``TrainRows`` keeps the data set's own
 memory, or memory-mapped: the backbone feature cache, the decoded-image cache) and the row
 numbers of the train items, and reads one batch's rows at a time, in the loader's workers
 when there are any. After reading from a memory map it hands the mapped pages back to the
-operating system (``madvise(MADV_DONTNEED)``; they stay in the page cache), so the trainer's
-resident size does not grow with the data: the file, not the process, holds the split.
+operating system (``madvise(MADV_DONTNEED)``; they stay in the page cache) every few rows
+(``ivae.data.dataset.read_rows``), so the trainer's resident size does not grow with the
+data: the file, not the process, holds the split.
 
 ``EpochBatches`` is the sampler: the order of an epoch depends on (seed, epoch) alone, a
 permutation of the train items cut into batches of ``batch_size`` (the last partial batch
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ivae.data.dataset import release
+from ivae.data.dataset import read_rows
 from ivae.distributed import ALONE
 
 
@@ -78,11 +79,9 @@ class TrainRows(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int, torch.Tensor]) -> dict[str, torch.Tensor]:
         epoch, step, index = key
         rows = self.rows[index.numpy()]
-        x = self.views_of(rows, epoch, step) if self.views is not None else self.x[rows]
+        x = self.views_of(rows, epoch, step) if self.views is not None else read_rows(self.x, rows)
         batch = {"x": torch.from_numpy(np.ascontiguousarray(x)), "index": index}
-        batch["y"] = torch.from_numpy(np.ascontiguousarray(self.y[rows]))
-        for array in (self.x, self.y, self.views):
-            release(array)
+        batch["y"] = torch.from_numpy(read_rows(self.y, rows))  # released as it reads
         return batch
 
     def views_of(self, rows: np.ndarray, epoch: int, step: int) -> np.ndarray:
@@ -93,7 +92,7 @@ class TrainRows(torch.utils.data.Dataset):
             seed = seed * 1_000_003 + self.world.rank
         generator = torch.Generator().manual_seed(seed)
         view = torch.randint(0, self.views.shape[1], (len(rows),), generator=generator)
-        return np.asarray(self.views[rows, view.numpy()], dtype=np.float32)
+        return read_rows(self.views, rows, view.numpy(), dtype=np.float32)
 
 
 def train_loader(

@@ -4,6 +4,13 @@ Its x (and y) may be memory-mapped (the decoded-image cache, the backbone featur
 then a split of it (``Dataset.part``) is a ``MappedRows``, the row numbers of the split over
 the same map, read a batch at a time when indexed, so that held-out validation and evaluation
 never copy a whole split into memory.
+
+Rows of a map are read ``RELEASE_ROWS`` at a time and the mapped pages handed back after each
+(``read_rows``): the kernel maps a page-cache folio whole, and a file just written (the
+feature cache, the token cache) sits in folios of up to 2 MB, so one row of 2.5 KB can map
+2 MB. A batch of 128 random rows of a fresh 200k-item feature cache mapped ~175 MB at once
+(docs/results.md, "Training memory"), a share of the file that grows with the data until the
+batch's folios are all different.
 """
 
 from __future__ import annotations
@@ -36,6 +43,29 @@ def release(array) -> None:
         mapping.madvise(mmap.MADV_DONTNEED)
 
 
+RELEASE_ROWS = 8  # rows read from a map between two releases: at most ~8 folios mapped
+
+
+def read_rows(array, *index: np.ndarray, dtype=None) -> np.ndarray:
+    """``array[index]`` as a new ndarray (of ``dtype``): ``index``, one or more aligned integer
+    arrays over the first axes (rows, and e.g. a view per row). From a memory map (or a
+    ``MappedRows``) the rows are read ``RELEASE_ROWS`` at a time and the mapped pages released
+    after each (the module's note); the values are those of ``array[index]``."""
+    if isinstance(array, MappedRows):
+        dtype = dtype or array.dtype
+        array, index = array.array, (array.rows[index[0]], *index[1:])
+    dtype = np.dtype(dtype or array.dtype)
+    if not mapped(array):
+        return np.asarray(array[index], dtype=dtype)  # an index array: already a copy
+    out = np.empty((len(index[0]), *array.shape[len(index) :]), dtype)
+    for start in range(0, len(out), RELEASE_ROWS):
+        out[start : start + RELEASE_ROWS] = array[
+            tuple(i[start : start + RELEASE_ROWS] for i in index)
+        ]
+        release(array)
+    return out
+
+
 class MappedRows:
     """Some rows of a memory-mapped array, read from the map only when indexed.
 
@@ -60,8 +90,8 @@ class MappedRows:
     def __getitem__(self, key) -> np.ndarray:
         first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
         rows = self.rows[first]
-        out = np.array(self.array[rows], dtype=self.dtype)  # a copy, never a view of the map
-        release(self.array)
+        out = read_rows(self.array, np.atleast_1d(rows), dtype=self.dtype)  # never a view
+        out = out.reshape(out.shape[1:]) if np.ndim(rows) == 0 else out
         return out[(slice(None),) * np.ndim(rows) + rest] if rest else out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:

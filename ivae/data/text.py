@@ -160,8 +160,9 @@ def _encode_into(partial: Path, vocab: Vocab, max_len: int, batches, n: int) -> 
     return max(width, 1)
 
 
-def _narrow(wide: Path, out: Path, width: int, chunk: int = 65536) -> None:
-    """The (n, max_len) file ``wide`` as an (n, width) one at ``out``, a chunk at a time."""
+def _narrow(wide: Path, out: Path, width: int, chunk: int = 8192) -> None:
+    """The (n, max_len) file ``wide`` as an (n, width) one at ``out``, ``chunk`` rows at a time
+    (8 MB of ``wide`` at max_len 256; both maps released after each)."""
     source = np.load(wide, mmap_mode="r")
     if source.shape[1] == width:
         del source
