@@ -9,7 +9,8 @@ the end (and concatenating them) left one long-lived allocation behind each batc
 temporaries (a text batch's (B, 96, L) activations); once glibc raises its mmap threshold
 to their size, they go on the heap, which those small tensors pin and which then grows by
 about a batch's temporaries per batch: encoding the 19,804 test recipes of a 200k-item data
-set took ~800 MB (docs/results.md, "Training memory").
+set took ~800 MB (the photo data of bench/train_memory.py; its table in docs/results.md,
+"Training memory", is measured with this code).
 """
 
 from __future__ import annotations

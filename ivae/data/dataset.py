@@ -9,8 +9,8 @@ Rows of a map are read ``RELEASE_ROWS`` at a time and the mapped pages handed ba
 (``read_rows``): the kernel maps a page-cache folio whole, and a file just written (the
 feature cache, the token cache) sits in folios of up to 2 MB, so one row of 2.5 KB can map
 2 MB. A batch of 128 random rows of a fresh 200k-item feature cache mapped ~175 MB at once
-(docs/results.md, "Training memory"), a share of the file that grows with the data until the
-batch's folios are all different.
+(the photo data of bench/train_memory.py), a share of the file that grows with the data
+until the batch's folios are all different.
 """
 
 from __future__ import annotations
