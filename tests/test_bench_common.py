@@ -3,7 +3,7 @@ byte outside it is kept (other benchmarks own the other sections)."""
 
 from __future__ import annotations
 
-from bench.common import ROOT, command, shown, write_section
+from bench.common import ROOT, command, read_section, shown, write_section
 
 DOC = (
     "# Results\n\nIntro text.\n\n"
@@ -39,6 +39,15 @@ def test_a_new_section_is_appended_after_the_others(tmp_path):
     assert text == DOC + "\n<!-- recipe1m:begin -->\n| recipes |\n|---|\n<!-- recipe1m:end -->\n"
     write_section("recipe1m", "| rows |", path)  # now there: replaced, not appended again
     assert path.read_text() == text.replace("| recipes |\n|---|", "| rows |")
+
+
+def test_a_section_reads_back_as_written_and_a_missing_one_as_empty(tmp_path):
+    path = tmp_path / "results.md"
+    path.write_text(DOC)
+    assert read_section("latency", path) == "old latency\n\n| a | b |\n"
+    write_section("kitchen", "| row | 1 |", path)
+    assert read_section("kitchen", path) == "| row | 1 |\n"
+    assert read_section("recipe1m", path) == "" and read_section("x", tmp_path / "none.md") == ""
 
 
 def test_a_missing_file_is_created_with_the_section_alone(tmp_path):
