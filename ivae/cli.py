@@ -330,6 +330,7 @@ def cmd_features(args) -> None:
             batch_size=args.batch_size,
             weights=args.backbone_weights,
             progress=not args.quiet,
+            device=args.device,
         )
     except KeyboardInterrupt:
         print("ivae: interrupted; run the same command again to continue", file=sys.stderr)
@@ -514,6 +515,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--views", type=int, choices=[8, 1], default=8, help="8: every flip and quarter turn"
     )
     feats.add_argument("--threads", type=positive_int, help="CPU threads (default: all)")
+    feats.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where the backbone runs (auto: CUDA when there is one); photos decode on the CPU",
+    )
     feats.add_argument("--quiet", action="store_true", help="no progress bar")
     feats.set_defaults(func=cmd_features)
 

@@ -208,12 +208,16 @@ def feature_cache(
     weights: str | Path | None = None,
     progress: bool = True,
     chunk_size: int = CHUNK,
+    device: str = "auto",
 ) -> FeatureCache:
     """The cached features, computed first for the chunks that are missing.
 
     ``image_size`` defaults to the data set's own (``dataset.json``), so photos are not
-    upsampled; without one, to the size the backbone was trained at.
+    upsampled; without one, to the size the backbone was trained at. ``device``: where the
+    backbone runs ("auto": CUDA when there is one); the photos are decoded on the CPU.
     """
+    from ivae.train import resolve_device
+
     if views not in VIEWS:
         raise ValueError(
             f"views must be one of {VIEWS} (8: every flip and quarter turn), got {views}"
@@ -222,6 +226,7 @@ def feature_cache(
     info, items = read_info(data_dir), mapped_items(data_dir)  # texts stay on disk
     size = image_size or info.get("image_size") or backbone_spec(backbone_name).image_size
     backbone = get_backbone(backbone_name, weights=weights, image_size=int(size))
+    backbone.to(resolve_device(device))
     ids = items["id"].tolist()
     unique_ids(np.asarray(ids, dtype=str), data_dir / ITEMS)
     meta = cache_meta(backbone, ids, views, chunk_size, content_digests(data_dir, items))

@@ -527,6 +527,9 @@ class Trainer:
         split = "test" if (data.split == "test").any() else "all"
         metrics = evaluate(self.model, data, split=split, device=self.device)
         metrics["train_seconds"] = round(self.elapsed, 2)
+        if self.device.type == "cuda":  # rank 0's peak, training and evaluation (bench/gpu_check)
+            peak = torch.cuda.max_memory_allocated(self.device)
+            metrics["peak_device_memory_mb"] = round(peak / 2**20, 1)
         metrics["restarts"] = self.restarts
         n_val = min(len(self.val_data), 2048, self.batch)  # the validation batches' B
         metrics["health"] = assess(self.history, math.log(n_val) if n_val > 1 else None)

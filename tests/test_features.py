@@ -139,6 +139,28 @@ def test_the_command(data, capsys):
     )
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer without a GPU")
+def test_asking_for_cuda_without_one_is_one_line_and_writes_nothing(data, capsys):
+    args = ["features", str(data), "--backbone", "efficientnet-lite0", "--views", "1"]
+    assert main([*args, "--device", "cuda", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA device is available; use --device auto or cpu" in err
+    assert "Traceback" not in err and not (data / ".cache" / "features").exists()
+    assert main([*args, "--device", "cpu", "--quiet"]) == 0
+
+
+def test_a_backbone_moved_to_a_device_gives_the_same_features():
+    """Backbone.to: the network, its folded copy and the normalisation move together, and the
+    features come back as a CPU array (on CUDA when there is one, else on the CPU again)."""
+    backbone = get_backbone("efficientnet-lite0", image_size=SIZE)
+    images = np.random.default_rng(0).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
+    before = backbone.features(images)  # builds the folded copy on the CPU first
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    after = backbone.to(device).features(images)
+    assert isinstance(after, np.ndarray) and backbone.mean.device.type == device
+    np.testing.assert_allclose(after, before, rtol=1e-3, atol=1e-3)
+
+
 def test_a_data_set_generated_again_with_another_seed_recomputes(data, tmp_path):
     """Same ids and image paths, other photos and recipes: the ids alone cannot tell."""
     from ivae.data.kitchen import generate_kitchen

@@ -141,6 +141,16 @@ class Backbone:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self._fast: nn.Module | None = None
+        self.device = torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Backbone:
+        """Run the network on ``device``; features still come back as numpy arrays."""
+        self.device = torch.device(device)
+        self.net.to(self.device)
+        if self._fast is not None:
+            self._fast.to(self.device)
+        self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
+        return self
 
     @property
     def fast(self) -> nn.Module:
@@ -181,10 +191,14 @@ class Backbone:
     def _batched(self, forward, images, batch_size: int, width: int) -> np.ndarray:
         x = self.resize(images)
         out = [
-            forward(self.normalise(x[i : i + batch_size]).contiguous(memory_format=CHANNELS_LAST))
+            forward(
+                self.normalise(x[i : i + batch_size].to(self.device, non_blocking=True)).contiguous(
+                    memory_format=CHANNELS_LAST
+                )
+            )
             for i in range(0, len(x), batch_size)
         ]
-        return torch.cat(out).numpy() if out else np.zeros((0, width), np.float32)
+        return torch.cat(out).float().cpu().numpy() if out else np.zeros((0, width), np.float32)
 
     def features(self, images, batch_size: int = 64) -> np.ndarray:
         """(N, F) float32 pooled features of the last convolution (eval mode, no gradient)."""
