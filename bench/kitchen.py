@@ -389,17 +389,19 @@ def backbone_report(args, results: dict, n_items: int) -> None:
         )
     rerun = command(
         "bench.kitchen",
-        ["--backbone-rows", "--seeds", str(args.seeds), "--threads", str(args.threads)],
+        ["--backbone-rows", "--seeds", str(args.seeds), "--threads", str(args.threads)]
+        + (["--rows", *map(str, args.rows)] if args.rows else []),
     )
     body = (
-        f"### Kitchen: the encoder head on pretrained backbone features, {args.seeds} seed(s)\n\n"
+        "### Kitchen: the encoder head on pretrained backbone features\n\n"
         f"`{rerun}` — {n_items} kitchen items ({shown(args.backbone_data)}), k = "
         f"{GENERATORS['kitchen']}, options {OPTIONS}, batch {BATCH}, test split; "
         f'{torch.get_num_threads()} thread(s) on 2 shared cores. "features + training" adds '
         "the backbone's features of every item (1 view each, or 8 for rows under flips and "
         "quarter turns), extrapolated from 64 items timed now (load average "
         f"{load_average():.1f}), to the median training time. Per-factor columns: the "
-        "|corr| of each true factor with its matched latent."
+        "|corr| of each true factor with its matched latent; the last column, how many seeds "
+        "a row's figures are over."
         + (
             f" {len(carried)} row(s) had no runs in `{shown(args.out)}` this time and keep the "
             "line an earlier run of this command wrote (`--rows` runs them again)."
