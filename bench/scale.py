@@ -454,10 +454,12 @@ def report(work: Path, n: int, measured: dict, argv: list[str], baselines: list[
         "",
         *projection_rows(measured, n, counts),
         "",
-        f"On this CPU the slowest stage is {slowest}. GPU figures await `bench/gpu_check.sh`, "
-        "which has not run yet: on 1 or 8 GPUs the feature extraction and the training split "
-        "over the GPUs (one process each), while the import and the decoding run on the "
-        "host's CPU in one process whatever the GPU count, so with enough GPUs they limit.",
+        f"On this CPU the slowest stage is {slowest}. GPU figures await `bash "
+        "bench/gpu_check.sh` on a CUDA machine, which has not run on a GPU yet: on 1 or 8 GPUs "
+        "the training splits over the GPUs (one process each) and the backbone of the feature "
+        "extraction runs on one GPU (`ivae features --device`), while the import and the "
+        "photos' decoding run on the host's CPU in one process whatever the GPU count, so with "
+        "enough GPUs they limit.",
     ]
     runs = sorted([*baselines, {"n": n, "measured": measured}], key=lambda r: r["n"])
     made = ", ".join(
