@@ -22,6 +22,7 @@ markers.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 from dataclasses import replace
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 import ivae
-from bench.common import EXPERIMENTS, ROOT, command, write_section
+from bench.common import EXPERIMENTS, ROOT, command, load_average, write_section
 from ivae.data import Dataset, load_dataset
 from ivae.data.kitchen import dishes, generate
 from ivae.data.text import Vocab
@@ -67,10 +68,18 @@ def recipes(data: Dataset, table: np.ndarray, seed: int = 0) -> Dataset:
     return replace(data, y=vocab.encode(items["text"], max_len=data.y.shape[1]), vocab=vocab)
 
 
-def oracle(data: Dataset, dish_visible: bool, seed: int) -> Dataset:
-    """The data set with x = a random rotation of the (standardised) factors [+ dish one-hot]."""
+def oracle(data: Dataset, dish_visible: bool, seed: int, precision: float = 1.0) -> Dataset:
+    """The data set with x = a random rotation of the (standardised) factors [+ dish one-hot].
+
+    ``precision`` < 1: each factor is first read with independent Gaussian noise, sized so that
+    the noisy factor correlates ``precision`` with the true one (an imperfect image encoder)."""
     dish = np.asarray(data.items["dish"].astype(str))
-    parts = [(data.factors - 0.5) * 4]
+    factors = (data.factors - 0.5) * 4
+    if precision < 1:
+        sd = factors.std(0) * np.sqrt(1 / precision**2 - 1)
+        noise = np.random.default_rng(seed + 1).standard_normal(factors.shape)
+        factors = factors + noise * sd
+    parts = [factors]
     if dish_visible:
         parts.append((dish[:, None] == np.unique(dish)[None]).astype(np.float32))
     features = np.concatenate(parts, 1)
@@ -91,15 +100,77 @@ def scores(data: Dataset, z: np.ndarray) -> tuple[float, float]:
     return mcc(data.factors, z)["mcc"], mcc(factors, codes)["mcc"]
 
 
+def fit_oracle(vectors: Dataset, seed: int, epochs: int, lr: float) -> tuple[float, float]:
+    """Train implicit-ivae on oracle vectors; (pooled, within-dish) MCC on the test split."""
+    with tempfile.TemporaryDirectory() as out:
+        config = TrainConfig(epochs=epochs, seed=seed, batch_size=128, lr=lr)
+        train(vectors, Path(out) / "run", "implicit-ivae", OPTIONS, config, progress=False)
+        model = ivae.load_run(Path(out) / "run").model
+        part = vectors.part("test")
+        return scores(part, encode(model, part)[0])
+
+
+def precision_main(args, data: Dataset) -> None:
+    """How precisely must the image side read the factors? The oracle of generator 1.1 with
+    each factor read at correlation r: written between the ``oracle-precision`` markers."""
+    rewritten = recipes(data, dishes.READING_SD)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for r in args.precision:
+        results = []
+        for seed in range(args.seeds):
+            # one file per run: processes given different --precision lists can share --work
+            done = work / f"r{r:g}-s{seed}-e{args.epochs}-lr{args.lr:g}.json"
+            if not done.exists():
+                vectors = oracle(rewritten, True, seed, r)
+                done.write_text(json.dumps(fit_oracle(vectors, seed, args.epochs, args.lr)))
+            results.append(tuple(json.loads(done.read_text())))
+        print(r, results, flush=True)
+        cells = " | ".join(
+            f"{statistics.mean(v):.3f} ({', '.join(f'{x:.3f}' for x in v)})" for v in zip(*results)
+        )
+        rows.append(f"| {r:g} | {cells} | {args.seeds} |")
+    rerun = command(
+        "bench.kitchen_oracle",
+        ["--precision", *map(str, args.precision), "--epochs", str(args.epochs)]
+        + ["--lr", f"{args.lr:g}", "--seeds", str(args.seeds)],
+    )
+    body = "\n".join(
+        [
+            "| each factor read at correlation r | MCC, pooled | MCC within dish type | seeds |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            f"Regenerate: `{rerun}` (the oracle of generator 1.1's recipes with the dish type, "
+            f"implicit-ivae {OPTIONS}, {args.epochs} epochs at lr {args.lr:g}, batch 128, "
+            f"test split; 1 CPU thread, load average {load_average():.1f} at the end).",
+        ]
+    )
+    print(write_section("oracle-precision", body, EXPERIMENTS))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(ROOT / "data" / "kitchen"))
     parser.add_argument("--run", default=str(ROOT / "assets" / "default-run"))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument(
+        "--work", default=str(ROOT / "runs" / "oracle-precision"), help="with --precision"
+    )
+    parser.add_argument(
+        "--precision",
+        type=float,
+        nargs="+",
+        help="instead: the oracle with each factor read at these correlations (1: exactly)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_dataset(args.data)
+    if args.precision:
+        return precision_main(args, data)
     rows = []
     shipped = ivae.load_run(args.run)
     test = data.part("test")
@@ -110,18 +181,7 @@ def main() -> None:
         results = []
         for seed in range(args.seeds):
             vectors = oracle(rewritten, dish_visible, seed)
-            with tempfile.TemporaryDirectory() as out:
-                train(
-                    vectors,
-                    Path(out) / "run",
-                    "implicit-ivae",
-                    OPTIONS,
-                    TrainConfig(epochs=args.epochs, seed=seed, batch_size=128),
-                    progress=False,
-                )
-                model = ivae.load_run(Path(out) / "run").model
-                part = vectors.part("test")
-                results.append(scores(part, encode(model, part)[0]))
+            results.append(fit_oracle(vectors, seed, args.epochs, args.lr))
             print(label, seed, results[-1], flush=True)
         cells = " | ".join(
             f"{statistics.mean(r):.3f} ({', '.join(f'{v:.3f}' for v in r)})" for r in zip(*results)
