@@ -40,6 +40,23 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it (from /proc/<pid>/stat's parent field)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
 def read_section(name: str, path: Path = RESULTS) -> str:
     """The text between the ``name`` markers of ``path`` ("" when there is none)."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

@@ -47,7 +47,8 @@ from pathlib import Path
 
 import torch
 
-from bench.common import command, load_average, write_section
+from bench.common import command, load_average, process_tree, write_section
+from ivae.presets import PRESETS
 
 BACKBONE = "efficientnet-lite0"
 SAMPLE_SECONDS = 0.5
@@ -106,22 +107,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 # ---- child processes and what they use ---------------------------------------------------
 def tree_rss_mb(root: int) -> float:
     """Resident memory of process ``root`` and all its descendants, in MB (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    pages = 0
+    for pid in process_tree(root):
         try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
         except (OSError, IndexError, ValueError):  # the process ended meanwhile
             continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def gpu_used_mb() -> float | None:
@@ -202,7 +194,7 @@ def prepare(work: Path, sizes: Sizes, device: str) -> tuple[list[Job], dict[str,
             "toy",
             toy,
             ("--preset", "toy", "--epochs", str(sizes.toy_epochs), *restarts),
-            256,
+            PRESETS["toy"].batch_size,
             train_items(toy),
         ),
         Job(
@@ -218,7 +210,7 @@ def prepare(work: Path, sizes: Sizes, device: str) -> tuple[list[Job], dict[str,
                 "--epochs",
                 str(sizes.kitchen_epochs),
             ),
-            128,
+            PRESETS["kitchen"].batch_size,
             train_items(kitchen),
         ),
     ]

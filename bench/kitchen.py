@@ -21,6 +21,7 @@ import torch
 from bench.common import ROOT, command, mean_sd, read_section, shown, write_section
 from ivae.data import load_dataset
 from ivae.models import REGISTRY
+from ivae.models.implicit_ivae import TAILS
 from ivae.presets import PRESETS
 from ivae.train import TrainConfig, train
 
@@ -53,7 +54,7 @@ class Row(NamedTuple):
         return (
             f"{self.model}, {self.epochs} epochs"
             + (f", {self.backbone} features" if self.backbone else "")
-            + (", last block fine-tuned" if self.encoder in (FINETUNED, STAGES_FINETUNED) else "")
+            + (", last block fine-tuned" if self.encoder in TAILS else "")
             + (", flips and quarter turns" if self.augment != "none" else "")
             + (f", batch {self.batch}" if self.batch != BATCH else "")
             + (f", lr {self.lr:g}" if self.lr != LR else "")
@@ -77,7 +78,7 @@ class Row(NamedTuple):
             + (f"-{self.backbone}" if self.backbone else "")
             + ("" if self.likelihood_weight is None else f"-lw{self.likelihood_weight:g}")
             + (f"-fw{self.frobenius_weight:g}" if self.frobenius_weight else "")
-            + ("-finetuned" if self.encoder in (FINETUNED, STAGES_FINETUNED) else "")
+            + ("-finetuned" if self.encoder in TAILS else "")
         )
 
 
@@ -329,29 +330,21 @@ def backbone_main(args) -> None:
         for seed in range(args.seeds):
             path = run_dir(Path(args.out), data, "kitchen", row, seed)
             print(row.label(0), seed, one_run(data, "kitchen", row, seed, path, features))
+    # every row trains on the same items, whose number names the run directories
+    items = (
+        next(iter(loaded.values()))[0] if loaded else load_dataset(args.backbone_data, images=False)
+    )
     results = {}
     for row in BACKBONE_ROWS:  # every finished run, whichever process trained it
-        paths = [
-            run_dir(Path(args.out), loaded_data(args, row, loaded), "kitchen", row, seed)
-            for seed in range(args.seeds)
-        ]
-        if not any((path / "metrics.json").exists() for path in paths):
+        paths = {s: run_dir(Path(args.out), items, "kitchen", row, s) for s in range(args.seeds)}
+        finished = {s: path for s, path in paths.items() if (path / "metrics.json").exists()}
+        if not finished:
             continue  # no run here: the row's line in docs/results.md stays as it is
         data, _, extraction = row_features(args, row, loaded)
-        for path in paths:
-            if (path / "metrics.json").exists():
-                figures = one_run(data, "kitchen", row, 0, path)
-                results.setdefault(row, []).append({**figures, "extraction": extraction})
-    backbone_report(args, results, len(loaded_data(args, BACKBONE_ROWS[0], loaded)))
-
-
-def loaded_data(args, row: Row, loaded: dict):
-    """The data set a row trains on (its length names the run directories), without features."""
-    if loaded:
-        return next(iter(loaded.values()))[0]
-    from ivae.data import load_dataset
-
-    return load_dataset(args.backbone_data, images=False)
+        for seed, path in finished.items():
+            figures = one_run(data, "kitchen", row, seed, path)
+            results.setdefault(row, []).append({**figures, "extraction": extraction})
+    backbone_report(args, results, len(items))
 
 
 def backbone_report(args, results: dict, n_items: int) -> None:

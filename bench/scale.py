@@ -44,7 +44,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import ROOT, command, load_average, shown, write_section
+from bench.common import ROOT, command, load_average, process_tree, shown, write_section
 
 BIN = Path(sys.executable).parent
 BACKBONE = "efficientnet-lite0"
@@ -135,23 +135,6 @@ def write_recipe1m(out: Path, n: int, seed: int = 0, size: int = 128, workers: i
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and every process descended from it (from /proc/<pid>/stat's parent field)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    tree, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, parent in parents.items() if parent in frontier]
-        tree += frontier
-    return tree
 
 
 def high_water_mb(pid: int) -> float | None:

@@ -129,6 +129,12 @@ class EfficientNetLite0(nn.Module):
 STAGE_ENDS = tuple(sum(stage[-1] for stage in STAGES[: i + 1]) - 1 for i in range(len(STAGES)))
 
 
+def stages_before(cut: int) -> tuple[int, ...]:
+    """The stage ends whose spatial means a trunk cut before block ``cut`` appends to its map:
+    those of the stages that end before it (the map itself is block ``cut - 1``'s output)."""
+    return tuple(i for i in STAGE_ENDS if i < cut - 1)
+
+
 class EfficientNetLite0Stages(EfficientNetLite0):
     """The same network and weights; its features are the spatial means of every stage's
     output (16 + 24 + 40 + 80 + 112 + 192 + 320 = 784), not of the 1280-channel head.
@@ -175,7 +181,7 @@ class EfficientNetLite0Trunk(EfficientNetLite0):
         pooled = []
         for i, block in enumerate(self._blocks[: self.cut]):
             x = block(x)
-            if i in STAGE_ENDS and i < self.cut - 1:  # the map itself is the last one's output
+            if i in stages_before(self.cut):
                 pooled.append(x.mean(dim=(2, 3)))
         return x, pooled
 
@@ -201,9 +207,8 @@ class EfficientNetLite0Tail(nn.Module):
         super().__init__()
         specs = block_specs()
         channels = specs[cut][0]
-        # the frozen stage means the trunk appends: those of the stages ending before the map
-        self.extra = sum(s[1] for i, s in enumerate(specs) if i in STAGE_ENDS and i < cut - 1)
-        self.extra = self.extra if stage_means else 0
+        # the frozen stage means the trunk appends after the map
+        self.extra = sum(specs[i][1] for i in stages_before(cut)) if stage_means else 0
         side = math.isqrt((in_dim - self.extra) // channels)
         if channels * side * side + self.extra != in_dim:
             raise ValueError(
