@@ -292,12 +292,20 @@ class Trainer:
         )
         pin = self.device.type == "cuda"
         augment = self.train_cfg.augment == "dihedral" and self.rows.views is None
-        loader = train_loader(self.rows, sampler, self.workers, pin_memory=pin)
-        for step, batch in zip(range(self.step, sampler.steps), loader, strict=True):
-            x = batch["x"].to(self.device, non_blocking=pin)
-            if augment:  # seeded by (seed, epoch, step): a resumed step replays it
-                x = self.augmented(x, epoch_seed(self.train_cfg.seed, epoch) * 7919 + step)
-            yield step, {"x": x, "y": batch["y"].to(self.device, non_blocking=pin)}
+        loader = iter(train_loader(self.rows, sampler, self.workers, pin_memory=pin))
+        try:
+            for step, batch in zip(range(self.step, sampler.steps), loader, strict=True):
+                x = batch["x"].to(self.device, non_blocking=pin)
+                if augment:  # seeded by (seed, epoch, step): a resumed step replays it
+                    x = self.augmented(x, epoch_seed(self.train_cfg.seed, epoch) * 7919 + step)
+                yield step, {"x": x, "y": batch["y"].to(self.device, non_blocking=pin)}
+        finally:
+            # Stop the workers now, not when the traceback lets go of the iterator: it takes
+            # their pids off the DataLoader's SIGCHLD watch, whose handler would otherwise
+            # raise again, anywhere, once a dead worker's signal is handled late.
+            shutdown = getattr(loader, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
     def augmented(self, x: torch.Tensor, seed: int) -> torch.Tensor:
         """Each image under one of the 8 symmetries of the square, drawn apart (backbone runs

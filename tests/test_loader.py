@@ -97,6 +97,10 @@ try:
     train(load_npz(sys.argv[1]), sys.argv[2], "implicit-ivae", {"hidden": 16, "flow_layers": 2},
           config, progress=False, workers=1)
 except TrainingError as error:
+    # What the SIGCHLD handler runs when the dead worker's signal is handled late, here while
+    # the error is still held: the stopped run must no longer be watched for dead workers.
+    from torch.utils.data._utils.signal_handling import _error_if_any_worker_fails
+    _error_if_any_worker_fails()
     print(error)
     sys.exit(3)
 """
