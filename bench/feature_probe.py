@@ -7,7 +7,7 @@ model. Writes the ``feature-probe`` section of docs/experiments.md.
     .venv/bin/python -m bench.feature_probe [--data data/kitchen]
 
 It reads the 1-view feature caches that ``ivae features DATA --backbone NAME --views 1``
-made; a backbone without one is skipped and named.
+made; a backbone without one keeps the line an earlier run wrote, or is named.
 """
 
 from __future__ import annotations
@@ -21,9 +21,16 @@ import pandas as pd
 from sklearn.linear_model import RidgeCV
 from sklearn.preprocessing import StandardScaler
 
-from bench.common import EXPERIMENTS, command, load_average, shown, write_section
+from bench.common import (
+    EXPERIMENTS,
+    command,
+    load_average,
+    read_section,
+    shown,
+    write_section,
+)
 
-BACKBONES = ("efficientnet-lite0", "efficientnet-lite0-stages")
+BACKBONES = ("efficientnet-lite0", "efficientnet-lite0-stages", "efficientnet-lite0-stats")
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
@@ -56,11 +63,20 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/kitchen"))
     args = parser.parse_args()
     items = pd.read_parquet(args.data / "items.parquet")
-    rows, missing = [], []
+    earlier = {  # a backbone's line as the last run of this command wrote it
+        line.split(" (")[0].removeprefix("| "): line
+        for line in read_section("feature-probe", EXPERIMENTS).splitlines()
+        if line.startswith("| ") and " (" in line.split(" | ")[0]
+    }
+    rows, missing, carried = [], [], []
     for backbone in BACKBONES:
         x = cached_features(args.data, backbone)
         if x is None:
-            missing.append(backbone)
+            if backbone in earlier:
+                rows.append(earlier[backbone])
+                carried.append(backbone)
+            else:
+                missing.append(backbone)
             continue
         scores = read_out(x, items)
         cells = " | ".join(f"{v:.3f}" for v in scores.values())
@@ -79,6 +95,15 @@ def main() -> None:
             *rows,
         ]
         + ([f"\nNo 1-view cache for: {', '.join(missing)}."] if missing else [])
+        + (
+            [
+                f"\nNo 1-view cache for {', '.join(carried)} this time: "
+                f"{'its line is' if len(carried) == 1 else 'their lines are'} as an earlier "
+                "run of this command wrote it."
+            ]
+            if carried
+            else []
+        )
     )
     print(write_section("feature-probe", body, EXPERIMENTS))
 

@@ -252,6 +252,7 @@ def report(args, results: dict) -> None:
 # with eq. 1's Jacobian term on and off: the ablation docs/results.md reports.
 BACKBONE = "efficientnet-lite0"
 STAGES = "efficientnet-lite0-stages"  # every stage's pooled output (ivae.backbones)
+STATS = "efficientnet-lite0-stats"  # ... and every stage's spatial standard deviation
 # the map entering the last block, which the encoder's copy of that block trains on
 FINETUNED = "efficientnet-lite0-tail"
 # ... and with the frozen means of the stages before that block (the stage features, fine-tuned)
@@ -281,6 +282,8 @@ BACKBONE_ROWS = [
         likelihood_weight=0.0,
         encoder=STAGES_FINETUNED,
     ),
+    Row("implicit-ivae", 15, lr=2e-3, backbone=STATS, likelihood_weight=0.0),
+    Row("implicit-ivae", 15, lr=2e-3, backbone=STATS, likelihood_weight=0.01),
 ]
 FACTORS = ("savoriness", "wateriness", "greenness", "spiciness")
 

@@ -507,7 +507,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     feats = sub.add_parser("features", help="pooled backbone features of a dataset, cached")
     feats.add_argument("data")
-    feats.add_argument("--backbone", required=True, help="efficientnet-lite0 or resnet50")
+    feats.add_argument(
+        "--backbone",
+        required=True,
+        help="a pretrained backbone, e.g. efficientnet-lite0 (an unknown name lists them all)",
+    )
     feats.add_argument("--backbone-weights", metavar="PATH", help="a state dict to use instead")
     feats.add_argument("--image-size", type=_bounded(int, 32, ">= 32"), help="default: the data's")
     feats.add_argument("--batch-size", type=positive_int, default=64)

