@@ -98,8 +98,8 @@ def main() -> None:
         + (
             [
                 f"\nNo 1-view cache for {', '.join(carried)} this time: "
-                f"{'its line is' if len(carried) == 1 else 'their lines are'} as an earlier "
-                "run of this command wrote it."
+                f"{'its line is' if len(carried) == 1 else 'their lines are'} kept from an "
+                "earlier run of this command."
             ]
             if carried
             else []

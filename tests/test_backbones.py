@@ -263,6 +263,9 @@ def test_lite0_stats_are_the_stage_means_then_their_standard_deviations():
     last = maps[-1].flatten(2)  # the last stage's 320 channels, by hand
     expected = ((last - last.mean(-1, keepdim=True)) ** 2).sum(-1).div(last.shape[-1] - 1).sqrt()
     torch.testing.assert_close(got[:, -320:], expected)
+    with torch.no_grad():  # 32 px: the last stages are one position, whose deviation is 0
+        small = stats.features(torch.randn(2, 3, 32, 32))
+    assert torch.isfinite(small).all() and (small[:, -320:] == 0).all()
 
 
 def test_lite0_stages_is_registered_with_the_same_weights(lite0):

@@ -288,3 +288,18 @@ def test_the_stages_backbone_fine_tunes_its_last_block_under_its_stage_means(
     np.testing.assert_allclose(
         z, run.encode_x(run.image_features(photos(tiny))), rtol=1e-5, atol=1e-6
     )
+
+
+def test_the_stats_backbone_trains_a_head_and_reads_photos_through_it(tiny, weights, tmp_path):
+    """``--backbone efficientnet-lite0-stats``: the head reads every stage's mean and standard
+    deviation (1568), and a photo's code is the same from pixels as from its features."""
+    out = tmp_path / "stats"
+    extra = ["--augment", "none", "--epochs", "1"]
+    assert train_cli(tiny, weights.run, out, *extra, "--backbone", "efficientnet-lite0-stats") == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["backbone"]["name"] == "efficientnet-lite0-stats"
+    assert config["data"]["x"]["shape"] == [1568]
+    run = ivae.load_run(out)
+    features = run.image_features(photos(tiny))
+    assert features.shape == (5, 1568) and (features[:, 784:] >= 0).all()  # deviations
+    np.testing.assert_allclose(run.encode_x(photos(tiny)), run.encode_x(features), rtol=1e-5)

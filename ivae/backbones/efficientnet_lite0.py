@@ -175,7 +175,11 @@ class EfficientNetLite0Stats(EfficientNetLite0Stages):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         maps = list(self.stage_maps(x))
         means = [m.mean(dim=(2, 3)) for m in maps]
-        stds = [m.std(dim=(2, 3)) for m in maps]
+        # sample standard deviation; 0 for a map of one position (the last stages below 64 px)
+        stds = [
+            m.std(dim=(2, 3)) if m.shape[2] * m.shape[3] > 1 else torch.zeros_like(m[:, :, 0, 0])
+            for m in maps
+        ]
         return torch.cat(means + stds, dim=1)  # (B, 1568)
 
 
