@@ -134,8 +134,9 @@ def test_the_command(data, capsys):
     assert "20 items x 1 views x 1280 features" in capsys.readouterr().out
     assert main(["features", str(data), "--backbone", "vgg"]) == 2
     assert (
-        "choose one of: efficientnet-lite0, efficientnet-lite0-stages, efficientnet-lite0-tail, "
-        "efficientnet-lite0-stages-tail, resnet50, cnn" in capsys.readouterr().err
+        "choose one of: efficientnet-lite0, efficientnet-lite0-stages, efficientnet-lite0-stats, "
+        "efficientnet-lite0-tail, efficientnet-lite0-stages-tail, resnet50, cnn"
+        in capsys.readouterr().err
     )
 
 
