@@ -22,22 +22,22 @@ import torch
 
 from bench.common import EXPERIMENTS, command, load_average, read_section, shown, write_section
 from ivae.data import load_dataset
+from ivae.metrics import correlation_matrix
 from ivae.nets import ConvEncoder
 from ivae.train import dihedral
 
 BATCH, LR, HIDDEN = 128, 2e-3, 128  # the kitchen preset's batch, learning rate and head width
 
 
-def test_correlations(net, x: np.ndarray, factors: np.ndarray) -> np.ndarray:
+def held_out_correlations(net, x: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Each factor's correlation with its prediction on ``x``."""
     net.eval()
     with torch.no_grad():
         predicted = torch.cat(
             [net(torch.from_numpy(np.asarray(x[i : i + 512]))) for i in range(0, len(x), 512)]
         ).numpy()
     net.train()
-    return np.array(
-        [np.corrcoef(predicted[:, k], factors[:, k])[0, 1] for k in range(factors.shape[1])]
-    )
+    return np.diag(correlation_matrix(factors, predicted))
 
 
 def fit(data, epochs: int, seed: int) -> list[np.ndarray]:
@@ -65,7 +65,7 @@ def fit(data, epochs: int, seed: int) -> list[np.ndarray]:
             loss.backward()
             optimiser.step()
             schedule.step()
-        history.append(test_correlations(net, x_test, data.factors[test]))
+        history.append(held_out_correlations(net, x_test, data.factors[test]))
         cells = " ".join(f"{r:.4f}" for r in history[-1])
         print(f"seed {seed} epoch {epoch + 1}: {cells} (mean {history[-1].mean():.4f})")
     return history
