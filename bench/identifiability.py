@@ -66,7 +66,7 @@ MODEL_FINAL_LR = {"implicit-ivae": PRESETS["toy"].final_lr_fraction}
 MODEL_RESTARTS = {"implicit-ivae": PRESETS["toy"].restarts}
 # The objective ablation of docs/experiments.md: label -> implicit-ivae options.
 ABLATION = {
-    "default (ratio; + 0.1 flow on square data)": {},
+    "default (ratio; + 0.3 flow on square data)": {},
     "ratio + 0.1 flow": {"likelihood_weight": 0.1},
     "ratio only (eq. 3)": {"likelihood_weight": 0.0},
     "ratio + flow (eq. 3 + eq. 1)": {"likelihood_weight": 1.0},

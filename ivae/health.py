@@ -72,8 +72,9 @@ def _finite(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def summary(report: dict, restarts: list[dict]) -> str:
-    """The health report's figures in one sentence (the model report shows it)."""
+def summary(report: dict, restarts: list[dict], rollbacks: list[dict] = ()) -> str:
+    """The health report's figures in one sentence (the model report shows it), with the
+    restarts tried and the roll-backs made (metrics.json's ``restarts``, ``rollbacks``)."""
     parts = []
     if "val_score" in report:
         parts.append(
@@ -95,6 +96,11 @@ def summary(report: dict, restarts: list[dict]) -> str:
         parts.append(
             f"{len(restarts)} initialisations tried (validation scores {scores}), "
             f"start {chosen['candidate'] + 1} kept"
+        )
+    for rollback in rollbacks:
+        parts.append(
+            f"blew up in epoch {rollback['epoch']} ({rollback['reason']}) and went on from "
+            f"epoch {rollback['to_epoch']} at {rollback['lr_scale']:g} of the learning rate"
         )
     text = "; ".join(parts)
     return text[:1].upper() + text[1:] + "." if text else ""

@@ -58,8 +58,18 @@ class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what to do."""
 
 
-class NonFiniteLoss(TrainingError):
-    """A training step's loss went NaN or infinite (the run stops, or the start is dropped)."""
+class Diverged(TrainingError):
+    """Training blew up: the run rolls back to its last good epoch, or the start is dropped."""
+
+
+class NonFiniteLoss(Diverged):
+    """A training step's loss went NaN or infinite."""
+
+
+# A run that blows up after its start is chosen goes back to its last good epoch and trains on
+# at half the learning rate, at most this many times; then it stops with the error
+# (docs/experiments.md, "How much of eq. 1 on square data").
+ROLLBACKS = 3
 
 
 @dataclass
@@ -223,6 +233,11 @@ class Trainer:
         # is still being made.
         self.restarts: list[dict] = []
         self.candidate, self.kept, self.choosing = 0, None, False
+        # Roll-backs (roll_back): the state to go back to, each roll-back made, and the factor
+        # on the learning rate that they left.
+        self.good: dict | None = None
+        self.rollbacks: list[dict] = []
+        self.lr_scale = 1.0
 
     def build(self, seed: int) -> None:
         """A freshly initialised model (from ``seed``), its optimizer and its step module."""
@@ -258,6 +273,8 @@ class Trainer:
             "candidate": self.candidate,
             "kept": self.kept,
             "choosing": self.choosing,
+            "rollbacks": self.rollbacks,
+            "lr_scale": self.lr_scale,
         }
 
     def restore(self, path: Path) -> None:
@@ -269,6 +286,7 @@ class Trainer:
         self.restarts = state.get("restarts", [])
         self.candidate, self.kept = state.get("candidate", 0), state.get("kept")
         self.choosing = state.get("choosing", False)
+        self.rollbacks, self.lr_scale = state.get("rollbacks", []), state.get("lr_scale", 1.0)
         self.sums = dict(state.get("sums", {}))
         codes = state.get("codes")
         self.last_codes = None if codes is None else codes.cpu().numpy()
@@ -283,7 +301,8 @@ class Trainer:
         cfg = self.train_cfg
         progress = (epoch + step / self.steps_per_epoch) / cfg.epochs
         floor = cfg.final_lr_fraction
-        return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+        cosine = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        return cfg.lr * self.lr_scale * cosine
 
     def batches(self, epoch: int):
         # The order depends on (seed, epoch) alone, so a resumed epoch replays it exactly.
@@ -422,13 +441,22 @@ class Trainer:
         fresh = self.epoch == 0 and self.step == 0 and not self.restarts
         if self.choosing or (fresh and self.train_cfg.candidate_epochs):
             self.choose_start()
+        self.good = self.snapshot()
         while self.epoch < self.train_cfg.epochs:
-            self.train_epoch()
+            try:
+                self.train_epoch()
+            except Diverged as error:
+                self.roll_back(error)
+                continue
+            self.good = self.snapshot()
 
     def train_epoch(self) -> None:
         row = {"epoch": self.epoch + 1, **self.run_epoch()}
         row.update(self.validate() if self.world.main else {})
         row["seconds"] = round(self.elapsed, 2)
+        blown = self.blown_up(row) if self.world.main else None
+        if not self.choosing and distributed.any_process(blown is not None):
+            raise Diverged(f"the run blew up in epoch {self.epoch + 1} ({blown or 'on rank 0'})")
         self.history.append(row)
         self.epoch, self.step = self.epoch + 1, 0
         self.checkpoint()
@@ -438,6 +466,45 @@ class Trainer:
         if self.progress:
             shown = {k: round(v, 4) for k, v in row.items() if k in ("train_loss", "val_mcc")}
             tqdm.write(f"epoch {row['epoch']}: {shown}")
+
+    def blown_up(self, row: dict) -> str | None:
+        """Why the epoch just trained has blown up, or None. A density ratio (the
+        implicit-ivae objective) is 0 for codes that say nothing of their query and at most
+        log B; below -log B the codes point away from it, which no training step that works
+        does (measured: a square-toy run went from 0.25 to -2e28 in one epoch at lr 1e-2)."""
+        ratio = row.get("val_ratio", row.get("train_ratio"))
+        if ratio is None:
+            return None
+        batch = min(len(self.val_data), 2048, self.batch) if "val_ratio" in row else self.batch
+        floor = -math.log(batch)
+        if not math.isfinite(ratio) or ratio < floor:
+            return f"density ratio {ratio:.3g}, below {floor:.3g} = -log B"
+        return None
+
+    def roll_back(self, error: Diverged) -> None:
+        """Go back to the last good epoch (weights, optimizer, history, random state) and
+        train on from it at half the learning rate; after ROLLBACKS of them, stop with
+        ``error``. Every process rolls back together (their states are the same)."""
+        if self.good is None or len(self.rollbacks) >= ROLLBACKS:
+            tried = f" (after {len(self.rollbacks)} roll-backs)" if self.rollbacks else ""
+            raise type(error)(f"{error}{tried}") from None
+        reason = str(error).split(". ")[0]
+        self.lr_scale /= 2
+        self.rollbacks.append(
+            {
+                "epoch": self.epoch + 1,
+                "reason": reason,
+                "to_epoch": self.good["epoch"],
+                "lr_scale": self.lr_scale,
+            }
+        )
+        self.load(self.good)
+        if self.progress:
+            tqdm.write(
+                f"{reason}: back to epoch {self.epoch}, step {self.step}, "
+                f"learning rate x{self.lr_scale:g}"
+            )
+        self.checkpoint()
 
     def choose_start(self) -> None:
         """Train ``restarts`` initialisations for ``candidate_epochs`` each and go on with the
@@ -465,12 +532,7 @@ class Trainer:
         _, best, kept = self.kept
         for tried in self.restarts:
             tried["chosen"] = tried["candidate"] == best
-        self.model.load_state_dict(kept["model"])  # the candidates share one architecture
-        self.optimizer.load_state_dict(kept["optimizer"])
-        self.history, self.epoch, self.step = kept["history"], len(kept["history"]), 0
-        torch.set_rng_state(kept["rng"].cpu())
-        codes = kept.get("codes")  # the kept start's last codes: val_code_change goes on
-        self.last_codes = codes.cpu().numpy() if codes is not None else None
+        self.load(kept)  # the candidates share one architecture
         self.choosing, self.kept = False, None
         self.checkpoint()
         if self.world.main:
@@ -505,14 +567,32 @@ class Trainer:
             self.kept = (score, self.candidate, self.snapshot())
 
     def snapshot(self) -> dict:
-        """A copy of the candidate in training (weights, optimizer, history, RNG), in memory."""
+        """A copy of the model in training (weights, optimizer, history, position, RNG), in
+        memory: a start kept by the choice, or the last good epoch of a roll-back."""
         return {
             "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "history": list(self.history),
+            "epoch": self.epoch,
+            "step": self.step,
+            "sums": dict(self.sums),
             "rng": torch.get_rng_state(),
             "codes": torch.from_numpy(self.last_codes) if self.last_codes is not None else None,
         }
+
+    def load(self, snapshot: dict) -> None:
+        """Put a ``snapshot`` back; the run goes on from its epoch and step."""
+        self.model.load_state_dict(snapshot["model"])
+        self.optimizer.load_state_dict(snapshot["optimizer"])
+        self.history = list(snapshot["history"])
+        # a start kept in a checkpoint written before snapshots held their position ended
+        # its last epoch
+        self.epoch = snapshot.get("epoch", len(self.history))
+        self.step = snapshot.get("step", 0)
+        self.sums = dict(snapshot.get("sums", {}))  # the epoch's running sums up to its step
+        torch.set_rng_state(snapshot["rng"].cpu())
+        codes = snapshot.get("codes")  # its last codes: val_code_change goes on from them
+        self.last_codes = codes.cpu().numpy() if codes is not None else None
 
     def selection_score(self) -> float:
         """The model's score of the validation objective (higher is better), on every
@@ -539,6 +619,7 @@ class Trainer:
             peak = torch.cuda.max_memory_allocated(self.device)
             metrics["peak_device_memory_mb"] = round(peak / 2**20, 1)
         metrics["restarts"] = self.restarts
+        metrics["rollbacks"] = self.rollbacks
         n_val = min(len(self.val_data), 2048, self.batch)  # the validation batches' B
         metrics["health"] = assess(self.history, math.log(n_val) if n_val > 1 else None)
         # photos that could not be decoded: in no split, left out of training (ivae.data.paired)

@@ -73,7 +73,8 @@ else:
             "validation objective did not fall from its best.",
             icon="✅",
         )
-    st.caption(health_summary(health, metrics.get("restarts") or []))
+    restarts, rollbacks = metrics.get("restarts") or [], metrics.get("rollbacks") or []
+    st.caption(health_summary(health, restarts, rollbacks))
 
 st.subheader("Training curves")
 try:

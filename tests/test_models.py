@@ -10,6 +10,7 @@ import torch
 
 from ivae.models import REGISTRY, UnknownModel, build_model, model_class
 from ivae.models.base import gaussian_log_prob, pairwise_log_prob
+from ivae.models.implicit_ivae import FLOW_LIKELIHOOD_WEIGHT
 from ivae.nets import Modality
 
 K = 3
@@ -121,3 +122,19 @@ def test_pairwise_log_prob_is_the_elementwise_gaussian_log_density():
     torch.testing.assert_close(single, expected, rtol=1e-5, atol=1e-2)
     one = torch.zeros(1, 1, dtype=torch.float64)  # N(0; 0, 1) in one dimension
     assert pairwise_log_prob(one, one, one).item() == pytest.approx(-0.5 * math.log(2 * math.pi))
+
+
+@pytest.mark.parametrize(
+    "data_dim, options, weight",
+    [
+        (K, {}, FLOW_LIKELIHOOD_WEIGHT),  # square: the invertible flow, eq. 1 beside the ratio
+        (6, {}, 0.0),  # a network encoder: the density ratio alone
+        (6, {"posterior": "stochastic"}, 0.1),  # eq. 5 beside the ratio
+        (K, {"likelihood_weight": 1.0}, 1.0),  # a weight given is kept
+    ],
+)
+def test_auto_likelihood_weight_is_resolved_by_the_encoder(data_dim, options, weight):
+    x, y = Modality("vector", (data_dim,)), Modality("vector", (4,))
+    model = build_model("implicit-ivae", {"latent_dim": K, **options}, x, y)
+    assert model.config.likelihood_weight == weight
+    assert model.config.to_json()["likelihood_weight"] == weight  # saved resolved

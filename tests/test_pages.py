@@ -271,13 +271,15 @@ def test_the_model_report_says_when_a_run_is_probably_poor(tiny_run, tmp_path):
         {"candidate": 1, "seed": 9, "score": 0.9, "chosen": True},
     ]
     health = {"warnings": [sentence], "status": "poor", "val_score": 0.9, "best_epoch": 3}
-    metrics.update(health=health, restarts=restarts)
+    rollbacks = [{"epoch": 6, "reason": "the run blew up", "to_epoch": 5, "lr_scale": 0.5}]
+    metrics.update(health=health, restarts=restarts, rollbacks=rollbacks)
     (run / "metrics.json").write_text(json.dumps(metrics))
     at = app(run, "model_report")
     assert_ok(at)
     assert [w.value for w in at.warning] == [sentence]
     caption = " ".join(c.value for c in at.caption)
     assert "2 initialisations tried" in caption and "start 2 kept" in caption
+    assert "blew up in epoch 6" in caption and "0.5 of the learning rate" in caption
 
     del metrics["health"]  # a run from before health reports: said so, no crash
     (run / "metrics.json").write_text(json.dumps(metrics))

@@ -10,7 +10,7 @@ import torch
 
 from ivae.data import load_dataset
 from ivae.data.toy import write_toy
-from ivae.health import MOVING, assess
+from ivae.health import MOVING, assess, summary
 from ivae.train import TrainConfig, Trainer, candidate_seed, train
 
 
@@ -163,3 +163,83 @@ def test_codes_that_say_nothing_of_the_query_are_reported():
     assert any("almost nothing" in w for w in report["warnings"])
     # a model without a density ratio: no ceiling, no such warning
     assert not assess(rows([0.01] * 3, [0.001] * 3, ratio=0.01), None)["warnings"]
+
+
+# ---- roll-backs: a run that blows up goes back to its last good epoch ---------------------
+def test_a_nan_after_the_first_epoch_rolls_back_and_the_run_finishes(toy, tmp_path, monkeypatch):
+    real = Trainer.train_step
+
+    def once(self, batch):  # NaN in epoch 2, at the full learning rate only
+        if self.epoch == 1 and self.step == 2 and self.lr_scale == 1.0:
+            batch = {**batch, "x": torch.full_like(batch["x"], float("nan"))}
+        return real(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", once)
+    config = TrainConfig(epochs=3, batch_size=64)
+    metrics = train(toy, tmp_path / "run", "implicit-ivae", OPTIONS, config, progress=False)
+    (rollback,) = metrics["rollbacks"]
+    assert rollback["epoch"] == 2 and rollback["to_epoch"] == 1 and rollback["lr_scale"] == 0.5
+    assert "non-finite loss at epoch 2, step 3" in rollback["reason"]
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3"]
+    assert "nan" not in "".join(history[1:]).lower() and math.isfinite(metrics["mcc"])
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["lr_scale"] == 0.5  # a resumed run goes on at the rate it had
+
+
+def test_an_epoch_whose_codes_point_away_from_their_queries_is_rolled_back(
+    toy, tmp_path, monkeypatch
+):
+    """A finite blow-up (measured: the density ratio went from 0.25 to -2e28 in one epoch)
+    is caught at the epoch's end: the ratio fell below -log B."""
+    real = Trainer.validate
+    blown = []
+
+    def validate(self):
+        row = real(self)
+        if self.epoch == 1 and not blown:
+            blown.append(self.epoch)
+            row = {**row, "val_ratio": -2e28}
+        return row
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    config = TrainConfig(epochs=3, batch_size=64)
+    metrics = train(toy, tmp_path / "run", "implicit-ivae", OPTIONS, config, progress=False)
+    (rollback,) = metrics["rollbacks"]
+    assert rollback["epoch"] == 2 and "density ratio -2e+28, below" in rollback["reason"]
+    assert min(r["val_ratio"] for r in metrics_history(tmp_path / "run")) > -1
+    assert metrics["health"]["status"] in ("ok", "poor") and "-2e+28" not in str(metrics["health"])
+
+
+def test_a_run_that_keeps_blowing_up_stops_after_its_roll_backs(toy, tmp_path, monkeypatch):
+    from ivae.train import ROLLBACKS, NonFiniteLoss
+
+    real = Trainer.train_step
+
+    def always(self, batch):
+        if self.epoch == 1 and self.step == 2:
+            batch = {**batch, "x": torch.full_like(batch["x"], float("nan"))}
+        return real(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", always)
+    config = TrainConfig(epochs=3, batch_size=64)
+    with pytest.raises(NonFiniteLoss, match=f"epoch 2, step 3.*after {ROLLBACKS} roll-backs"):
+        train(toy, tmp_path / "run", "implicit-ivae", OPTIONS, config, progress=False)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and len(state["rollbacks"]) == ROLLBACKS  # the good epoch kept
+
+
+def metrics_history(run) -> list[dict]:
+    import pandas as pd
+
+    return pd.read_csv(run / "history.csv").to_dict("records")
+
+
+def test_the_health_summary_says_where_a_run_was_rolled_back():
+    rollback = {"epoch": 6, "reason": "the run blew up", "to_epoch": 5, "lr_scale": 0.5}
+    text = summary({"val_score": 0.3, "best_epoch": 9}, [], [rollback])
+    assert text == (
+        "Validation objective 0.3 at the end, best at epoch 9; blew up in epoch 6 (the run "
+        "blew up) and went on from epoch 5 at 0.5 of the learning rate."
+    )
+    assert "blew up" not in summary({"val_score": 0.3, "best_epoch": 9}, [])
