@@ -233,11 +233,9 @@ class Trainer:
         # is still being made.
         self.restarts: list[dict] = []
         self.candidate, self.kept, self.choosing = 0, None, False
-        # Roll-backs (roll_back): the state to go back to, each roll-back made, and the factor
-        # on the learning rate that they left.
+        # Roll-backs (roll_back): the state to go back to and each roll-back made.
         self.good: dict | None = None
         self.rollbacks: list[dict] = []
-        self.lr_scale = 1.0
 
     def build(self, seed: int) -> None:
         """A freshly initialised model (from ``seed``), its optimizer and its step module."""
@@ -274,7 +272,6 @@ class Trainer:
             "kept": self.kept,
             "choosing": self.choosing,
             "rollbacks": self.rollbacks,
-            "lr_scale": self.lr_scale,
         }
 
     def restore(self, path: Path) -> None:
@@ -286,7 +283,7 @@ class Trainer:
         self.restarts = state.get("restarts", [])
         self.candidate, self.kept = state.get("candidate", 0), state.get("kept")
         self.choosing = state.get("choosing", False)
-        self.rollbacks, self.lr_scale = state.get("rollbacks", []), state.get("lr_scale", 1.0)
+        self.rollbacks = state.get("rollbacks", [])
         self.sums = dict(state.get("sums", {}))
         codes = state.get("codes")
         self.last_codes = None if codes is None else codes.cpu().numpy()
@@ -297,6 +294,12 @@ class Trainer:
             save_torch(self.out / "last.pt", self.state())
 
     # ---- one epoch ---------------------------------------------------------------------
+    @property
+    def lr_scale(self) -> float:
+        """Half the learning rate for every roll-back made at it: a rate changed on --resume
+        (--allow-changes) starts at its own scale, with its own ROLLBACKS."""
+        return 0.5 ** sum(r["lr"] == self.train_cfg.lr for r in self.rollbacks)
+
     def lr_at(self, epoch: int, step: int) -> float:
         cfg = self.train_cfg
         progress = (epoch + step / self.steps_per_epoch) / cfg.epochs
@@ -342,17 +345,9 @@ class Trainer:
         values = {k: float(v.detach()) for k, v in terms.items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if distributed.any_process(bool(bad)):  # every process stops, none waits on the others
-            last = self.out / "last.pt"
-            advice = (
-                f"the last good checkpoint {last} is intact; lower --lr and continue with "
-                "--resume --allow-changes, or start a new --out"
-                if last.exists()
-                else "no checkpoint was written yet; start again with a lower --lr"
-            )
             raise NonFiniteLoss(
                 f"non-finite loss at epoch {self.epoch + 1}, step {self.step + 1}: "
                 + ", ".join(f"{k} = {values[k]}" for k in bad)
-                + f". {advice[0].upper()}{advice[1:]}"
             )
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -485,17 +480,18 @@ class Trainer:
         """Go back to the last good epoch (weights, optimizer, history, random state) and
         train on from it at half the learning rate; after ROLLBACKS of them, stop with
         ``error``. Every process rolls back together (their states are the same)."""
-        if self.good is None or len(self.rollbacks) >= ROLLBACKS:
-            tried = f" (after {len(self.rollbacks)} roll-backs)" if self.rollbacks else ""
-            raise type(error)(f"{error}{tried}") from None
+        made = sum(r["lr"] == self.train_cfg.lr for r in self.rollbacks)
+        if self.good is None or made >= ROLLBACKS:
+            tried = f" (after {made} roll-backs)" if made else ""
+            raise type(error)(f"{error}{tried}. {self.advice()}") from None
         reason = str(error).split(". ")[0]
-        self.lr_scale /= 2
         self.rollbacks.append(
             {
                 "epoch": self.epoch + 1,
                 "reason": reason,
                 "to_epoch": self.good["epoch"],
-                "lr_scale": self.lr_scale,
+                "lr": self.train_cfg.lr,
+                "lr_scale": self.lr_scale / 2,
             }
         )
         self.load(self.good)
@@ -504,7 +500,18 @@ class Trainer:
                 f"{reason}: back to epoch {self.epoch}, step {self.step}, "
                 f"learning rate x{self.lr_scale:g}"
             )
-        self.checkpoint()
+        if (self.out / "last.pt").exists():  # it may hold a step of the blow-up
+            self.checkpoint()
+
+    def advice(self) -> str:
+        """What to do when training stops for good on a blow-up."""
+        last = self.out / "last.pt"
+        if last.exists():
+            return (
+                f"The last good checkpoint {last} is intact; lower --lr and continue with "
+                "--resume --allow-changes, or start a new --out"
+            )
+        return "No checkpoint was written yet; start again with a lower --lr"
 
     def choose_start(self) -> None:
         """Train ``restarts`` initialisations for ``candidate_epochs`` each and go on with the
@@ -521,7 +528,7 @@ class Trainer:
                 self.score_candidate()
             except NonFiniteLoss as error:  # a start that diverges is dropped, not the run
                 if self.candidate + 1 == cfg.restarts and self.kept is None:
-                    raise
+                    raise NonFiniteLoss(f"{error}. {self.advice()}") from None
                 self.drop_candidate(error)
             if self.candidate + 1 == cfg.restarts:
                 break

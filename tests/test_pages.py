@@ -271,7 +271,9 @@ def test_the_model_report_says_when_a_run_is_probably_poor(tiny_run, tmp_path):
         {"candidate": 1, "seed": 9, "score": 0.9, "chosen": True},
     ]
     health = {"warnings": [sentence], "status": "poor", "val_score": 0.9, "best_epoch": 3}
-    rollbacks = [{"epoch": 6, "reason": "the run blew up", "to_epoch": 5, "lr_scale": 0.5}]
+    rollbacks = [
+        {"epoch": 6, "reason": "the run blew up", "to_epoch": 5, "lr": 0.01, "lr_scale": 0.5}
+    ]
     metrics.update(health=health, restarts=restarts, rollbacks=rollbacks)
     (run / "metrics.json").write_text(json.dumps(metrics))
     at = app(run, "model_report")

@@ -184,7 +184,7 @@ def test_a_nan_after_the_first_epoch_rolls_back_and_the_run_finishes(toy, tmp_pa
     assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3"]
     assert "nan" not in "".join(history[1:]).lower() and math.isfinite(metrics["mcc"])
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    assert state["lr_scale"] == 0.5  # a resumed run goes on at the rate it had
+    assert state["rollbacks"] == metrics["rollbacks"]  # a resumed run goes on at its rate
 
 
 def test_an_epoch_whose_codes_point_away_from_their_queries_is_rolled_back(
@@ -227,6 +227,25 @@ def test_a_run_that_keeps_blowing_up_stops_after_its_roll_backs(toy, tmp_path, m
         train(toy, tmp_path / "run", "implicit-ivae", OPTIONS, config, progress=False)
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert state["epoch"] == 1 and len(state["rollbacks"]) == ROLLBACKS  # the good epoch kept
+    # the one line says what to do: the good epoch is in last.pt ...
+    with pytest.raises(NonFiniteLoss, match="last.pt is intact; lower --lr and continue"):
+        train(toy, tmp_path / "run", "implicit-ivae", resume=True, progress=False)
+    # ... and a lower rate on --resume starts with its own roll-backs, at its full value
+    lower = {"lr": 1e-4}
+    with pytest.raises(NonFiniteLoss, match=f"after {ROLLBACKS} roll-backs"):
+        train(toy, tmp_path / "run", "implicit-ivae", resume=True, progress=False, changes=lower)
+    rates = [
+        (r["lr"], r["lr_scale"])
+        for r in torch.load(tmp_path / "run" / "last.pt", weights_only=True)["rollbacks"]
+    ]
+    assert rates == [
+        (1e-3, 0.5),
+        (1e-3, 0.25),
+        (1e-3, 0.125),
+        (1e-4, 0.5),
+        (1e-4, 0.25),
+        (1e-4, 0.125),
+    ]
 
 
 def metrics_history(run) -> list[dict]:
@@ -236,7 +255,7 @@ def metrics_history(run) -> list[dict]:
 
 
 def test_the_health_summary_says_where_a_run_was_rolled_back():
-    rollback = {"epoch": 6, "reason": "the run blew up", "to_epoch": 5, "lr_scale": 0.5}
+    rollback = {"epoch": 6, "reason": "the run blew up", "to_epoch": 5, "lr": 0.01, "lr_scale": 0.5}
     text = summary({"val_score": 0.3, "best_epoch": 9}, [], [rollback])
     assert text == (
         "Validation objective 0.3 at the end, best at epoch 9; blew up in epoch 6 (the run "
