@@ -451,7 +451,8 @@ class Trainer:
         row["seconds"] = round(self.elapsed, 2)
         blown = self.blown_up(row) if self.world.main else None
         if not self.choosing and distributed.any_process(blown is not None):
-            raise Diverged(f"the run blew up in epoch {self.epoch + 1} ({blown or 'on rank 0'})")
+            why = blown or "found by rank 0's validation"
+            raise Diverged(f"the run blew up in epoch {self.epoch + 1} ({why})")
         self.history.append(row)
         self.epoch, self.step = self.epoch + 1, 0
         self.checkpoint()

@@ -229,3 +229,18 @@ def test_restarts_under_torchrun_make_one_choice_for_every_process(tmp_path):
         assert max(tried, key=lambda t: t["score"])["chosen"]
         scores[processes] = [t["score"] for t in tried]
     assert scores[1] == pytest.approx(scores[2], abs=0.02)  # the same objective, either way
+
+
+@pytest.mark.slow
+def test_a_blow_up_under_torchrun_rolls_every_process_back_together(tmp_path):
+    """lr 9 blows the codes up in the first epoch, and again at each halved rate: every
+    process rolls back with rank 0 (whose validation decides), none waits on the others, and
+    the run stops in one line once its roll-backs are spent."""
+    data = make_toy(tmp_path / "toy.npz", per_segment=60)
+    extra = ("--epochs", "3", "--batch-size", "32", "--lr", "9")
+    result = run(train_cmd(data, tmp_path / "run", *extra, processes=2), timeout=600)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ivae: error")]
+    assert len(errors) == 2, result.stderr[-2000:]  # one line from each process, the same stop
+    assert all("blew up in epoch 1" in e and "(after 3 roll-backs)" in e for e in errors)
+    assert any("density ratio" in e for e in errors)  # rank 0's reason
