@@ -234,13 +234,14 @@ def test_restarts_under_torchrun_make_one_choice_for_every_process(tmp_path):
 @pytest.mark.slow
 def test_a_blow_up_under_torchrun_rolls_every_process_back_together(tmp_path):
     """lr 9 blows the codes up in the first epoch, and again at each halved rate: every
-    process rolls back with rank 0 (whose validation decides), none waits on the others, and
-    the run stops in one line once its roll-backs are spent."""
+    process rolls back with rank 0 (whose validation decides), none waits on the others (a
+    process left behind would hold the run until the timeout), and the run stops in one line
+    once its roll-backs are spent. torchrun stops the other process as the first one exits,
+    so one or both lines are printed."""
     data = make_toy(tmp_path / "toy.npz", per_segment=60)
-    extra = ("--epochs", "3", "--batch-size", "32", "--lr", "9")
+    extra = ("--epochs", "3", "--batch-size", "32", "--lr", "9", "--rendezvous-timeout", "120")
     result = run(train_cmd(data, tmp_path / "run", *extra, processes=2), timeout=600)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("ivae: error")]
-    assert len(errors) == 2, result.stderr[-2000:]  # one line from each process, the same stop
+    assert 1 <= len(errors) <= 2, result.stderr[-2000:]
     assert all("blew up in epoch 1" in e and "(after 3 roll-backs)" in e for e in errors)
-    assert any("density ratio" in e for e in errors)  # rank 0's reason
