@@ -298,7 +298,17 @@ class Trainer:
     def lr_scale(self) -> float:
         """Half the learning rate for every roll-back made at it: a rate changed on --resume
         (--allow-changes) starts at its own scale, with its own ROLLBACKS."""
-        return 0.5 ** sum(r["lr"] == self.train_cfg.lr for r in self.rollbacks)
+        return 0.5**self.rollbacks_at_lr
+
+    @property
+    def rollbacks_at_lr(self) -> int:
+        """The roll-backs made at the run's present --lr."""
+        return sum(r["lr"] == self.train_cfg.lr for r in self.rollbacks)
+
+    @property
+    def val_batch(self) -> int:
+        """B of the validation batches (val_terms): the density ratio's log B."""
+        return min(len(self.val_data), 2048, self.batch)
 
     def lr_at(self, epoch: int, step: int) -> float:
         cfg = self.train_cfg
@@ -471,7 +481,7 @@ class Trainer:
         ratio = row.get("val_ratio", row.get("train_ratio"))
         if ratio is None:
             return None
-        batch = min(len(self.val_data), 2048, self.batch) if "val_ratio" in row else self.batch
+        batch = self.val_batch if "val_ratio" in row else self.batch
         floor = -math.log(batch)
         if not math.isfinite(ratio) or ratio < floor:
             return f"density ratio {ratio:.3g}, below {floor:.3g} = -log B"
@@ -481,7 +491,7 @@ class Trainer:
         """Go back to the last good epoch (weights, optimizer, history, random state) and
         train on from it at half the learning rate; after ROLLBACKS of them, stop with
         ``error``. Every process rolls back together (their states are the same)."""
-        made = sum(r["lr"] == self.train_cfg.lr for r in self.rollbacks)
+        made = self.rollbacks_at_lr
         if self.good is None or made >= ROLLBACKS:
             tried = f" (after {made} roll-backs)" if made else ""
             raise type(error)(f"{error}{tried}. {self.advice()}") from None
@@ -628,7 +638,7 @@ class Trainer:
             metrics["peak_device_memory_mb"] = round(peak / 2**20, 1)
         metrics["restarts"] = self.restarts
         metrics["rollbacks"] = self.rollbacks
-        n_val = min(len(self.val_data), 2048, self.batch)  # the validation batches' B
+        n_val = self.val_batch
         metrics["health"] = assess(self.history, math.log(n_val) if n_val > 1 else None)
         # photos that could not be decoded: in no split, left out of training (ivae.data.paired)
         metrics["skipped_images"] = int(np.sum(data.split == SKIPPED))
