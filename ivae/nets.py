@@ -179,9 +179,9 @@ class AffineCoupling(nn.Module):
     coordinates are scaled and shifted by functions of the masked ones, so the map is
     invertible by construction, with a triangular Jacobian."""
 
-    def __init__(self, mask: torch.Tensor, hidden: int):
+    def __init__(self, mask: torch.Tensor, hidden: int, scale_bound: float = 0.5):
         super().__init__()
-        dim = len(mask)
+        dim, self.scale_bound = len(mask), scale_bound
         self.register_buffer("mask", mask.float())
         self.register_buffer("free", 1 - mask.float(), persistent=False)  # the scaled coordinates
         self.net = mlp([dim, hidden, hidden, 2 * dim])
@@ -190,7 +190,8 @@ class AffineCoupling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scale, shift = self.net(x * self.mask).chunk(2, dim=-1)
-        scale = 2.0 * torch.tanh(scale / 2.0) * self.free  # bounded: |log scale| < 2; 0 where kept
+        bound = self.scale_bound  # |log scale| < bound; 0 where kept
+        scale = bound * torch.tanh(scale / bound) * self.free
         return x * torch.exp(scale) + shift * self.free, scale.sum(-1)
 
 
@@ -202,10 +203,17 @@ class CouplingFlow(nn.Module):
     fold a factor onto |factor|, which a variance-only query would not notice
     (docs/experiments.md#which-encoder-for-square-data)."""
 
-    def __init__(self, dim: int, hidden: int = 64, layers: int = 6, mixing: bool = True):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 64,
+        layers: int = 6,
+        mixing: bool = True,
+        scale_bound: float = 0.5,
+    ):
         super().__init__()
         masks = [(torch.arange(dim) + i) % 2 for i in range(layers)]
-        self.couplings = nn.ModuleList(AffineCoupling(m, hidden) for m in masks)
+        self.couplings = nn.ModuleList(AffineCoupling(m, hidden, scale_bound) for m in masks)
         self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers if mixing else 1))
         for linear in self.linears:
             nn.init.orthogonal_(linear.weight)

@@ -351,7 +351,7 @@ def load_run(path: str | Path) -> Run:
         )
     try:
         x, y = (Modality.from_json(config["data"][k]) for k in ("x", "y"))
-        model = build_model(config["model"], config["model_config"], x, y)
+        model = build_model(config["model"], config["model_config"], x, y, saved=True)
         model.load_state_dict(state["state_dict"])
     except (UnknownModel, KeyError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -32,7 +32,7 @@ from ivae.health import assess
 from ivae.io import LockedError, remove_stale, run_lock, save_torch, write_json, write_text
 from ivae.loader import EpochBatches, TrainRows, epoch_seed, train_loader
 from ivae.metrics import mcc
-from ivae.models.base import Model, build_model
+from ivae.models.base import Model, build_model, model_class
 from ivae.nets import Modality
 
 AUGMENTATIONS = ("none", "dihedral")
@@ -683,6 +683,8 @@ def train(
     if resume:
         state_config = load_checkpoint(last)["config"]
         state_config["train"].update(changes or {})
+        saved = model_class(state_config["model"]).Config.from_saved(state_config["model_config"])
+        state_config["model_config"] = saved.to_json()  # options added since: as trained
         _check_same_data(data, state_config, out)
         world = _join(state_config["train"]["device"], rendezvous_timeout)
         trainer = Trainer(data, out, state_config, progress, views, workers, world)

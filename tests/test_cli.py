@@ -379,6 +379,49 @@ def test_weights_from_another_network_give_one_short_line(tmp_path, toy_npz):
     assert "retrain the run" in message and "\n" not in message and len(message) < 400
 
 
+def test_a_run_saved_before_an_option_was_added_loads_and_resumes_as_trained(tmp_path):
+    """The coupling flow's scale bound came after square runs were saved at 2: such a run
+    keeps 2 when loaded and when resumed, not today's default."""
+    from ivae.data.toy import generate_toy
+    from ivae.data.vectors import save_npz
+    from ivae.models import model_class
+
+    added = model_class("implicit-ivae").Config.added
+    npz = save_npz(tmp_path / "square.npz", generate_toy(3, 3, 8, 60, seed=1))
+    run_dir = tmp_path / "run"
+    options = {"latent_dim": 3, "hidden": 16, "flow_layers": 2, **added}
+    train(
+        load_dataset(npz),
+        run_dir,
+        "implicit-ivae",
+        options,
+        TrainConfig(epochs=2, batch_size=32),
+        progress=False,
+    )
+    x = load_dataset(npz).x[:8]
+    codes = ivae.load_run(run_dir).encode_x(x)
+    for name in ("model.pt", "last.pt"):  # as saved before the option existed
+        state = torch.load(run_dir / name, weights_only=True)
+        for option in added:
+            del state["config"]["model_config"][option]
+        torch.save(state, run_dir / name)
+    run = ivae.load_run(run_dir)
+    assert run.model.encoder.couplings[0].scale_bound == added["flow_scale_bound"] != 0.5
+    assert np.array_equal(run.encode_x(x), codes)
+    train(
+        load_dataset(npz),
+        run_dir,
+        "implicit-ivae",
+        resume=True,
+        progress=False,
+        changes={"epochs": 3},
+    )
+    assert (
+        json.loads((run_dir / "config.json").read_text())["model_config"]["flow_scale_bound"]
+        == added["flow_scale_bound"]
+    )
+
+
 def test_a_run_saved_with_a_removed_option_loads_only_at_its_no_op_value(tmp_path, toy_npz):
     from ivae.models import model_class
     from ivae.run import RunError

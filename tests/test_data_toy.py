@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from ivae.data import toy
+from ivae.data.toy import generate_toy, resample_toy, toy_mixing
 
 
 @pytest.mark.parametrize(
@@ -43,3 +44,33 @@ def test_bad_options_are_refused():
         toy.generate_toy(mixing="shared")
     with pytest.raises(ValueError, match="at least sources"):
         toy.generate_toy(data_dim=3)
+
+
+@pytest.mark.parametrize("mixing", ["repeat", "independent"])
+def test_the_toy_mixing_maps_the_data_sets_own_sources_to_its_observations(mixing):
+    options = {"segments": 4, "per_segment": 50, "seed": 3, "mixing": mixing}
+    data = generate_toy(**options)
+    x = toy_mixing(**options)(data["factors"].astype(np.float64))
+    np.testing.assert_allclose(x, data["x"], rtol=1e-5, atol=1e-5)
+
+
+def test_resampled_points_come_from_the_same_segments_and_mixing():
+    options = {"segments": 4, "per_segment": 50, "seed": 3, "modulate": "mean-variance"}
+    data = generate_toy(**options)
+    fresh = resample_toy(options, 5000, fresh_seed=7)
+    assert fresh["x"].shape == (4 * 5000, 5)
+    same = (fresh["factors"][:, None] == data["factors"][None]).all(-1)
+    assert not same.any()  # new draws
+    np.testing.assert_allclose(
+        fresh["x"],
+        toy_mixing(**options)(fresh["factors"].astype(np.float64)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    for segment in range(4):  # each segment's means and sds, as the data set's were drawn
+        ours, theirs = (
+            fresh["factors"][fresh["u"] == segment],
+            data["factors"][data["u"] == segment],
+        )
+        assert np.allclose(ours.mean(0), theirs.mean(0), atol=4 * theirs.std(0) / np.sqrt(50))
+        assert np.allclose(ours.std(0), theirs.std(0), rtol=0.4)

@@ -81,6 +81,22 @@ def test_coupling_flow_log_determinant_is_exact():
     assert torch.allclose(logdet, torch.linalg.slogdet(jac)[1], atol=1e-4)
 
 
+@pytest.mark.parametrize("bound", [0.5, 2.0])
+def test_each_coupling_scales_by_at_most_its_bound(bound):
+    """However far off the data a point lies, a coupling multiplies each free coordinate by
+    at most e^bound: a run of saturated couplings cannot throw a code out by e^2 each."""
+    from ivae.nets import AffineCoupling
+
+    torch.manual_seed(0)
+    coupling = AffineCoupling(torch.tensor([1, 0, 1, 0, 0]), hidden=16, scale_bound=bound)
+    torch.nn.init.normal_(coupling.net[-1].weight, std=3.0)  # steep, saturating scales
+    x = 1e3 * torch.randn(64, 5)
+    _, log_scale = coupling(x)
+    free = 3  # the unmasked coordinates
+    assert log_scale.abs().max().item() <= free * bound + 1e-5
+    assert log_scale.abs().max().item() > 0.9 * free * bound  # saturated: the bound binds
+
+
 def test_leaky_flow_log_determinant_is_exact_and_the_map_is_invertible():
     from ivae.nets import LeakyFlow
 

@@ -104,6 +104,17 @@ def test_a_removed_option_loads_at_its_no_op_value_and_is_refused_otherwise(opti
         build_model("implicit-ivae", {"latent_dim": K, option: 1}, x, y)
 
 
+@pytest.mark.parametrize("option, then", sorted(model_class("implicit-ivae").Config.added.items()))
+def test_a_saved_config_without_a_newer_option_loads_as_it_was_trained(option, then):
+    """A saved run predating an option keeps the value it was trained with; a new run
+    takes today's default, which differs (else the entry would not be needed)."""
+    config = model_class("implicit-ivae").Config
+    saved = config.from_saved({"latent_dim": K})
+    assert getattr(saved, option) == then
+    assert getattr(config.from_json({"latent_dim": K}), option) != then
+    assert getattr(config.from_saved({"latent_dim": K, option: 0.25}), option) == 0.25
+
+
 def test_pairwise_log_prob_is_the_elementwise_gaussian_log_density():
     """The matrix-product form equals log N(z_i; m_j, v_j) computed point by point, also for
     codes far out in the tails of narrow priors (the form's cancellation case)."""

@@ -8,6 +8,8 @@ With ``data_dim > sources`` the mixing is injective but not square.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -80,12 +82,8 @@ def generate_toy(
             f"data_dim ({data_dim}) must be at least sources ({sources}) for an injective mixing"
         )
     rng = np.random.default_rng(seed)
-    std = rng.uniform(0.5, 3.0, (segments, sources))
-    mean = np.zeros_like(std)
-    if modulate == "mean-variance":
-        mean = rng.uniform(-5.0, 5.0, (segments, sources))
-    u = np.repeat(np.arange(segments), per_segment)
-    s = mean[u] + std[u] * rng.standard_normal((len(u), sources))
+    mean, std = _segments(rng, sources, segments, modulate)
+    u, s = _draw(rng, mean, std, per_segment)
     x = mix(s, data_dim, rng, repeat=mixing == "repeat")
     if noise > 0:
         x = x + noise * rng.standard_normal(x.shape)
@@ -97,6 +95,62 @@ def generate_toy(
         "factor_names": np.array([f"source {i + 1}" for i in range(sources)]),
         "split": split,
     }
+
+
+def _segments(
+    rng: np.random.Generator, sources: int, segments: int, modulate: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each segment's source means and sds, (segments, n) each."""
+    std = rng.uniform(0.5, 3.0, (segments, sources))
+    mean = np.zeros_like(std)
+    if modulate == "mean-variance":
+        mean = rng.uniform(-5.0, 5.0, (segments, sources))
+    return mean, std
+
+
+def _draw(
+    rng: np.random.Generator, mean: np.ndarray, std: np.ndarray, per_segment: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The segment labels u (N,) and the sources (N, n)."""
+    u = np.repeat(np.arange(len(mean)), per_segment)
+    return u, mean[u] + std[u] * rng.standard_normal((len(u), mean.shape[1]))
+
+
+def _replay(options: dict) -> tuple[dict, np.ndarray, np.ndarray, dict]:
+    """generate_toy's options with their defaults, its segments' means and sds, and the
+    state of its generator just before the mixing matrices are drawn."""
+    o = {name: p.default for name, p in inspect.signature(generate_toy).parameters.items()}
+    o |= options
+    rng = np.random.default_rng(o["seed"])
+    mean, std = _segments(rng, o["sources"], o["segments"], o["modulate"])
+    _draw(rng, mean, std, o["per_segment"])
+    return o, mean, std, rng.bit_generator.state
+
+
+def toy_mixing(**options) -> Callable[[np.ndarray], np.ndarray]:
+    """The noiseless map sources (N, n) -> x (N, data_dim) of ``generate_toy(**options)``."""
+    o, _, _, state = _replay(options)
+
+    def apply(sources: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state  # the same matrices on every call
+        return mix(sources, o["data_dim"], rng, repeat=o["mixing"] == "repeat")
+
+    return apply
+
+
+def resample_toy(options: dict, per_segment: int, fresh_seed: int) -> dict:
+    """``per_segment`` new points per segment from the generator that ``generate_toy(**options)``
+    used (its segments' means and sds, its mixing, its noise level), drawn from
+    ``fresh_seed``: to check an encoder on many more points than the data set holds.
+    Arrays x, u, factors."""
+    o, mean, std, _ = _replay(options)
+    fresh = np.random.default_rng(fresh_seed)
+    u, s = _draw(fresh, mean, std, per_segment)
+    x = toy_mixing(**options)(s)
+    if o["noise"] > 0:
+        x = x + o["noise"] * fresh.standard_normal(x.shape)
+    return {"x": x.astype(np.float32), "u": u.astype(np.int64), "factors": s.astype(np.float32)}
 
 
 def write_toy(out: str | Path, **options) -> Path:

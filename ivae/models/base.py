@@ -31,6 +31,9 @@ class ModelConfig:
     # Options a model no longer has -> the value at which they did nothing. A saved run that
     # holds one at that value loads unchanged; any other value is refused by name.
     retired: ClassVar[dict[str, object]] = {}
+    # Options added since runs were first saved -> the value those runs were trained with,
+    # which a saved config without the option loads at (the default may differ).
+    added: ClassVar[dict[str, object]] = {}
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -43,6 +46,12 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} option(s) {unknown}; known: {sorted(known)}")
         return cls(**d)
+
+    @classmethod
+    def from_saved(cls, d: dict) -> ModelConfig:
+        """The config of a saved run: an option added after it was saved takes the value
+        it was trained with, not today's default."""
+        return cls.from_json({**cls.added, **d})
 
     @classmethod
     def _without_retired(cls, d: dict) -> dict:
@@ -161,6 +170,8 @@ def model_class(name: str) -> type[Model]:
     return REGISTRY[name]
 
 
-def build_model(name: str, options: dict, x: Modality, y: Modality) -> Model:
+def build_model(name: str, options: dict, x: Modality, y: Modality, saved: bool = False) -> Model:
+    """``saved``: ``options`` is a saved run's config (ModelConfig.from_saved)."""
     cls = model_class(name)
-    return cls(cls.Config.from_json(options), x, y)
+    config = cls.Config.from_saved(options) if saved else cls.Config.from_json(options)
+    return cls(config, x, y)

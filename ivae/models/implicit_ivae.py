@@ -75,6 +75,9 @@ class ImplicitIVAEConfig(ModelConfig):
     encoder: str = "auto"
     flow_layers: int = 16  # layers of the invertible encoder (docs/experiments.md, "Which encoder")
     flow_mixing: bool = True  # coupling flow: a learned linear layer before every coupling
+    # coupling flow: |log scale| of each coupling below this, so that off the data a run of
+    # saturated couplings cannot multiply a code by e^2 each (docs/experiments.md, "Bounded")
+    flow_scale_bound: float = 0.5
     prior_logvar_min: float = -6.0  # range of the prior's log-variances (ConditionalPrior)
     prior_logvar_max: float = 4.0
     # Removed for want of a measurement that they helped; runs saved with them at these
@@ -84,6 +87,7 @@ class ImplicitIVAEConfig(ModelConfig):
         "input_noise": 0.0,
         "warmup_steps": 0,
     }
+    added: ClassVar[dict[str, object]] = {"flow_scale_bound": 2.0}
 
     def __post_init__(self) -> None:
         if self.jacobian not in JACOBIAN_MODES:
@@ -140,7 +144,9 @@ class ImplicitIVAE(Model):
             stochastic = config.posterior == "stochastic"
             config.likelihood_weight = FLOW_LIKELIHOOD_WEIGHT if flow else 0.1 * stochastic
         if flow == "flow":
-            self.encoder = CouplingFlow(k, config.hidden, config.flow_layers, config.flow_mixing)
+            self.encoder = CouplingFlow(
+                k, config.hidden, config.flow_layers, config.flow_mixing, config.flow_scale_bound
+            )
         elif flow == "leaky-flow":
             self.encoder = LeakyFlow(k, config.flow_layers)
         elif config.encoder in TAILS:
