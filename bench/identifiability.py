@@ -303,6 +303,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run; writes nothing")
     p.add_argument("--ablation", action="store_true", help="the implicit-ivae objective ablation")
     p.add_argument(
+        "--rows",
+        help="ablation rows to train, as 1-based numbers (1,3,5): to split the ablation over "
+        "processes; a later run without it reuses their runs and writes the whole table",
+    )
+    p.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: fastest on shared cores)"
     )
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
@@ -315,21 +320,35 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
             f"unknown model/variant {unknown}; models: {sorted(REGISTRY)}, "
             f"variants: {list(VARIANTS)}"
         )
+    if args.rows:
+        try:
+            args.rows = [int(r) for r in args.rows.split(",")]
+        except ValueError:
+            p.error(f"--rows takes numbers such as 1,3,5, not {args.rows!r}")
+        if not args.ablation or not all(1 <= r <= len(ABLATION) for r in args.rows):
+            p.error(f"--rows selects ablation rows 1-{len(ABLATION)} with --ablation")
+        args.no_write_docs = True  # a part of the table
     if args.quick:  # tiny data, one seed, two epochs, throwaway folder
         args.seeds, args.epochs, args.per_segment = 1, 2, 100
         args.work = args.work.parent / "bench-quick"
     return args
 
 
+def configs_of(args: argparse.Namespace) -> dict[str, tuple[str, dict]]:
+    """tag -> (model, options): the ablation's rows (``--rows`` of them) or every model."""
+    if args.ablation:
+        return {
+            label: ("implicit-ivae", {**COMMON_OPTIONS, **opts})
+            for row, (label, opts) in enumerate(ABLATION.items(), 1)
+            if not args.rows or row in args.rows
+        }
+    return {m: (m, {**COMMON_OPTIONS, **MODEL_OPTIONS.get(m, {})}) for m in args.models}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     torch.set_num_threads(args.threads)
-    if args.ablation:
-        configs = {
-            label: ("implicit-ivae", {**COMMON_OPTIONS, **opts}) for label, opts in ABLATION.items()
-        }
-    else:
-        configs = {m: (m, {**COMMON_OPTIONS, **MODEL_OPTIONS.get(m, {})}) for m in args.models}
+    configs = configs_of(args)
     results = sweep(args, configs)
     every = [r for by_tag in results.values() for runs in by_tag.values() for r in runs]
     trained = sum(r["seconds"] or 0 for r in every)  # also when the runs were reused
