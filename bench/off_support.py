@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import EXPERIMENTS, command, load_average, shown, write_section
+from bench.common import EXPERIMENTS, ROOT, command, load_average, shown, write_section
 from bench.identifiability import VARIANTS, dataset
 from ivae.data import load_dataset
 from ivae.data.toy import resample_toy
@@ -82,7 +82,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("runs", nargs="+", help="LABEL=DIR: a benchmark work directory's runs")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--per-segment", type=int, default=FRESH_PER_SEGMENT)
-    p.add_argument("--work", type=Path, default=Path("runs/bench"), help="where the data sets are")
+    p.add_argument(
+        "--work", type=Path, default=ROOT / "runs" / "bench", help="where the data sets are"
+    )
     p.add_argument("--no-write-docs", action="store_true", help="print the table only")
     return p.parse_args(argv)
 
