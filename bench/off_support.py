@@ -64,8 +64,6 @@ def table(results: dict[str, dict[str, list[dict]]]) -> list[str]:
     ]
     for label, variants in results.items():
         for variant, runs in variants.items():
-            if not runs:
-                continue
             scores = [r["mcc"] for r in runs]
             lines.append(
                 f"| {label} | {VARIANTS[variant][0]} | "
@@ -92,11 +90,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     torch.set_num_threads(1)
-    results: dict[str, dict[str, list[dict]]] = {}
+    roots = {}
     for item in args.runs:
         label, _, root = item.partition("=")
         if not root:
             raise SystemExit(f"{item!r}: give LABEL=DIR, e.g. 'scale bound 0.5=runs/bench'")
+        roots[label] = root
+    results: dict[str, dict[str, list[dict]]] = {}
+    for label, root in roots.items():
         results[label] = {}
         for variant in SQUARE:
             runs = []
@@ -113,9 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Regenerate: `{rerun}` ({points:,} fresh points per run, "
         f"{args.seeds} seeds; the runs: "
-        + "; ".join(
-            f"{label}: {shown(item.partition('=')[2])}" for label, item in zip(results, args.runs)
-        )
+        + "; ".join(f"{label}: {shown(root)}" for label, root in roots.items())
         + f"; load average {load_average():.1f}).",
     ]
     print("\n".join(lines))

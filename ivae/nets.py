@@ -174,12 +174,17 @@ def build_decoder(
     raise ValueError(f"no decoder for modality kind {modality.kind!r}")
 
 
+# |log scale| of each coupling below this: off the data a run of saturated couplings cannot
+# compound into a cliff (docs/experiments.md, "Bounded couplings")
+COUPLING_SCALE_BOUND = 0.5
+
+
 class AffineCoupling(nn.Module):
     """One RealNVP coupling layer (Dinh et al., ICLR 2017, arXiv 1605.08803): the unmasked
     coordinates are scaled and shifted by functions of the masked ones, so the map is
     invertible by construction, with a triangular Jacobian."""
 
-    def __init__(self, mask: torch.Tensor, hidden: int, scale_bound: float = 0.5):
+    def __init__(self, mask: torch.Tensor, hidden: int, scale_bound: float = COUPLING_SCALE_BOUND):
         super().__init__()
         dim, self.scale_bound = len(mask), scale_bound
         self.register_buffer("mask", mask.float())
@@ -209,7 +214,7 @@ class CouplingFlow(nn.Module):
         hidden: int = 64,
         layers: int = 6,
         mixing: bool = True,
-        scale_bound: float = 0.5,
+        scale_bound: float = COUPLING_SCALE_BOUND,
     ):
         super().__init__()
         masks = [(torch.arange(dim) + i) % 2 for i in range(layers)]

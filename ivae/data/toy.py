@@ -130,6 +130,11 @@ def _replay(options: dict) -> tuple[dict, np.ndarray, np.ndarray, dict]:
 def toy_mixing(**options) -> Callable[[np.ndarray], np.ndarray]:
     """The noiseless map sources (N, n) -> x (N, data_dim) of ``generate_toy(**options)``."""
     o, _, _, state = _replay(options)
+    return _mixing(o, state)
+
+
+def _mixing(o: dict, state: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """``mix`` with the matrices drawn from a generator in ``state`` (``_replay``'s)."""
 
     def apply(sources: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng()
@@ -144,10 +149,10 @@ def resample_toy(options: dict, per_segment: int, fresh_seed: int) -> dict:
     used (its segments' means and sds, its mixing, its noise level), drawn from
     ``fresh_seed``: to check an encoder on many more points than the data set holds.
     Arrays x, u, factors."""
-    o, mean, std, _ = _replay(options)
+    o, mean, std, state = _replay(options)
     fresh = np.random.default_rng(fresh_seed)
     u, s = _draw(fresh, mean, std, per_segment)
-    x = toy_mixing(**options)(s)
+    x = _mixing(o, state)(s)
     if o["noise"] > 0:
         x = x + o["noise"] * fresh.standard_normal(x.shape)
     return {"x": x.astype(np.float32), "u": u.astype(np.int64), "factors": s.astype(np.float32)}

@@ -39,7 +39,14 @@ from ivae.models.base import (
     pairwise_log_prob,
     register,
 )
-from ivae.nets import CouplingFlow, LeakyFlow, Modality, backbone_tail, build_encoder
+from ivae.nets import (
+    COUPLING_SCALE_BOUND,
+    CouplingFlow,
+    LeakyFlow,
+    Modality,
+    backbone_tail,
+    build_encoder,
+)
 
 JACOBIAN_MODES = ("exact", "none")
 POSTERIORS = ("deterministic", "stochastic")
@@ -75,9 +82,7 @@ class ImplicitIVAEConfig(ModelConfig):
     encoder: str = "auto"
     flow_layers: int = 16  # layers of the invertible encoder (docs/experiments.md, "Which encoder")
     flow_mixing: bool = True  # coupling flow: a learned linear layer before every coupling
-    # coupling flow: |log scale| of each coupling below this, so that off the data a run of
-    # saturated couplings cannot multiply a code by e^2 each (docs/experiments.md, "Bounded")
-    flow_scale_bound: float = 0.5
+    flow_scale_bound: float = COUPLING_SCALE_BOUND  # coupling flow: |log scale| per coupling
     prior_logvar_min: float = -6.0  # range of the prior's log-variances (ConditionalPrior)
     prior_logvar_max: float = 4.0
     # Removed for want of a measurement that they helped; runs saved with them at these
