@@ -1,14 +1,18 @@
-"""Training-step time of implicit-ivae's coupling-flow encoder by number of couplings.
+"""Training-step time of implicit-ivae's coupling-flow encoder, by parameter layout.
 
-One training step (loss, backward, gradient clip, Adam) on a square-toy-sized batch (256
-points, 5 dimensions, 40 segment labels), the configurations interleaved so that the shared
-machine's load falls on all of them alike; prints the median ms per step and the ratio to
-the first row, and writes them into docs/experiments.md between the `flow-steps` markers. The
-trainer's fused Adam is measured against a plain (per-tensor) Adam with a per-tensor clip,
-the trainer's optimizer before it was fused.
+One training step (loss, backward, gradient clip, Adam) on square-toy-sized batches (5
+dimensions, 40 segment labels), the configurations interleaved so that the shared machine's
+load falls on all of them alike; prints the median ms per step, the ratio to the first row of
+the same batch size and the time per epoch relative to the very first row, and writes them
+into docs/experiments.md between the `flow-steps` markers. Three layouts of the same flow
+(same initialisation, same function):
 
-    .venv/bin/python -m bench.flow_steps                 # couplings 10, 12, 16
-    .venv/bin/python -m bench.flow_steps --layers 10 20  # any others
+- one module per coupling with a plain (per-tensor) Adam and clip, the oldest step;
+- the same with the trainer's fused Adam and clip;
+- the trainer's ``CouplingFlow``: each kind of parameter stacked over the couplings.
+
+    .venv/bin/python -m bench.flow_steps                          # 16 couplings, batch 256, 512
+    .venv/bin/python -m bench.flow_steps --layers 10 --batch-sizes 256
 """
 
 from __future__ import annotations
@@ -19,60 +23,125 @@ import statistics
 import time
 
 import torch
+from torch import nn
 
 from bench.common import EXPERIMENTS, command, write_section
 from ivae.models import build_model
-from ivae.nets import Modality
+from ivae.nets import COUPLING_SCALE_BOUND, Modality, mlp
 from ivae.train import TrainConfig, optimizer
+
+
+class PerCouplingFlow(nn.Module):
+    """The coupling flow as it was built before its parameters were stacked: one module per
+    coupling (``couplings.i``: its mask and MLP) and per linear layer (``linears.i``). The
+    same function, drawn from the same seed in the same order as ``ivae.nets.CouplingFlow``;
+    its state dict is the layout that runs saved before then hold."""
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 64,
+        layers: int = 6,
+        mixing: bool = True,
+        scale_bound: float = COUPLING_SCALE_BOUND,
+    ):
+        super().__init__()
+        self.scale_bound = scale_bound
+        self.couplings = nn.ModuleList()
+        for i in range(layers):
+            coupling = nn.Module()
+            coupling.register_buffer("mask", ((torch.arange(dim) + i) % 2).float())
+            coupling.net = mlp([dim, hidden, hidden, 2 * dim])
+            nn.init.zeros_(coupling.net[-1].weight)
+            nn.init.zeros_(coupling.net[-1].bias)
+            self.couplings.append(coupling)
+        self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers if mixing else 1))
+        for linear in self.linears:
+            nn.init.orthogonal_(linear.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_logdet(x)[0]
+
+    def forward_with_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = torch.stack([linear.weight for linear in self.linears])
+        z, logdet = x, torch.linalg.slogdet(weights)[1].sum().expand(len(x))
+        for i, coupling in enumerate(self.couplings):
+            if i < len(self.linears):
+                z = self.linears[i](z)
+            scale, shift = coupling.net(z * coupling.mask).chunk(2, dim=-1)
+            free, bound = 1 - coupling.mask, self.scale_bound
+            scale = bound * torch.tanh(scale / bound) * free
+            z = z * torch.exp(scale) + shift * free
+            logdet = logdet + scale.sum(-1)
+        return z, logdet
+
+
+LAYOUTS = {  # label -> (per-coupling modules, fused Adam and clip)
+    "one module per coupling, plain Adam": (True, False),
+    "one module per coupling, fused Adam": (True, True),
+    "stacked parameters, fused Adam (now)": (False, True),
+}
+
+
+def setup(layers: int, per_coupling: bool, fused: bool) -> tuple[nn.Module, torch.optim.Adam]:
+    torch.manual_seed(0)
+    x, y = Modality("vector", (5,)), Modality("vector", (40,))
+    options = {"latent_dim": 5, "hidden": 64, "flow_layers": layers}
+    model = build_model("implicit-ivae", options, x, y)
+    if per_coupling:
+        torch.manual_seed(0)  # the same start: the encoder is drawn first
+        model.encoder = PerCouplingFlow(5, 64, layers, scale_bound=model.config.flow_scale_bound)
+    if fused:
+        return model, optimizer(model, TrainConfig(lr=1e-3))
+    return model, torch.optim.Adam(model.parameters(), 1e-3)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--layers", type=int, nargs="+", default=[10, 12, 16])
+    parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=25)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    x, y = Modality("vector", (5,)), Modality("vector", (40,))
-    batch = {
-        "x": torch.randn(256, 5),
-        "y": torch.nn.functional.one_hot(torch.randint(0, 40, (256,)), 40).float(),
-    }
-    setups = {}  # (couplings, fused) -> (model, optimizer)
-    for fused in (False, True):
-        for layers in args.layers:
-            model = build_model(
-                "implicit-ivae", {"latent_dim": 5, "hidden": 64, "flow_layers": layers}, x, y
-            )
-            adam = (
-                optimizer(model, TrainConfig(lr=1e-3))
-                if fused
-                else torch.optim.Adam(model.parameters(), 1e-3)
-            )
-            setups[layers, fused] = (model, adam)
-    times: dict[tuple[int, bool], list[float]] = {key: [] for key in setups}
+    setups, batches = {}, {}
+    for size in args.batch_sizes:
+        generator = torch.Generator().manual_seed(size)
+        labels = torch.randint(0, 40, (size,), generator=generator)
+        batches[size] = {
+            "x": torch.randn(size, 5, generator=generator),
+            "y": torch.nn.functional.one_hot(labels, 40).float(),
+        }
+        for label, (per_coupling, fused) in LAYOUTS.items():
+            setups[size, label] = (*setup(args.layers, per_coupling, fused), fused)
+    times: dict[tuple[int, str], list[float]] = {key: [] for key in setups}
     for _ in range(args.rounds):
-        for (layers, fused), (model, adam) in setups.items():
+        for (size, label), (model, adam, fused) in setups.items():
             start = time.perf_counter()
             for _ in range(args.steps):
-                loss = model.loss(batch)["loss"]
+                loss = model.loss(batches[size])["loss"]
                 adam.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=fused)
                 adam.step()
-            times[layers, fused].append((time.perf_counter() - start) / args.steps * 1000)
-    base = statistics.median(next(iter(times.values())))
-    lines = ["| couplings | optimizer | ms per step (median) | relative |", "|---|---|---|---|"]
-    for (layers, fused), values in times.items():
-        median = statistics.median(values)
-        adam = "fused Adam" if fused else "plain Adam"
-        lines.append(f"| {layers} couplings | {adam} | {median:.1f} | {median / base:.2f} |")
+            times[size, label].append((time.perf_counter() - start) / args.steps * 1000)
+    medians = {key: statistics.median(values) for key, values in times.items()}
+    first = next(iter(medians))
+    lines = [
+        "| batch | layout | ms per step (median) | relative | time per epoch |",
+        "|---|---|---|---|---|",
+    ]
+    for (size, label), median in medians.items():
+        same_size = medians[size, next(iter(LAYOUTS))]
+        epoch = median / size / (medians[first] / first[0])
+        lines.append(
+            f"| {size} | {label} | {median:.1f} | {median / same_size:.2f} | {epoch:.2f} |"
+        )
     body = (
         "\n".join(lines)
-        + f"\n\nRegenerate: `{command('bench.flow_steps')}` ({args.rounds} interleaved rounds of "
-        f"{args.steps} steps, 1 thread of the shared 2-core "
-        f"`{platform.processor() or platform.machine()}` machine)."
+        + f"\n\nRegenerate: `{command('bench.flow_steps')}` ({args.layers} couplings; "
+        f"{args.rounds} interleaved rounds of {args.steps} steps, 1 thread of the shared "
+        f"2-core `{platform.processor() or platform.machine()}` machine)."
     )
     print(body)
     write_section("flow-steps", body, EXPERIMENTS)

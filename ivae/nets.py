@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 KINDS = ("vector", "image", "text")
@@ -30,7 +31,10 @@ class Modality:
         return cls(kind=d["kind"], shape=tuple(d["shape"]), vocab_size=d.get("vocab_size", 0))
 
 
-def mlp(dims: list[int], slope: float = 0.2) -> nn.Sequential:
+LEAKY_SLOPE = 0.2  # of the MLPs' leaky ReLUs
+
+
+def mlp(dims: list[int], slope: float = LEAKY_SLOPE) -> nn.Sequential:
     """Linear layers with leaky ReLUs between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
@@ -179,34 +183,33 @@ def build_decoder(
 COUPLING_SCALE_BOUND = 0.5
 
 
-class AffineCoupling(nn.Module):
-    """One RealNVP coupling layer (Dinh et al., ICLR 2017, arXiv 1605.08803): the unmasked
-    coordinates are scaled and shifted by functions of the masked ones, so the map is
-    invertible by construction, with a triangular Jacobian."""
-
-    def __init__(self, mask: torch.Tensor, hidden: int, scale_bound: float = COUPLING_SCALE_BOUND):
-        super().__init__()
-        dim, self.scale_bound = len(mask), scale_bound
-        self.register_buffer("mask", mask.float())
-        self.register_buffer("free", 1 - mask.float(), persistent=False)  # the scaled coordinates
-        self.net = mlp([dim, hidden, hidden, 2 * dim])
-        nn.init.zeros_(self.net[-1].weight)  # start at the identity
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scale, shift = self.net(x * self.mask).chunk(2, dim=-1)
-        bound = self.scale_bound  # |log scale| < bound; 0 where kept
-        scale = bound * torch.tanh(scale / bound) * self.free
-        return x * torch.exp(scale) + shift * self.free, scale.sum(-1)
+# CouplingFlow's stacked tensors of the coupling MLPs: name -> (index in a coupling's MLP,
+# attribute); weight1 is (layers, hidden, k), its column j the weights on coordinate j
+STACKED = {
+    "weight1": (0, "weight"),
+    "bias1": (0, "bias"),
+    "weight2": (2, "weight"),
+    "bias2": (2, "bias"),
+    "weight3": (4, "weight"),
+    "bias3": (4, "bias"),
+}
 
 
 class CouplingFlow(nn.Module):
-    """(B, k) -> (B, k): an invertible map, affine couplings with alternating masks, each
-    after a learned square linear layer (Glow's invertible 1x1 convolution, Kingma &
-    Dhariwal 2018), so every coupling splits the coordinates along new directions. Used as
+    """(B, k) -> (B, k): an invertible map, RealNVP affine couplings (Dinh et al., ICLR 2017,
+    arXiv 1605.08803) with alternating masks, each after a learned square linear layer
+    (Glow's invertible 1x1 convolution, Kingma & Dhariwal 2018), so every coupling splits the
+    coordinates along new directions. A coupling scales and shifts the unmasked coordinates by
+    an MLP of the masked ones: invertible by construction, with a triangular Jacobian. Used as
     the encoder when x has as many dimensions as the factors: an invertible encoder cannot
     fold a factor onto |factor|, which a variance-only query would not notice
-    (docs/experiments.md#which-encoder-for-square-data)."""
+    (docs/experiments.md#which-encoder-for-square-data).
+
+    The layers' parameters are stacked, one tensor per kind with the layer first, and split
+    once per pass: on a 5-dimensional problem a step is per-tensor overhead, and ~130 small
+    tensors through the gradient clip and Adam cost a quarter of it (bench/flow_steps.py).
+    Runs saved with one module per coupling load unchanged (``_load_from_state_dict``).
+    """
 
     def __init__(
         self,
@@ -217,26 +220,76 @@ class CouplingFlow(nn.Module):
         scale_bound: float = COUPLING_SCALE_BOUND,
     ):
         super().__init__()
-        masks = [(torch.arange(dim) + i) % 2 for i in range(layers)]
-        self.couplings = nn.ModuleList(AffineCoupling(m, hidden, scale_bound) for m in masks)
-        self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers if mixing else 1))
-        for linear in self.linears:
+        self.scale_bound = scale_bound  # |log scale| of each coupling below this
+        masks = torch.stack([(torch.arange(dim) + i) % 2 for i in range(layers)])
+        self.register_buffer("masks", masks.float())  # (L, k): 1 on the coordinates read
+        # Drawn as the per-layer modules were, in their order: a seed gives the same start.
+        nets = [mlp([dim, hidden, hidden, 2 * dim]) for _ in range(layers)]
+        linears = [nn.Linear(dim, dim) for _ in range(layers if mixing else 1)]
+        for linear in linears:
             nn.init.orthogonal_(linear.weight)
+        for name, (index, attr) in STACKED.items():
+            stacked = torch.stack([getattr(net[index], attr) for net in nets]).detach()
+            self.register_parameter(name, nn.Parameter(stacked))
+        with torch.no_grad():  # every coupling starts at the identity
+            self.weight3.zero_()
+            self.bias3.zero_()
+        self.mix_weight = nn.Parameter(torch.stack([lin.weight for lin in linears]).detach())
+        self.mix_bias = nn.Parameter(torch.stack([lin.bias for lin in linears]).detach())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_logdet(x)[0]
 
     def forward_with_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z (B, k) and log |det dz/dx| (B,), exact."""
+        free = 1 - self.masks  # the coordinates each coupling scales and shifts
+        outputs = torch.cat([free, free], dim=1)  # (log scale, shift) rows
+        # Masking the weights equals masking the input and output of every coupling, in one
+        # operation for all layers (zero gradient on the masked entries alike).
+        weight1 = (self.weight1 * self.masks[:, None, :]).unbind()
+        weight3 = (self.weight3 * outputs[:, :, None]).unbind()
+        bias3 = (self.bias3 * outputs).unbind()
+        bias1, weight2, bias2 = self.bias1.unbind(), self.weight2.unbind(), self.bias2.unbind()
+        mix_weight, mix_bias = self.mix_weight.unbind(), self.mix_bias.unbind()
+        bound, z, scales = self.scale_bound, x, []
+        for i in range(len(weight1)):
+            if i < len(mix_weight):
+                z = F.linear(z, mix_weight[i], mix_bias[i])
+            h = F.leaky_relu(F.linear(z, weight1[i], bias1[i]), LEAKY_SLOPE)
+            h = F.leaky_relu(F.linear(h, weight2[i], bias2[i]), LEAKY_SLOPE)
+            scale, shift = F.linear(h, weight3[i], bias3[i]).chunk(2, dim=-1)
+            scale = bound * torch.tanh(scale / bound)  # 0 where kept
+            z = torch.addcmul(shift, z, scale.exp())
+            scales.append(scale)
         # the linear layers' log-dets do not depend on x: one batched call for all of them
-        weights = torch.stack([linear.weight for linear in self.linears])
-        z, logdet = x, torch.linalg.slogdet(weights)[1].sum().expand(len(x))
-        for i, coupling in enumerate(self.couplings):
-            if i < len(self.linears):
-                z = self.linears[i](z)
-            z, part = coupling(z)
-            logdet = logdet + part
+        logdet = torch.linalg.slogdet(self.mix_weight)[1].sum() + torch.stack(scales).sum((0, 2))
         return z, logdet
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A run saved with one module per coupling (``couplings.i.net.j``, ``linears.i``):
+        its tensors stacked into this layout, then loaded."""
+        if f"{prefix}couplings.0.net.0.weight" in state_dict:
+            layers = 1 + max(
+                int(key[len(prefix) :].split(".")[1])
+                for key in state_dict
+                if key.startswith(f"{prefix}couplings.")
+            )
+            mixes = sum(f"{prefix}linears.{i}.weight" in state_dict for i in range(layers))
+            for name, (index, attr) in STACKED.items():
+                state_dict[prefix + name] = torch.stack(
+                    [
+                        state_dict.pop(f"{prefix}couplings.{i}.net.{index}.{attr}")
+                        for i in range(layers)
+                    ]
+                )
+            for attr in ("weight", "bias"):
+                state_dict[f"{prefix}mix_{attr}"] = torch.stack(
+                    [state_dict.pop(f"{prefix}linears.{i}.{attr}") for i in range(mixes)]
+                )
+            state_dict[f"{prefix}masks"] = torch.stack(
+                [state_dict.pop(f"{prefix}couplings.{i}.mask") for i in range(layers)]
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class InvertibleLeakyReLU(nn.Module):

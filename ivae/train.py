@@ -277,7 +277,14 @@ class Trainer:
     def restore(self, path: Path) -> None:
         state = load_checkpoint(path, self.device)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as error:  # e.g. one tensor per coupling then, stacked now
+            raise TrainingError(
+                f"{path} holds optimizer state for another set of parameter tensors ({error}): "
+                "it was written by an earlier layout of this model. Its weights still load, "
+                "but training cannot go on from it; train anew with another --out."
+            ) from None
         self.epoch, self.step = state["epoch"], state["step"]
         self.history, self.elapsed = state["history"], state["elapsed"]
         self.restarts = state.get("restarts", [])

@@ -406,7 +406,7 @@ def test_a_run_saved_before_an_option_was_added_loads_and_resumes_as_trained(tmp
             del state["config"]["model_config"][option]
         torch.save(state, run_dir / name)
     run = ivae.load_run(run_dir)
-    assert run.model.encoder.couplings[0].scale_bound == added["flow_scale_bound"] != 0.5
+    assert run.model.encoder.scale_bound == added["flow_scale_bound"] != 0.5
     assert np.array_equal(run.encode_x(x), codes)
     train(
         load_dataset(npz),
@@ -420,6 +420,44 @@ def test_a_run_saved_before_an_option_was_added_loads_and_resumes_as_trained(tmp
         json.loads((run_dir / "config.json").read_text())["model_config"]["flow_scale_bound"]
         == added["flow_scale_bound"]
     )
+
+
+def test_a_flow_run_saved_with_one_module_per_coupling_loads_and_refuses_to_resume(tmp_path):
+    """Runs saved before the flow's parameters were stacked: the weights load (the same
+    codes); the optimizer state cannot continue, and says so in a sentence."""
+    from bench.flow_steps import PerCouplingFlow
+    from ivae.data.toy import generate_toy
+    from ivae.data.vectors import save_npz
+    from ivae.train import optimizer
+
+    npz = save_npz(tmp_path / "square.npz", generate_toy(3, 3, 8, 60, seed=1))
+    run_dir = tmp_path / "run"
+    options = {"latent_dim": 3, "hidden": 16, "flow_layers": 3}
+    train(
+        load_dataset(npz), run_dir, "implicit-ivae", options, TrainConfig(epochs=1), progress=False
+    )
+    run = ivae.load_run(run_dir)
+    run.model.encoder = PerCouplingFlow(3, hidden=16, layers=3)  # as saved then
+    adam = optimizer(run.model, TrainConfig())
+    run.model.loss({"x": torch.randn(4, 3), "y": torch.randn(4, 8)})["loss"].backward()
+    adam.step()
+    x = torch.randn(9, 3)
+    with torch.no_grad():
+        codes = run.model.code(x)
+    model_pt = torch.load(run_dir / "model.pt", weights_only=True)
+    model_pt["state_dict"] = run.model.state_dict()
+    assert "encoder.couplings.0.net.0.weight" in model_pt["state_dict"]
+    torch.save(model_pt, run_dir / "model.pt")
+    last = torch.load(run_dir / "last.pt", weights_only=True)
+    last["model"], last["optimizer"] = run.model.state_dict(), adam.state_dict()
+    torch.save(last, run_dir / "last.pt")
+
+    with torch.no_grad():
+        assert torch.allclose(ivae.load_run(run_dir).model.code(x), codes, atol=1e-5)
+    with pytest.raises(TrainingError, match="earlier layout.*train anew"):
+        train(load_dataset(npz), run_dir, "implicit-ivae", resume=True, progress=False)
+    kept = torch.load(run_dir / "last.pt", weights_only=True)["optimizer"]["state"]
+    assert len(kept) == len(adam.state_dict()["state"])  # the checkpoint is left as it was
 
 
 def test_a_run_saved_with_a_removed_option_loads_only_at_its_no_op_value(tmp_path, toy_npz):

@@ -73,8 +73,7 @@ def test_coupling_flow_log_determinant_is_exact():
 
     torch.manual_seed(0)
     flow = CouplingFlow(5, hidden=16, layers=4)
-    for layer in flow.couplings:  # leave the identity start so the test sees real couplings
-        torch.nn.init.normal_(layer.net[-1].weight, std=0.3)
+    torch.nn.init.normal_(flow.weight3, std=0.3)  # off the identity start: real couplings
     x = torch.randn(7, 5)
     z, logdet = flow.forward_with_logdet(x)
     _, jac = encoder_jacobian(flow, x)
@@ -85,16 +84,61 @@ def test_coupling_flow_log_determinant_is_exact():
 def test_each_coupling_scales_by_at_most_its_bound(bound):
     """However far off the data a point lies, a coupling multiplies each free coordinate by
     at most e^bound: a run of saturated couplings cannot throw a code out by e^2 each."""
-    from ivae.nets import AffineCoupling
+    from ivae.nets import CouplingFlow
 
     torch.manual_seed(0)
-    coupling = AffineCoupling(torch.tensor([1, 0, 1, 0, 0]), hidden=16, scale_bound=bound)
-    torch.nn.init.normal_(coupling.net[-1].weight, std=3.0)  # steep, saturating scales
+    coupling = CouplingFlow(5, hidden=16, layers=1, mixing=False, scale_bound=bound)
+    with torch.no_grad():
+        coupling.mix_weight.copy_(torch.eye(5))  # the coupling alone
+        torch.nn.init.normal_(coupling.weight3, std=3.0)  # steep, saturating scales
     x = 1e3 * torch.randn(64, 5)
-    _, log_scale = coupling(x)
-    free = 3  # the unmasked coordinates
+    _, log_scale = coupling.forward_with_logdet(x)
+    free = 3  # the coordinates that mask (0, 1, 0, 1, 0) leaves to be scaled
     assert log_scale.abs().max().item() <= free * bound + 1e-5
     assert log_scale.abs().max().item() > 0.9 * free * bound  # saturated: the bound binds
+
+
+@pytest.mark.parametrize("mixing", [True, False])
+def test_stacked_coupling_flow_is_the_per_coupling_flow(mixing):
+    """The stacked layout draws the same start from a seed as one module per coupling did,
+    computes the same function and gradients, and loads a state dict saved in the old layout
+    (as every run saved before it holds)."""
+    from bench.flow_steps import PerCouplingFlow
+    from ivae.nets import CouplingFlow
+
+    torch.manual_seed(3)
+    old = PerCouplingFlow(5, hidden=16, layers=6, mixing=mixing)
+    torch.manual_seed(3)
+    new = CouplingFlow(5, hidden=16, layers=6, mixing=mixing)
+    loaded = CouplingFlow(5, hidden=16, layers=6, mixing=mixing, scale_bound=9.0)
+    loaded.load_state_dict(old.state_dict())
+    assert loaded.state_dict().keys() == new.state_dict().keys()
+    assert all(torch.equal(v, new.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+    for coupling in old.couplings:  # off the identity start
+        torch.nn.init.normal_(coupling.net[-1].weight, std=0.5)
+        torch.nn.init.normal_(coupling.net[-1].bias, std=0.5)
+    new.load_state_dict(old.state_dict())
+    x = 3 * torch.randn(50, 5)
+    (z_old, logdet_old), (z_new, logdet_new) = (
+        old.forward_with_logdet(x),
+        new.forward_with_logdet(x),
+    )
+    assert torch.allclose(z_new, z_old, atol=1e-4) and torch.allclose(
+        logdet_new, logdet_old, atol=1e-4
+    )
+    assert logdet_new.std() > 0.1  # the couplings act
+    (z_old.square().sum() - logdet_old.sum()).backward()
+    (z_new.square().sum() - logdet_new.sum()).backward()
+    grads = {
+        "weight1": torch.stack([c.net[0].weight.grad for c in old.couplings]),
+        "weight3": torch.stack([c.net[4].weight.grad for c in old.couplings]),
+        "mix_weight": torch.stack([linear.weight.grad for linear in old.linears]),
+    }
+    for name, grad in grads.items():
+        assert torch.allclose(
+            getattr(new, name).grad, grad, rtol=1e-4, atol=1e-4 * grad.abs().max()
+        )
 
 
 def test_leaky_flow_log_determinant_is_exact_and_the_map_is_invertible():
