@@ -120,13 +120,10 @@ def test_stacked_coupling_flow_is_the_per_coupling_flow(mixing):
         torch.nn.init.normal_(coupling.net[-1].bias, std=0.5)
     new.load_state_dict(old.state_dict())
     x = 3 * torch.randn(50, 5)
-    (z_old, logdet_old), (z_new, logdet_new) = (
-        old.forward_with_logdet(x),
-        new.forward_with_logdet(x),
-    )
-    assert torch.allclose(z_new, z_old, atol=1e-4) and torch.allclose(
-        logdet_new, logdet_old, atol=1e-4
-    )
+    z_old, logdet_old = old.forward_with_logdet(x)
+    z_new, logdet_new = new.forward_with_logdet(x)
+    assert torch.allclose(z_new, z_old, atol=1e-4)
+    assert torch.allclose(logdet_new, logdet_old, atol=1e-4)
     assert logdet_new.std() > 0.1  # the couplings act
     (z_old.square().sum() - logdet_old.sum()).backward()
     (z_new.square().sum() - logdet_new.sum()).backward()

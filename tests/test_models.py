@@ -92,6 +92,12 @@ def test_unknown_option_is_refused():
         build_model("implicit-ivae", {"latent_dimension": 3}, x, y)
 
 
+def test_a_flow_without_layers_is_refused_with_its_reason():
+    x, y = DATA["vector/vector"]
+    with pytest.raises(ValueError, match="flow_layers must be at least 1, got 0"):
+        build_model("implicit-ivae", {"flow_layers": 0}, x, y)
+
+
 @pytest.mark.parametrize(
     "option, no_op", sorted(model_class("implicit-ivae").Config.retired.items())
 )

@@ -103,6 +103,8 @@ class ImplicitIVAEConfig(ModelConfig):
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if not self.prior_logvar_min < self.prior_logvar_max:
             raise ValueError("prior_logvar_min must be below prior_logvar_max")
+        if self.flow_layers < 1:
+            raise ValueError(f"flow_layers must be at least 1, got {self.flow_layers}")
 
     def objective_terms(self) -> list[str]:
         """The terms this configuration trains with, in words, with their weights."""
