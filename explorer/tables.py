@@ -7,10 +7,10 @@ display title of each row.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
+
+from ivae.words import text_words
 
 TITLE_LENGTH = 60
 
@@ -190,16 +190,13 @@ def histogram_panels(
     return panels
 
 
-WORD = re.compile(r"[a-z]+")
-
-
 def word_shares(texts) -> dict[str, float]:
-    """The share of ``texts`` holding each word of three letters or more (lower case)."""
+    """The share of ``texts`` holding each word (``ivae.words``: three letters or more, lower
+    case, function words left out)."""
     counts: dict[str, int] = {}
     for text in texts:
-        for word in set(WORD.findall(str(text).lower())):
-            if len(word) >= 3:
-                counts[word] = counts.get(word, 0) + 1
+        for word in text_words(text):
+            counts[word] = counts.get(word, 0) + 1
     return {word: count / max(len(texts), 1) for word, count in counts.items()}
 
 

@@ -3,7 +3,6 @@ poles and how well photo and recipe agree on it, as plain dicts and markdown."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -12,21 +11,7 @@ import pandas as pd
 
 from ivae.factors import agreement, poles
 from ivae.redundancy import Redundancy, partner_text
-
-# English function words, left out of the word tables. sklearn's list is not used: importing
-# sklearn.feature_extraction took 1.2 s of a first visit to the cards, and its list holds
-# words that describe food here (thick, thin, fire, full, empty, top, bottom).
-STOP_WORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been
-    before being below between both but by can could did do does doing down during each
-    either else etc for from further had has have having he her here hers him his how however
-    if in into is it its itself just me more most my no nor not now of off on once only or
-    other our ours out over own per same she should so some such than that the their theirs
-    them then there these they this those through to too under until up upon us very via was
-    we were what when where whether which while who whom whose why will with within without
-    would yet you your""".split()
-)
-_WORD = re.compile(r"\b[a-z][a-z]+\b")  # words of two letters or more, as lowercased
+from ivae.words import text_words
 
 
 def word_associations(texts: list[str], values: np.ndarray, min_count: int = 5) -> pd.DataFrame:
@@ -37,28 +22,28 @@ def word_associations(texts: list[str], values: np.ndarray, min_count: int = 5) 
     """
     n = len(texts)
     values = np.asarray(values, dtype=float).reshape(n, -1)
-    docs = [set(_WORD.findall(text.lower())) - STOP_WORDS for text in texts]
+    docs = [text_words(text) for text in texts]
     counts = Counter(word for doc in docs for word in doc)
-    words = np.array(
+    vocab = np.array(
         sorted(w for w, c in counts.items() if c >= min(min_count, n) and c < 0.95 * n), dtype=str
     )  # words in (almost) every recipe say nothing about a factor
-    if n == 0 or len(words) == 0:
+    if n == 0 or len(vocab) == 0:
         return pd.DataFrame({"word": [], "count": []})
-    column = {word: i for i, word in enumerate(words)}
+    column = {word: i for i, word in enumerate(vocab)}
     kept = [[column[w] for w in doc if w in column] for doc in docs]
     word_of = np.fromiter((i for doc in kept for i in doc), dtype=np.int64)  # (P,) per presence
     doc_of = np.repeat(np.arange(n), [len(doc) for doc in kept])  # (P,)
-    freq = np.bincount(word_of, minlength=len(words)) / n  # (V,)
+    freq = np.bincount(word_of, minlength=len(vocab)) / n  # (V,)
     centred = values - values.mean(axis=0)
     cov = np.stack(  # (V, k): E[w v] - E[w] E[v], v centred
-        [np.bincount(word_of, weights=centred[doc_of, j], minlength=len(words)) / n
+        [np.bincount(word_of, weights=centred[doc_of, j], minlength=len(vocab)) / n
          for j in range(values.shape[1])],
         axis=1,
     )  # fmt: skip
     std = np.sqrt(np.maximum(freq * (1 - freq), 1e-12))[:, None] * centred.std(axis=0)
     table = pd.DataFrame(cov / np.maximum(std, 1e-12))
     table.insert(0, "count", np.round(freq * n).astype(int))
-    table.insert(0, "word", words)
+    table.insert(0, "word", vocab)
     return table
 
 

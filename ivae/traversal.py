@@ -20,7 +20,6 @@ Codes ``z`` are (N, k) image codes of the index. Nothing here imports streamlit.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ivae.index import Index
+from ivae.words import STOP_WORDS, text_words
 
 FOLLOW = ("nearest", "data")
 
@@ -249,22 +249,18 @@ def shares(labels_per_step: list[list[str]]) -> pd.DataFrame:
     )
 
 
-STOP_WORDS = frozenset(
-    "and the with for into from then until about over each cup cups tbsp tsp teaspoon "
-    "tablespoon tablespoons teaspoons ingredients instructions serve minutes add until".split()
+# words of any recipe's method, which say nothing about where a traversal goes
+RECIPE_WORDS = frozenset(
+    "cup cups tbsp tsp teaspoon tablespoon tablespoons teaspoons ingredients instructions "
+    "serve minutes add".split()
 )
-
-
-def words(text: str) -> set[str]:
-    """The distinct lower-case words of three letters or more, stop words left out."""
-    return {w for w in re.findall(r"[a-z]{3,}", str(text).lower()) if w not in STOP_WORDS}
 
 
 def word_shares(texts_per_step: list[list[str]], top: int = 6) -> pd.DataFrame:
     """(S, top) share of each step's recipes containing a word, for the ``top`` words whose
     share changes most along the traversal (largest spread between steps): what the recipe
     words say changes where the data has no labels."""
-    sets = [[words(t) for t in texts] for texts in texts_per_step]
+    sets = [[text_words(t, STOP_WORDS | RECIPE_WORDS) for t in texts] for texts in texts_per_step]
     vocab = sorted(set().union(*(s for step in sets for s in step)))
     share = np.array(
         [[sum(w in s for s in step) / max(len(step), 1) for w in vocab] for step in sets]

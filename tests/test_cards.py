@@ -13,6 +13,15 @@ from ivae import cards
 from ivae.figures import contact_sheet
 
 
+def test_every_word_table_reads_the_same_words():
+    from ivae.traversal import RECIPE_WORDS
+    from ivae.words import STOP_WORDS, text_words
+
+    text = "Simmer 2 cups of the Broth with peas; add an egg (or two)."
+    assert text_words(text) == {"simmer", "cups", "broth", "peas", "add", "egg", "two"}
+    assert text_words(text, STOP_WORDS | RECIPE_WORDS) == {"simmer", "broth", "peas", "egg", "two"}
+
+
 def test_word_associations_find_the_driving_word():
     rng = np.random.default_rng(0)
     values = rng.uniform(0, 1, 400)
