@@ -269,12 +269,7 @@ class CouplingFlow(nn.Module):
         """A run saved with one module per coupling (``couplings.i.net.j``, ``linears.i``):
         its tensors stacked into this layout, then loaded."""
         if f"{prefix}couplings.0.net.0.weight" in state_dict:
-            layers = 1 + max(
-                int(key[len(prefix) :].split(".")[1])
-                for key in state_dict
-                if key.startswith(f"{prefix}couplings.")
-            )
-            mixes = sum(f"{prefix}linears.{i}.weight" in state_dict for i in range(layers))
+            layers, mixes = len(self.masks), len(self.mix_weight)  # a mismatch fails to load
             for name, (index, attr) in STACKED.items():
                 state_dict[prefix + name] = torch.stack(
                     [

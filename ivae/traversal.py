@@ -254,13 +254,14 @@ RECIPE_WORDS = frozenset(
     "cup cups tbsp tsp teaspoon tablespoon tablespoons teaspoons ingredients instructions "
     "serve minutes add".split()
 )
+_LEFT_OUT = STOP_WORDS | RECIPE_WORDS
 
 
 def word_shares(texts_per_step: list[list[str]], top: int = 6) -> pd.DataFrame:
     """(S, top) share of each step's recipes containing a word, for the ``top`` words whose
     share changes most along the traversal (largest spread between steps): what the recipe
     words say changes where the data has no labels."""
-    sets = [[text_words(t, STOP_WORDS | RECIPE_WORDS) for t in texts] for texts in texts_per_step]
+    sets = [[text_words(t, _LEFT_OUT) for t in texts] for texts in texts_per_step]
     vocab = sorted(set().union(*(s for step in sets for s in step)))
     share = np.array(
         [[sum(w in s for s in step) / max(len(step), 1) for w in vocab] for step in sets]
