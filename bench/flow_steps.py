@@ -9,7 +9,10 @@ into docs/experiments.md between the `flow-steps` markers. Three layouts of the 
 
 - one module per coupling with a plain (per-tensor) Adam and clip, the oldest step;
 - the same with the trainer's fused Adam and clip;
-- the trainer's ``CouplingFlow``: each kind of parameter stacked over the couplings.
+- the trainer's ``CouplingFlow``: each kind of parameter stacked over the couplings;
+- the same with the loss under ``torch.compile`` (its compile time, the first steps, is
+  printed apart and not in the step time; compiled into an empty cache, as on a fresh
+  machine, not from the inductor's on-disk cache of an earlier run).
 
     .venv/bin/python -m bench.flow_steps                          # 16 couplings, batch 256, 512
     .venv/bin/python -m bench.flow_steps --layers 10 --batch-sizes 256
@@ -18,8 +21,10 @@ into docs/experiments.md between the `flow-steps` markers. Three layouts of the 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
+import tempfile
 import time
 
 import torch
@@ -76,14 +81,17 @@ class PerCouplingFlow(nn.Module):
         return z, logdet
 
 
-LAYOUTS = {  # label -> (per-coupling modules, fused Adam and clip)
-    "one module per coupling, plain Adam": (True, False),
-    "one module per coupling, fused Adam": (True, True),
-    "stacked parameters, fused Adam (now)": (False, True),
+LAYOUTS = {  # label -> (per-coupling modules, fused Adam and clip, loss compiled)
+    "one module per coupling, plain Adam": (True, False, False),
+    "one module per coupling, fused Adam": (True, True, False),
+    "stacked parameters, fused Adam (now)": (False, True, False),
+    "stacked parameters, fused Adam, loss under torch.compile": (False, True, True),
 }
 
 
-def setup(layers: int, per_coupling: bool, fused: bool) -> tuple[nn.Module, torch.optim.Adam]:
+def setup(
+    layers: int, per_coupling: bool, fused: bool, compiled: bool
+) -> tuple[nn.Module, torch.optim.Adam]:
     torch.manual_seed(0)
     x, y = Modality("vector", (5,)), Modality("vector", (40,))
     options = {"latent_dim": 5, "hidden": 64, "flow_layers": layers}
@@ -91,9 +99,19 @@ def setup(layers: int, per_coupling: bool, fused: bool) -> tuple[nn.Module, torc
     if per_coupling:
         torch.manual_seed(0)  # the same start: the encoder is drawn first
         model.encoder = PerCouplingFlow(5, 64, layers, scale_bound=model.config.flow_scale_bound)
+    if compiled:
+        model.loss = torch.compile(model.loss, dynamic=False)  # one graph per batch size
     if fused:
         return model, optimizer(model, TrainConfig(lr=1e-3))
     return model, torch.optim.Adam(model.parameters(), 1e-3)
+
+
+def step(model: nn.Module, adam: torch.optim.Adam, batch: dict, fused: bool) -> None:
+    loss = model.loss(batch)["loss"]
+    adam.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=fused)
+    adam.step()
 
 
 def main() -> None:
@@ -104,6 +122,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # compiled from scratch
+        body = measure(args)
+    print(body)
+    write_section("flow-steps", body, EXPERIMENTS)
+
+
+def measure(args: argparse.Namespace) -> str:
     setups, batches = {}, {}
     for size in args.batch_sizes:
         generator = torch.Generator().manual_seed(size)
@@ -112,18 +138,20 @@ def main() -> None:
             "x": torch.randn(size, 5, generator=generator),
             "y": torch.nn.functional.one_hot(labels, 40).float(),
         }
-        for label, (per_coupling, fused) in LAYOUTS.items():
-            setups[size, label] = (*setup(args.layers, per_coupling, fused), fused)
+        for label, (per_coupling, fused, compiled) in LAYOUTS.items():
+            setups[size, label] = (*setup(args.layers, per_coupling, fused, compiled), fused)
+    warm_up = {}  # the first steps: torch.compile compiles in them
+    for key, (model, adam, fused) in setups.items():
+        start = time.perf_counter()
+        for _ in range(2):
+            step(model, adam, batches[key[0]], fused)
+        warm_up[key] = time.perf_counter() - start
     times: dict[tuple[int, str], list[float]] = {key: [] for key in setups}
     for _ in range(args.rounds):
         for (size, label), (model, adam, fused) in setups.items():
             start = time.perf_counter()
             for _ in range(args.steps):
-                loss = model.loss(batches[size])["loss"]
-                adam.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=fused)
-                adam.step()
+                step(model, adam, batches[size], fused)
             times[size, label].append((time.perf_counter() - start) / args.steps * 1000)
     medians = {key: statistics.median(values) for key, values in times.items()}
     first = next(iter(medians))
@@ -137,14 +165,16 @@ def main() -> None:
         lines.append(
             f"| {size} | {label} | {median:.1f} | {median / same_size:.2f} | {epoch:.2f} |"
         )
-    body = (
+    compiled_seconds = ", ".join(
+        f"{seconds:.0f}" for (_, label), seconds in warm_up.items() if LAYOUTS[label][2]
+    )
+    return (
         "\n".join(lines)
         + f"\n\nRegenerate: `{command('bench.flow_steps')}` ({args.layers} couplings; "
         f"{args.rounds} interleaved rounds of {args.steps} steps, 1 thread of the shared "
-        f"2-core `{platform.processor() or platform.machine()}` machine)."
+        f"2-core `{platform.processor() or platform.machine()}` machine; the compiled rows' "
+        f"first 2 steps, which compile, took {compiled_seconds} s and are not in the step time)."
     )
-    print(body)
-    write_section("flow-steps", body, EXPERIMENTS)
 
 
 if __name__ == "__main__":

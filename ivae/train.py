@@ -192,6 +192,17 @@ class LossOf(torch.nn.Module):
         return self.model.loss(batch)
 
 
+def host_copy(value):
+    """``value`` with every tensor in it copied to the CPU (a deep copy of the rest)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: host_copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(host_copy(item) for item in value)
+    return copy.deepcopy(value)
+
+
 class Trainer:
     def __init__(
         self,
@@ -593,10 +604,12 @@ class Trainer:
 
     def snapshot(self) -> dict:
         """A copy of the model in training (weights, optimizer, history, position, RNG), in
-        memory: a start kept by the choice, or the last good epoch of a roll-back."""
+        host memory: a start kept by the choice, or the last good epoch of a roll-back. On a
+        GPU the copy would take as much of its memory again as the weights and Adam's moments
+        (``load`` puts the tensors back on the training device)."""
         return {
-            "model": copy.deepcopy(self.model.state_dict()),
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "model": host_copy(self.model.state_dict()),
+            "optimizer": host_copy(self.optimizer.state_dict()),
             "history": list(self.history),
             "epoch": self.epoch,
             "step": self.step,

@@ -262,3 +262,26 @@ def test_the_health_summary_says_where_a_run_was_rolled_back():
         "blew up) and went on from epoch 5 at 0.5 of the learning rate."
     )
     assert "blew up" not in summary({"val_score": 0.3, "best_epoch": 9}, [])
+
+
+def test_a_snapshot_is_a_host_copy_that_training_does_not_touch():
+    from ivae.train import host_copy
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    adam = torch.optim.Adam([weight], lr=0.1)
+    weight.sum().backward()
+    adam.step()
+    state = {"model": {"w": weight}, "optimizer": adam.state_dict(), "history": [{"epoch": 1}]}
+    copied = host_copy(state)
+    assert copied["model"]["w"].device.type == "cpu" and not copied["model"]["w"].requires_grad
+    moment = copied["optimizer"]["state"][0]["exp_avg"]
+    before = moment.clone()
+    weight.sum().backward()
+    adam.step()  # the optimizer's own moment tensors change in place...
+    assert torch.equal(moment, before)  # ...the copy's do not
+    assert copied["optimizer"]["param_groups"][0]["lr"] == 0.1
+    state["history"].append({"epoch": 2})
+    assert copied["history"] == [{"epoch": 1}]
+    # put back, the optimizer goes on from the copied moments
+    adam.load_state_dict(copied["optimizer"])
+    assert torch.equal(adam.state[weight]["exp_avg"], before)
