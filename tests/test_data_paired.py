@@ -189,8 +189,26 @@ def test_the_content_digest_does_not_depend_on_the_rows_read_at_a_time(tmp_path,
     data = make_tiny_dataset(tmp_path / "data")
     whole = paired.items_content_digest(data)
     monkeypatch.setattr(paired, "DIGEST_ROWS", 7)  # 240 rows: 35 batches, the last short
+    paired._content_digest.cache_clear()  # read the table again, 7 rows at a time
     assert paired.items_content_digest(data) == whole
     items = pd.read_parquet(data / "items.parquet")
     items.loc[100, "text"] += " salt"
     items.to_parquet(data / "items.parquet", index=False)
     assert paired.items_content_digest(data) != whole
+
+
+def test_the_content_digest_is_read_once_per_version_of_the_table(tmp_path):
+    import ivae.data.paired as paired
+    from tests.tiny_run import make_tiny_dataset
+
+    data = make_tiny_dataset(tmp_path / "data")
+    paired._content_digest.cache_clear()
+    first = paired.items_content_digest(data)
+    assert paired.items_content_digest(data) == first
+    assert paired._content_digest.cache_info().misses == 1  # the second call read nothing
+    items = pd.read_parquet(data / "items.parquet")
+    items.loc[5, "text"] = items.loc[5, "text"].upper()  # the same size, other texts
+    write_paired(data, items, json.loads((data / "dataset.json").read_text()))
+    assert paired.items_content_digest(data) != first
+    with pytest.raises(DataError, match="items.parquet"):
+        paired.items_content_digest(tmp_path / "nowhere")

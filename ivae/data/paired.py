@@ -9,6 +9,7 @@ or replacing an image invalidates the cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -232,10 +233,26 @@ def items_content_digest(directory: Path) -> str:
     texts, in row order. Two kitchen sets of other seeds share ids and paths but not texts;
     the same table written again (another parquet writer) keeps its digest. Per column, the
     values' lengths and their bytes feed two running hashes, so the digest does not depend on
-    how many rows are read at a time (``DIGEST_ROWS``), and memory does not grow with them."""
+    how many rows are read at a time (``DIGEST_ROWS``), and memory does not grow with them.
+
+    Kept for the process per file (its inode, size and change times: a table written again,
+    in place or by replacing it, is read again): ``ivae index`` checks the feature cache and
+    fingerprints the index against the same table, seconds each at a million items."""
+    path = Path(directory) / ITEMS
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise DataError(f"{path}: unreadable parquet ({error})") from None
+    key = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    return _content_digest(str(path.resolve()), *key)
+
+
+@functools.lru_cache(maxsize=16)
+def _content_digest(path: str, *file_state: int) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    directory = Path(path).parent
     lengths = {name: hashlib.sha256() for name in DIGEST_COLUMNS}
     contents = {name: hashlib.sha256() for name in DIGEST_COLUMNS}
     try:
