@@ -21,7 +21,7 @@ import torch
 from bench.common import ROOT, command, mean_sd, read_section, shown, write_section
 from ivae.data import load_dataset
 from ivae.models import REGISTRY
-from ivae.models.implicit_ivae import TAILS
+from ivae.models.implicit_ivae import PRETRAINED, TAILS
 from ivae.presets import PRESETS
 from ivae.train import TrainConfig, train
 
@@ -47,6 +47,7 @@ class Row(NamedTuple):
     likelihood_weight: float | None = None  # eq. 1's weight when not MODEL_OPTIONS'
     frobenius_weight: float = 0.0  # the Jacobian penalty ||J||_F^2 (bounds eq. 1's volume)
     encoder: str = ""  # the implicit iVAE's encoder option, when not its default
+    image_size: int = 0  # photos decoded at this size for a model on pixels (0: the loader's)
 
     def label(self, main_epochs: int) -> str:
         if self == Row(self.model, main_epochs):
@@ -55,6 +56,12 @@ class Row(NamedTuple):
             f"{self.model}, {self.epochs} epochs"
             + (f", {self.backbone} features" if self.backbone else "")
             + (", last block fine-tuned" if self.encoder in TAILS else "")
+            + (
+                f", the whole {self.encoder} fine-tuned from its ImageNet weights"
+                if self.encoder == PRETRAINED
+                else ""
+            )
+            + (f", {self.image_size}-px photos" if self.image_size else "")
             + (", flips and quarter turns" if self.augment != "none" else "")
             + (f", batch {self.batch}" if self.batch != BATCH else "")
             + (f", lr {self.lr:g}" if self.lr != LR else "")
@@ -79,6 +86,8 @@ class Row(NamedTuple):
             + ("" if self.likelihood_weight is None else f"-lw{self.likelihood_weight:g}")
             + (f"-fw{self.frobenius_weight:g}" if self.frobenius_weight else "")
             + ("-finetuned" if self.encoder in TAILS else "")
+            + ("-finetuned-whole" if self.encoder == PRETRAINED else "")
+            + (f"-px{self.image_size}" if self.image_size else "")
         )
 
 
@@ -284,6 +293,26 @@ BACKBONE_ROWS = [
     ),
     Row("implicit-ivae", 15, lr=2e-3, backbone=STATS, likelihood_weight=0.0),
     Row("implicit-ivae", 15, lr=2e-3, backbone=STATS, likelihood_weight=0.01),
+    # The whole network on the photos, from its ImageNet weights (for a GPU: on this CPU an
+    # epoch takes about 10 minutes at 64 px, bench/gpu_finetune.sh)
+    Row(
+        "implicit-ivae",
+        15,
+        "dihedral",
+        lr=2e-3,
+        likelihood_weight=0.0,
+        encoder=PRETRAINED,
+        image_size=128,
+    ),
+    Row(
+        "implicit-ivae",
+        15,
+        "dihedral",
+        lr=2e-3,
+        likelihood_weight=0.01,
+        encoder=PRETRAINED,
+        image_size=128,
+    ),
 ]
 FACTORS = ("savoriness", "wateriness", "greenness", "spiciness")
 
@@ -316,6 +345,12 @@ def row_features(args, row: Row, loaded: dict) -> tuple:
     per backbone and view count: 8 views to train under flips and quarter turns, else 1."""
     from ivae.head import load_feature_data
 
+    if not row.backbone:  # a network on the photos themselves: no features to extract
+        if ("photos", row.image_size) not in loaded:
+            data = load_dataset(args.backbone_data, image_size=row.image_size or 64)
+            loaded.clear()
+            loaded[("photos", row.image_size)] = data, None, 0.0
+        return loaded[("photos", row.image_size)]
     views = 8 if row.augment == "dihedral" else 1
     if (row.backbone, views) not in loaded:
         data, cached, record = load_feature_data(args.backbone_data, row.backbone, views=views)

@@ -161,13 +161,26 @@ def training_data(args, vocab, augment: str) -> tuple:
     train()'s ``views`` and ``backbone``: x is then the cached backbone features, of the 8
     flips and quarter turns under ``augment`` "dihedral"."""
     from ivae.data import load_dataset
+    from ivae.train import TrainingError
 
     saved_path = Path(args.out) / "config.json"
     saved = json.loads(saved_path.read_text()) if args.resume and saved_path.exists() else {}
     expected = saved.get("backbone")
     name = args.backbone or (expected or {}).get("name")
     if not name:
-        return load_dataset(args.data, vocab=vocab), {}
+        x = saved.get("data", {}).get("x", {})
+        size = x["shape"][-1] if x.get("kind") == "image" else args.image_size or 64
+        if args.image_size and size != args.image_size:
+            raise TrainingError(
+                f"--resume: {args.out} was trained on {size}-px photos (given --image-size "
+                f"{args.image_size}); resume without it (the run was not changed)"
+            )
+        return load_dataset(args.data, vocab=vocab, image_size=size), {}
+    if args.image_size:
+        raise ValueError(
+            "--image-size sets the photos' size for a model on pixels; a --backbone run reads "
+            "its features at the size `ivae features --image-size` computed them"
+        )
     from ivae.head import load_feature_data
 
     weights = args.backbone_weights or (expected or {}).get("weights")
@@ -232,6 +245,11 @@ def cmd_train(args) -> None:
     if args.finetune_last_block:
         args.backbone, options["encoder"] = finetuned_backbone(args, model)
     model_class(model).Config.from_json(options)  # unknown names fail before data loads
+    if args.backbone and options.get("encoder") == "efficientnet-lite0":
+        raise ValueError(
+            "encoder=efficientnet-lite0 fine-tunes the whole network on the photos: drop "
+            "--backbone (which trains a head on the frozen network's cached features)"
+        )
     if args.allow_changes and not args.resume:
         raise ValueError("--allow-changes goes with --resume (it lets a resumed run change)")
     changes = check_resume(args) if args.resume else {}
@@ -441,6 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
         "on its cached features (`ivae features`) instead of a CNN on pixels",
     )
     train.add_argument("--backbone-weights", help="the backbone's weight file, if not the default")
+    train.add_argument(
+        "--image-size",
+        type=_bounded(int, 16, ">= 16"),
+        help="photos are decoded at this size for a model on pixels (default 64; a resumed "
+        "run keeps its own). E.g. 128 with --set encoder=efficientnet-lite0, which fine-tunes "
+        "the whole pretrained network on the photos (meant for CUDA)",
+    )
     train.add_argument(
         "--finetune-last-block",
         action="store_true",

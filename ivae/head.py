@@ -118,6 +118,23 @@ def pretrained_tail(model, record: dict | None) -> None:
         tail.load_pretrained(state)
 
 
+def pretrained_network(model) -> dict | None:
+    """Load EfficientNet-Lite0's ImageNet weights (the package's) into the whole-network
+    encoder of a freshly built ``model`` (``encoder="efficientnet-lite0"``), and return what
+    config.json keeps of them (``{"name", "weights_hash"}``); None for any other encoder."""
+    from ivae.backbones import get_backbone
+    from ivae.backbones.efficientnet_lite0 import EfficientNetLite0Encoder
+
+    networks = [m for m in model.modules() if isinstance(m, EfficientNetLite0Encoder)]
+    if not networks:
+        return None
+    backbone = get_backbone("efficientnet-lite0")
+    state = backbone.net.state_dict()
+    for network in networks:
+        network.load_pretrained(state)
+    return {"name": backbone.name, "weights_hash": backbone.weights_hash}
+
+
 def feature_cache_of(
     data_dir: str | Path,
     name: str,
@@ -211,6 +228,13 @@ def encoder_summary(config: dict) -> str:
             f"{backbone['name']} (pretrained, frozen; weights {backbone['weights_hash']}, "
             f"{backbone['image_size']}-px photos) and the encoder head, an MLP on its "
             f"{backbone['feature_dim']} features"
+        )
+    pretrained = config.get("pretrained")
+    if pretrained:
+        return (
+            f"{pretrained['name']} (started from its ImageNet weights "
+            f"{pretrained['weights_hash']}, every layer fine-tuned with the head on "
+            f"{x['shape'][-1]}-px photos), then an MLP head on its pooled features"
         )
     if x["kind"] == "image":
         return f"a CNN trained from scratch on {x['shape'][-1]}-px photos"

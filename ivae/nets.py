@@ -167,6 +167,23 @@ def backbone_tail(
     return nn.Sequential(tail, VectorEncoder(tail.out_dim, out_dim, hidden, depth))
 
 
+def pretrained_image_encoder(modality: Modality, out_dim: int, hidden: int = 256, depth: int = 3):
+    """The whole EfficientNet-Lite0 on the photos (ImageNet weights loaded by
+    ivae.head.load_pretrained when the run starts), then an MLP on its 1280 pooled features:
+    every layer fine-tunes with the head (``encoder="efficientnet-lite0"``; meant for a GPU)."""
+    from ivae.backbones.efficientnet_lite0 import EfficientNetLite0Encoder
+
+    if modality.kind != "image":
+        raise ValueError(
+            f"encoder=efficientnet-lite0 fine-tunes the network on the photos (image data); "
+            f"got {modality.kind} {modality.shape}. Train it on a paired image directory "
+            "without --backbone (a --backbone run trains a head on the frozen network's "
+            "cached features)"
+        )
+    network = EfficientNetLite0Encoder()
+    return nn.Sequential(network, VectorEncoder(network.feature_dim, out_dim, hidden, depth))
+
+
 def build_decoder(
     modality: Modality, in_dim: int, hidden: int = 256, depth: int = 3, width: int = 16
 ) -> nn.Module:

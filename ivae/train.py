@@ -27,7 +27,7 @@ from ivae.data.dataset import Dataset
 from ivae.data.paired import SKIPPED
 from ivae.encoding import encode_batched
 from ivae.evaluate import encode, evaluate, leakage
-from ivae.head import pretrained_tail
+from ivae.head import pretrained_network, pretrained_tail
 from ivae.health import assess
 from ivae.io import LockedError, remove_stale, run_lock, save_torch, write_json, write_text
 from ivae.loader import EpochBatches, TrainRows, epoch_seed, train_loader
@@ -172,12 +172,12 @@ def run_config(
     }
 
 
-def optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
+def optimizer(model: Model, cfg: TrainConfig) -> torch.optim.Adam:
     """Adam, fused: one kernel for all parameters instead of ~10 ops per tensor. On the
-    toy's small flow encoder that was a quarter of a step (bench/flow_steps.py)."""
-    return torch.optim.Adam(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
-    )
+    toy's small flow encoder that was a quarter of a step (bench/flow_steps.py). One group per
+    ``model.parameter_groups()``, each at its ``lr_ratio`` of the learning rate."""
+    groups = [{**group, "lr": cfg.lr * group["lr_ratio"]} for group in model.parameter_groups()]
+    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 class LossOf(torch.nn.Module):
@@ -254,6 +254,9 @@ class Trainer:
         x, y = (Modality.from_json(self.config["data"][k]) for k in ("x", "y"))
         model = build_model(self.config["model"], self.config["model_config"], x, y)
         pretrained_tail(model, self.config.get("backbone"))  # a fine-tuned backbone block
+        pretrained = pretrained_network(model)  # a whole pretrained network on the photos
+        if pretrained:  # a resumed run keeps the record of the weights it started from
+            self.config.setdefault("pretrained", pretrained)
         self.model: Model = model.to(self.device)
         self.last_codes: np.ndarray | None = None  # the previous epoch's validation codes
         self.optimizer = optimizer(self.model, self.train_cfg)
@@ -396,8 +399,9 @@ class Trainer:
             leave=False,
         )
         for step, batch in self.batches(self.epoch):
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.lr_at(self.epoch, step)
+            lr = self.lr_at(self.epoch, step)
+            for group in self.optimizer.param_groups:  # a group saved without a ratio: 1
+                group["lr"] = lr * group.get("lr_ratio", 1.0)
             start = time.monotonic()
             values = self.train_step(batch)
             self.elapsed += time.monotonic() - start

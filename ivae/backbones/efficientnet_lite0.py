@@ -216,17 +216,33 @@ class EfficientNetLite0Trunk(EfficientNetLite0):
         return torch.cat([x.flatten(1), *pooled], dim=1) if self.stage_means else x.flatten(1)
 
 
-class EfficientNetLite0Tail(nn.Module):
+class FineTuned(nn.Module):
+    """A part of EfficientNet-Lite0 that trains from the ImageNet weights: its parameters are
+    named as in the whole network, so the matching part of that state dict loads strictly
+    (``load_pretrained``), and its batch norms stay in eval mode with their ImageNet
+    statistics while the weights train: in train mode an item's code would depend on the other
+    items of its batch, and the density ratio and the per-item Jacobian assume it does not."""
+
+    def train(self, mode: bool = True) -> FineTuned:
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        return self
+
+    def load_pretrained(self, network_state: dict) -> None:
+        """Copy this part's tensors from the whole network's state dict (every one required)."""
+        self.load_state_dict({key: network_state[key] for key in self.state_dict()}, strict=True)
+
+
+class EfficientNetLite0Tail(FineTuned):
     """Blocks ``cut``... of EfficientNet-Lite0 and its pooled output: the features a
     ``EfficientNetLite0Trunk`` outputs -> (B, 1280), the head convolution's spatial mean, or
     with ``stage_means`` -> (B, 784), the stage means of ``EfficientNetLite0Stages`` (the
     trunk's frozen ones, then the map's and those of the stages the tail computes).
 
-    Parameters are named as in the whole network (``_blocks.15._expand_conv.weight``, ...), so
-    the matching part of its state dict loads strictly (``load_pretrained``). The batch norms
-    stay in eval mode with their ImageNet statistics while the weights train: in train mode an
-    item's code would depend on the other items of its batch, and the density ratio and the
-    per-item Jacobian assume it does not.
+    Fine-tuned (``FineTuned``): parameters named as in the whole network
+    (``_blocks.15._expand_conv.weight``, ...), batch norms at their ImageNet statistics.
     """
 
     def __init__(self, in_dim: int, cut: int = LAST_BLOCK, stage_means: bool = False):
@@ -256,17 +272,6 @@ class EfficientNetLite0Tail(nn.Module):
             self._conv_head = SameConv2d(STAGES[-1][3], HEAD, 1)
             self._bn1 = nn.BatchNorm2d(HEAD, **BN)
 
-    def train(self, mode: bool = True) -> EfficientNetLite0Tail:
-        super().train(mode)
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.eval()
-        return self
-
-    def load_pretrained(self, network_state: dict) -> None:
-        """Copy this tail's tensors from the whole network's state dict (every one required)."""
-        self.load_state_dict({key: network_state[key] for key in self.state_dict()}, strict=True)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         split = x.shape[1] - self.extra
         frozen, x = x[:, split:], x[:, :split].reshape(len(x), *self.shape)
@@ -278,3 +283,20 @@ class EfficientNetLite0Tail(nn.Module):
         if self.stage_means:
             return torch.cat(pooled, dim=1)
         return F.relu6(self._bn1(self._conv_head(x))).mean(dim=(2, 3))
+
+
+class EfficientNetLite0Encoder(FineTuned, EfficientNetLite0):
+    """The whole network fine-tuned on photos (``FineTuned``): uint8 (B, 3, S, S) -> (B, 1280)
+    pooled features, started from every ImageNet tensor but the classifier's, which it does
+    not have. The input is normalised as the weights were trained, (pixels - 127) / 128."""
+
+    def __init__(self):
+        super().__init__()
+        del self._fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float()
+        else:  # float photos are taken as [0, 1], as by the other image encoders
+            x = x * 255.0
+        return self.features((x - 127.0) / 128.0)

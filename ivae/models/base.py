@@ -131,6 +131,11 @@ class Model(nn.Module):
         """``{"loss": scalar to minimise, <term>: scalar, ...}`` for a batch ``{"x", "y"}``."""
         raise NotImplementedError
 
+    def parameter_groups(self) -> list[dict]:
+        """The optimizer's parameter groups, each with its learning rate relative to the
+        run's (``lr_ratio``): one group at 1 unless a model trains pretrained layers slower."""
+        return [{"params": list(self.parameters()), "lr_ratio": 1.0}]
+
     def encode_x(self, x: torch.Tensor) -> torch.Tensor:
         """(B, ...) -> (B, k) factor values (posterior means)."""
         raise NotImplementedError

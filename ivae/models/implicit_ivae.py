@@ -46,6 +46,7 @@ from ivae.nets import (
     Modality,
     backbone_tail,
     build_encoder,
+    pretrained_image_encoder,
 )
 
 JACOBIAN_MODES = ("exact", "none")
@@ -55,7 +56,8 @@ FLOWS = ("flow", "leaky-flow")
 # 0.3 beat 0.1 on all 8 seeds measured (docs/experiments.md, "How much of eq. 1 on square data")
 FLOW_LIKELIHOOD_WEIGHT = 0.3
 TAILS = ("efficientnet-lite0-tail", "efficientnet-lite0-stages-tail")  # fine-tuned last block
-ENCODERS = ("auto", "network", "flow", "leaky-flow", *TAILS)
+PRETRAINED = "efficientnet-lite0"  # the whole network on the photos, fine-tuned
+ENCODERS = ("auto", "network", "flow", "leaky-flow", *TAILS, PRETRAINED)
 
 
 @dataclass
@@ -78,8 +80,11 @@ class ImplicitIVAEConfig(ModelConfig):
     # "auto": the coupling flow when dim x == k, else the network |
     # "efficientnet-lite0-tail": EfficientNet-Lite0's last block and head convolution, then the
     # network, on the map entering that block (`ivae train --finetune-last-block`, ivae.head) |
-    # "efficientnet-lite0-stages-tail": the same block, the network on the stage means
+    # "efficientnet-lite0-stages-tail": the same block, the network on the stage means |
+    # "efficientnet-lite0": the whole of it on the photos, from its ImageNet weights, then the
+    # network; every layer fine-tunes, the pretrained ones at pretrained_lr_ratio of the lr
     encoder: str = "auto"
+    pretrained_lr_ratio: float = 0.1  # learning rate of pretrained layers, relative to the lr
     flow_layers: int = 16  # layers of the invertible encoder (docs/experiments.md, "Which encoder")
     flow_mixing: bool = True  # coupling flow: a learned linear layer before every coupling
     flow_scale_bound: float = COUPLING_SCALE_BOUND  # coupling flow: |log scale| per coupling
@@ -105,6 +110,10 @@ class ImplicitIVAEConfig(ModelConfig):
             raise ValueError("prior_logvar_min must be below prior_logvar_max")
         if self.flow_layers < 1:
             raise ValueError(f"flow_layers must be at least 1, got {self.flow_layers}")
+        if not self.pretrained_lr_ratio >= 0:
+            raise ValueError(
+                f"pretrained_lr_ratio must be 0 (frozen) or more, got {self.pretrained_lr_ratio}"
+            )
 
     def objective_terms(self) -> list[str]:
         """The terms this configuration trains with, in words, with their weights."""
@@ -156,6 +165,8 @@ class ImplicitIVAE(Model):
             )
         elif flow == "leaky-flow":
             self.encoder = LeakyFlow(k, config.flow_layers)
+        elif config.encoder == PRETRAINED:
+            self.encoder = pretrained_image_encoder(x, outputs, config.hidden, config.depth)
         elif config.encoder in TAILS:
             stage_means = config.encoder == "efficientnet-lite0-stages-tail"
             self.encoder = backbone_tail(x, outputs, config.hidden, config.depth, stage_means)
@@ -164,6 +175,19 @@ class ImplicitIVAE(Model):
         self.prior = ConditionalPrior(
             y, k, config.hidden, config.depth, (config.prior_logvar_min, config.prior_logvar_max)
         )
+
+    def parameter_groups(self) -> list[dict]:
+        """With a pretrained network in the encoder, its layers train at pretrained_lr_ratio
+        of the learning rate: the head and the prior start from scratch, it does not."""
+        if self.config.encoder != PRETRAINED:
+            return super().parameter_groups()
+        pretrained = list(self.encoder[0].parameters())
+        known = {id(p) for p in pretrained}
+        rest = [p for p in self.parameters() if id(p) not in known]
+        return [
+            {"params": rest, "lr_ratio": 1.0},
+            {"params": pretrained, "lr_ratio": self.config.pretrained_lr_ratio},
+        ]
 
     @staticmethod
     def _invertible(config: ImplicitIVAEConfig, x: Modality) -> str | None:
