@@ -42,8 +42,7 @@ from ivae.data.dataset import release
 from ivae.data.paired import (
     CACHE,
     ITEMS,
-    UnreadableImage,
-    decode_image,
+    decode_blocks,
     images_digest,
     items_content_digest,
     read_info,
@@ -140,23 +139,6 @@ def stale_reason(old: dict, meta: dict) -> str | None:
     return None
 
 
-def decode_rows(
-    data_dir: Path, rows, size: int, skipped: SkippedImages | None = None, first: int = 0
-) -> torch.Tensor:
-    """(B, 3, size, size) uint8 photos of the item rows ``first``, ``first + 1``, ... of
-    items.parquet. A file that cannot be decoded is counted in ``skipped`` by its row and
-    left black (without ``skipped``: UnreadableImage); a missing one is a DataError."""
-    out = np.zeros((len(rows), 3, size, size), dtype=np.uint8)
-    for k, (item_id, relative) in enumerate(zip(rows["id"], rows["image"], strict=True)):
-        try:
-            out[k] = decode_image(data_dir, item_id, relative, size)
-        except UnreadableImage as error:
-            if skipped is None:
-                raise
-            skipped.skip(first + k, data_dir / relative, error.__cause__ or error)
-    return torch.from_numpy(out)
-
-
 def _settings(meta: dict) -> dict:
     """meta.json without the content digests: the backbone, size, views and layout."""
     return {key: value for key, value in meta.items() if key not in CONTENT_KEYS}
@@ -241,20 +223,21 @@ def feature_cache(
         desc = f"{backbone.name} features at {backbone.image_size}px x {views} views"
         bar = tqdm(total=len(ids), initial=len(ids) - _rows(starts, chunk_size, len(ids)),
                    desc=desc, unit="item")  # fmt: skip
-    for start in starts:
-        rows = items.iloc[start : start + chunk_size]
-        before = len(skipped)
-        images = decode_rows(data_dir, rows, backbone.image_size, skipped, start)
-        features = chunk_features(backbone, images, views, batch_size)
-        for row in list(skipped.files)[before:]:  # a skipped photo's features are zero
+    # the photos of the chunks ahead are decoded in other processes while this one runs the
+    # backbone on the current chunk (ivae.data.paired.decode_blocks)
+    size = backbone.image_size
+    for start, photos, failed in decode_blocks(data_dir, items, starts, chunk_size, size):
+        features = chunk_features(backbone, torch.from_numpy(photos), views, batch_size)
+        for row, relative, why in failed:  # a skipped photo's features are zero
+            skipped.skip(row, data_dir / relative, why)
             features[row - start] = 0
-        array[start : start + len(rows)] = features
+        array[start : start + len(photos)] = features
         array.flush()  # the rows are on disk before the chunk is recorded as done
         release(array)  # and out of this process: written pages would stay resident
         done.add(start)
         write_json(directory / "done.json", done_record(done, skipped))
         if bar is not None:
-            bar.update(len(rows))
+            bar.update(len(photos))
     if bar is not None:
         bar.close()
     del array

@@ -30,6 +30,11 @@ def image_to_array(img: Image.Image, size: int) -> np.ndarray:
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
+def failure_reason(error: BaseException) -> str:
+    """An exception as the one line a skipped image is listed with."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 class SkippedImages:
     """Images that could not be decoded, skipped and counted: one line on stderr for each.
 
@@ -43,8 +48,9 @@ class SkippedImages:
     def __len__(self) -> int:
         return len(self.files)
 
-    def skip(self, key, path, error: BaseException) -> None:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    def skip(self, key, path, error: BaseException | str) -> None:
+        """Count ``path`` as skipped; ``error``: the decoder's exception, or its reason."""
+        reason = error if isinstance(error, str) else failure_reason(error)
         self.files[key] = f"{path}: {reason}"
         print(
             f"ivae: skipped an unreadable image, {path} ({reason}); "

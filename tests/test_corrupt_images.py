@@ -132,3 +132,60 @@ def test_the_recipe1m_import_skips_and_counts_a_truncated_jpeg(tmp_path, capsys)
     assert str(bad) in err and "1 skipped so far" in err
     info = json.loads((tmp_path / "out/dataset.json").read_text())
     assert info["skipped"]["unreadable_image_files"] == 1 and info["image_size"] == 16
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_photos_decoded_in_other_processes_are_the_same_and_so_are_the_skipped_rows(
+    damaged, monkeypatch, capsys, workers
+):
+    """The image cache decodes blocks of rows in ``IVAE_DECODE_WORKERS`` processes: the rows
+    come back in order, a truncated photo is skipped with its own row and file, and the
+    photos equal those decoded one at a time in this process."""
+    import ivae.data.paired as paired
+
+    monkeypatch.setattr(paired, "DECODE_ROWS", 5)  # 24 rows: 5 blocks, the last short
+    monkeypatch.setenv("IVAE_DECODE_WORKERS", workers)
+    data = load_paired(damaged, image_size=16)
+    items = pd.read_parquet(damaged / "items.parquet")
+    one_by_one = [
+        paired.decode_image(damaged, items.id[r], items.image[r], 16) if r not in BAD else 0
+        for r in range(len(items))
+    ]
+    np.testing.assert_array_equal(np.asarray(data.x), np.stack(np.broadcast_arrays(*one_by_one)))
+    assert [i for i, s in enumerate(data.split) if s == SKIPPED] == list(BAD)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert str(damaged / items.image[BAD[0]]) in lines[0] and lines[1].endswith("2 skipped so far")
+
+
+def test_a_missing_image_met_by_another_process_is_the_same_error(damaged, monkeypatch):
+    import ivae.data.paired as paired
+
+    monkeypatch.setattr(paired, "DECODE_ROWS", 5)
+    monkeypatch.setenv("IVAE_DECODE_WORKERS", "2")
+    items = pd.read_parquet(damaged / "items.parquet")
+    (damaged / items.image[17]).unlink()
+    with pytest.raises(DataError, match=r"row id .*missing; restore it or drop the row"):
+        load_paired(damaged, image_size=16)
+    assert not list((damaged / ".cache").glob("images-16.npy"))  # no cache with a hole in it
+
+
+@pytest.mark.parametrize("value", ["0", "two"])
+def test_a_bad_worker_count_is_one_sentence(damaged, monkeypatch, value):
+    monkeypatch.setenv("IVAE_DECODE_WORKERS", value)
+    with pytest.raises(DataError, match="IVAE_DECODE_WORKERS=.*whole number of processes"):
+        load_paired(damaged, image_size=16)
+
+
+def test_the_decoding_processes_are_shared_out_among_torchruns_processes(monkeypatch):
+    import os
+
+    from ivae.data.paired import decode_workers
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("IVAE_DECODE_WORKERS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert decode_workers() == max(1, min(16, cores))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))
+    assert decode_workers() == 1
+    monkeypatch.setenv("IVAE_DECODE_WORKERS", "3")  # given: taken as it is
+    assert decode_workers() == 3

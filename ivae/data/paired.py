@@ -24,7 +24,7 @@ from PIL import Image
 from ivae.data.dataset import DataError, Dataset, release
 from ivae.data.table import mapped_items
 from ivae.data.text import Vocab, cached_tokens
-from ivae.images import DECODE_ERRORS, SkippedImages, image_to_array
+from ivae.images import DECODE_ERRORS, SkippedImages, failure_reason, image_to_array
 from ivae.io import atomic_write, remove_stale, write_directory
 
 ITEMS, INFO, CACHE = "items.parquet", "dataset.json", ".cache"
@@ -183,30 +183,112 @@ def decode_image(directory: Path, item_id: str, relative: str, size: int) -> np.
         ) from error
 
 
+DECODE_ROWS = 256  # photos a decoding process takes at a time
+
+
+def decode_workers() -> int:
+    """Processes that decode photos: ``IVAE_DECODE_WORKERS`` when set, else one per CPU this
+    process may run on, at most 16, shared out among the processes torchrun started on this
+    machine (``LOCAL_WORLD_SIZE``), which may decode at the same time."""
+    value = os.environ.get("IVAE_DECODE_WORKERS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise DataError(f"IVAE_DECODE_WORKERS={value!r}: give a whole number of processes >= 1")
+        return int(value)
+    local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    share = int(local) if local.isdigit() and int(local) > 0 else 1
+    return max(1, min(16, len(os.sched_getaffinity(0)) // share))
+
+
+def _decode_block(
+    directory: Path, ids: list[str], paths: list[str], size: int
+) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
+    """The photos of one block of rows, and (position, file, reason) of each that cannot be
+    decoded (left black). Runs in a decoding process: a missing file raises DataError."""
+    out = np.zeros((len(ids), 3, size, size), dtype=np.uint8)
+    failed = []
+    for k, (item_id, relative) in enumerate(zip(ids, paths, strict=True)):
+        try:
+            out[k] = decode_image(directory, item_id, relative, size)
+        except UnreadableImage as error:
+            failed.append((k, relative, failure_reason(error.__cause__ or error)))
+    return out, failed
+
+
+def decode_blocks(directory: Path, items, starts, rows: int, size: int, workers: int | None = None):
+    """Yield ``(start, photos, failed)`` for each block of ``rows`` item rows beginning at the
+    ``starts``, in that order: photos (n, 3, size, size) uint8, failed [(row, file, reason)] of
+    the photos that cannot be decoded (black in ``photos``). ``workers`` processes decode
+    (default ``decode_workers()``; one: this process), each a block at a time, at most two
+    blocks more than the workers decoded ahead of the reader: memory does not grow with the
+    data."""
+    directory, starts = Path(directory), list(starts)
+    workers = decode_workers() if workers is None else workers
+
+    def job(start: int) -> tuple:
+        block = items.iloc[start : start + rows]
+        return directory, list(block["id"]), list(block["image"]), size
+
+    def result(start: int, decoded: tuple) -> tuple:
+        photos, failed = decoded
+        return start, photos, [(start + k, relative, why) for k, relative, why in failed]
+
+    if workers == 1 or len(starts) < 2:
+        for start in starts:
+            yield result(start, _decode_block(*job(start)))
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawned, not forked: the reader may hold CUDA or OpenMP threads; a worker imports numpy,
+    # pandas and PIL, never torch
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(min(workers, len(starts)), mp_context=context)
+    pending: deque = deque()
+    try:
+        upcoming = iter(starts)
+        for start in upcoming:
+            pending.append((start, pool.submit(_decode_block, *job(start))))
+            if len(pending) < workers + 2:
+                continue
+            start, future = pending.popleft()
+            yield result(start, future.result())
+        while pending:
+            start, future = pending.popleft()
+            yield result(start, future.result())
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def decode_images(
     directory: Path, items: pd.DataFrame, out: np.ndarray, progress: bool
 ) -> SkippedImages:
-    """Decode every item's photo into ``out`` (N, 3, S, S) uint8, one file at a time.
+    """Decode every item's photo into ``out`` (N, 3, S, S) uint8, ``DECODE_ROWS`` rows at a
+    time in ``decode_workers()`` processes (``decode_blocks``).
 
     A file that cannot be decoded is skipped (its row stays black) and counted, one line on
     stderr each: a corrupt photo met mid-way does not lose the work before it. A memory-mapped
     ``out`` is flushed and its pages released every ``FLUSH_ROWS`` rows, so memory stays flat.
     """
     skipped, size = SkippedImages(), out.shape[-1]
-    rows = enumerate(zip(items["id"], items["image"], strict=True))
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        rows = tqdm(rows, total=len(items), desc=f"decoding images at {size}px", unit="img")
-    for i, (item_id, relative) in rows:
-        try:
-            out[i] = decode_image(directory, item_id, relative, size)
-        except UnreadableImage as error:
-            out[i] = 0
-            skipped.skip(i, directory / relative, error.__cause__ or error)
-        if isinstance(out, np.memmap) and i % FLUSH_ROWS == FLUSH_ROWS - 1:
+        bar = tqdm(total=len(items), desc=f"decoding images at {size}px", unit="img")
+    starts = range(0, len(items), DECODE_ROWS)
+    for start, photos, failed in decode_blocks(directory, items, starts, DECODE_ROWS, size):
+        out[start : start + len(photos)] = photos
+        for row, relative, why in failed:
+            skipped.skip(row, directory / relative, why)
+        if isinstance(out, np.memmap) and (start + len(photos)) % FLUSH_ROWS < len(photos):
             out.flush()
             release(out)
+        if bar is not None:
+            bar.update(len(photos))
+    if bar is not None:
+        bar.close()
     if len(items) and len(skipped) == len(items):
         raise DataError(
             f"{directory / ITEMS}: none of the {len(items)} images can be decoded "
