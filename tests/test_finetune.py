@@ -157,3 +157,19 @@ def test_the_kitchen_benchmark_trains_the_whole_network_row_on_the_photos(tmp_pa
     assert path.name.endswith("-finetuned-whole-px32-s0")
     figures = one_run(data, "kitchen", row, 0, path, features)
     assert 0 <= figures["mcc"] <= 1 and figures["seconds"] > 0
+
+
+def test_the_model_report_page_names_the_weights_the_encoder_started_from(run, lite0):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    home = Path(__file__).resolve().parent.parent / "explorer" / "Home.py"
+    assert main(["index", str(run)]) == 0
+    at = AppTest.from_file(str(home), default_timeout=120)
+    at.session_state["run_path"] = str(run)
+    at.switch_page("../pages/model_report.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    encoder = [m.value for m in at.markdown if "Image encoder" in m.value]
+    assert encoder and lite0.weights_hash in encoder[0] and "fine\\-tuned" in encoder[0]
