@@ -78,9 +78,8 @@ def main() -> None:
         f"`{command('bench.decode_speed')}` — photos decoded at {args.image_size} px in blocks of "
         f"{DECODE_ROWS}, each process count {args.rounds} times in interleaved rounds, on "
         f"{len(os.sched_getaffinity(0))} cores (`{cpu}`, shared; 1-minute load average "
-        f"{min(loads):.1f}-{max(loads):.1f} as the rounds ended). A decoding process starts in "
-        "about a second (it imports numpy, pandas and PIL, not torch), which the rates "
-        "include.\n\n" + "\n".join(lines)
+        f"{min(loads):.1f}-{max(loads):.1f} as the rounds ended). The rates include starting "
+        "the decoding processes (forked).\n\n" + "\n".join(lines)
     )
     print(body)
     write_section("decode-speed", body)

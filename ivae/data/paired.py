@@ -215,6 +215,13 @@ def _decode_block(
     return out, failed
 
 
+def _leave_interrupts() -> None:
+    """A decoding process ignores Ctrl-C: the reader stops, says so once, and lets it go."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def decode_blocks(directory: Path, items, starts, rows: int, size: int, workers: int | None = None):
     """Yield ``(start, photos, failed)`` for each block of ``rows`` item rows beginning at the
     ``starts``, in that order: photos (n, 3, size, size) uint8, failed [(row, file, reason)] of
@@ -241,10 +248,13 @@ def decode_blocks(directory: Path, items, starts, rows: int, size: int, workers:
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawned, not forked: the reader may hold CUDA or OpenMP threads; a worker imports numpy,
-    # pandas and PIL, never torch
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(min(workers, len(starts)), mp_context=context)
+    # forked, as torch's DataLoader forks its workers: a worker decodes with PIL and numpy
+    # alone, never CUDA or OpenMP, whatever the reader holds; spawned, it would first run the
+    # caller's script again (a script without a __main__ guard would start over)
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(
+        min(workers, len(starts)), mp_context=context, initializer=_leave_interrupts
+    )
     pending: deque = deque()
     try:
         upcoming = iter(starts)
