@@ -126,6 +126,9 @@ def train_options(args) -> tuple[str, dict, dict]:
 
     base = preset(args.preset) if args.preset else None
     model = args.model or (base.model if base else None)
+    if model is None and getattr(args, "resume", False):  # the run's own model
+        saved = Path(args.out) / "config.json"
+        model = json.loads(saved.read_text()).get("model") if saved.is_file() else None
     if model is None:
         raise ValueError(
             "ivae train needs --model NAME or --preset NAME (`ivae presets` lists them)"

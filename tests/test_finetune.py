@@ -131,7 +131,7 @@ def test_a_resumed_run_goes_on_at_its_own_size_with_both_groups(run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     data = json.loads((copy / "config.json").read_text())["data"]["path"]
-    again = ["train", "--data", data, "--model", "implicit-ivae", "--out", str(copy), "--resume"]
+    again = ["train", "--data", data, "--out", str(copy), "--resume"]  # the run's own model
     assert main([*again, "--epochs", "3", "--allow-changes"]) == 0
     assert len((copy / "history.csv").read_text().splitlines()) == 1 + 3
     state = torch.load(copy / "last.pt", weights_only=False)
