@@ -294,7 +294,7 @@ BACKBONE_ROWS = [
     Row("implicit-ivae", 15, lr=2e-3, backbone=STATS, likelihood_weight=0.0),
     Row("implicit-ivae", 15, lr=2e-3, backbone=STATS, likelihood_weight=0.01),
     # The whole network on the photos, from its ImageNet weights (for a GPU: on this CPU an
-    # epoch takes about 10 minutes at 64 px, bench/gpu_finetune.sh)
+    # epoch takes about 35 minutes at 128 px, bench/finetune_steps.py; bench/gpu_finetune.sh)
     Row(
         "implicit-ivae",
         15,

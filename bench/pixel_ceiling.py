@@ -53,13 +53,14 @@ def network(encoder: str, size: int, outputs: int) -> tuple[torch.nn.Module, lis
     if encoder == "cnn":
         net = ConvEncoder(size, outputs, hidden=HIDDEN)
         return net, [{"params": net.parameters(), "lr": LR}]
-    from ivae.backbones import get_backbone
+    from ivae.head import pretrained_network
+    from ivae.models.implicit_ivae import ImplicitIVAEConfig
     from ivae.nets import Modality, pretrained_image_encoder
 
     net = pretrained_image_encoder(Modality("image", (3, size, size)), outputs, HIDDEN)
-    net[0].load_pretrained(get_backbone(encoder).net.state_dict())
+    pretrained_network(net)  # the ImageNet weights, as a run of the encoder starts
     return net, [
-        {"params": net[0].parameters(), "lr": LR * 0.1},  # as pretrained_lr_ratio
+        {"params": net[0].parameters(), "lr": LR * ImplicitIVAEConfig.pretrained_lr_ratio},
         {"params": net[1].parameters(), "lr": LR},
     ]
 

@@ -242,13 +242,14 @@ def resumed_vocab(args):
 
 def cmd_train(args) -> None:
     from ivae.models import model_class
+    from ivae.models.implicit_ivae import PRETRAINED
     from ivae.train import TrainConfig, train
 
     model, options, fields = train_options(args)
     if args.finetune_last_block:
         args.backbone, options["encoder"] = finetuned_backbone(args, model)
     model_class(model).Config.from_json(options)  # unknown names fail before data loads
-    if args.backbone and options.get("encoder") == "efficientnet-lite0":
+    if args.backbone and options.get("encoder") == PRETRAINED:
         raise ValueError(
             "encoder=efficientnet-lite0 fine-tunes the whole network on the photos: drop "
             "--backbone (which trains a head on the frozen network's cached features)"

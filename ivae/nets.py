@@ -169,7 +169,7 @@ def backbone_tail(
 
 def pretrained_image_encoder(modality: Modality, out_dim: int, hidden: int = 256, depth: int = 3):
     """The whole EfficientNet-Lite0 on the photos (ImageNet weights loaded by
-    ivae.head.load_pretrained when the run starts), then an MLP on its 1280 pooled features:
+    ivae.head.pretrained_network when the run starts), then an MLP on its 1280 pooled features:
     every layer fine-tunes with the head (``encoder="efficientnet-lite0"``; meant for a GPU)."""
     from ivae.backbones.efficientnet_lite0 import EfficientNetLite0Encoder
 

@@ -257,8 +257,7 @@ def decode_blocks(directory: Path, items, starts, rows: int, size: int, workers:
     )
     pending: deque = deque()
     try:
-        upcoming = iter(starts)
-        for start in upcoming:
+        for start in starts:
             pending.append((start, pool.submit(_decode_block, *job(start))))
             if len(pending) < workers + 2:
                 continue
