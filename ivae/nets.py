@@ -257,6 +257,24 @@ class CouplingFlow(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_logdet(x)[0]
 
+    @torch.no_grad()
+    def whiten(self, x: torch.Tensor) -> None:
+        """Start the first linear layer as a whitening of ``x`` (N, k), a sample of the
+        training inputs: W <- W Lambda^-1/2 U^T and b <- -W mean, with U Lambda U^T the
+        sample's covariance and W the layer's random orthogonal start, so the codes start
+        uncorrelated with unit variance whatever the scales the data come in: Glow's
+        data-dependent ActNorm start (Kingma & Dhariwal 2018), in every direction. The mixed
+        toy's covariances have condition numbers of 100-1,400; from this start 20 epochs
+        reach what 45 reached from the orthogonal one, within 0.003 MCC
+        (docs/experiments.md, "A whitened start")."""
+        x = x.double()
+        variances, directions = torch.linalg.eigh(torch.cov(x.T))
+        floor = max(float(variances.max()) * 1e-8, 1e-12)  # a constant direction stays finite
+        whitening = (directions / variances.clamp_min(floor).sqrt()).T
+        weight = self.mix_weight[0].double() @ whitening
+        self.mix_weight[0] = weight.to(self.mix_weight.dtype)
+        self.mix_bias[0] = (-(weight @ x.mean(0))).to(self.mix_bias.dtype)
+
     def forward_with_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z (B, k) and log |det dz/dx| (B,), exact."""
         free = 1 - self.masks  # the coordinates each coupling scales and shifts

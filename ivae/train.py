@@ -180,6 +180,16 @@ def optimizer(model: Model, cfg: TrainConfig) -> torch.optim.Adam:
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
+START_ROWS = 16384  # training inputs a model's data-dependent start sees (Model.start_from)
+
+
+def start_sample(x: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+    """Up to START_ROWS of the training inputs, evenly spaced over ``rows`` (data sets are
+    often ordered, the toy's by segment)."""
+    picked = rows[np.linspace(0, len(rows) - 1, min(len(rows), START_ROWS)).round().astype(int)]
+    return torch.from_numpy(np.asarray(x[picked], dtype=np.float32))
+
+
 class LossOf(torch.nn.Module):
     """``model.loss`` as a forward pass: what DistributedDataParallel wraps, so that the
     backward of every step all-reduces the gradients (torchrun, ivae.distributed)."""
@@ -218,6 +228,12 @@ class Trainer:
         self.progress, self.workers = progress and world.main, workers
         self.train_cfg = TrainConfig.from_json(config["train"])
         self.device = distributed.device_of(resolve_device(self.train_cfg.device), world)
+        train_rows = np.flatnonzero(data.split == "train")
+        if len(train_rows) < 2:
+            raise TrainingError(f"{data.source}: the train split has {len(train_rows)} items")
+        # what a model that starts from the data sees (read once, the same in every process)
+        self.start_rows, self.start_x = train_rows, data.x
+        self.start_inputs: torch.Tensor | None = None
         self.build(self.train_cfg.seed)
         self.config["model_config"] = self.model.config.to_json()  # defaults filled in
         # The train split stays in the data set's arrays (memory-mapped or not): the loader
@@ -225,9 +241,6 @@ class Trainer:
         # features of the V flips and quarter turns of every photo (x is view 0); augment
         # "dihedral" draws one view per item.
         self.val_data = data.part("val")
-        train_rows = np.flatnonzero(data.split == "train")
-        if len(train_rows) < 2:
-            raise TrainingError(f"{data.source}: the train split has {len(train_rows)} items")
         dihedral_views = views if self.train_cfg.augment == "dihedral" else None
         self.rows = TrainRows(
             data.x, data.y, train_rows, dihedral_views, self.train_cfg.seed, world
@@ -253,6 +266,10 @@ class Trainer:
         torch.manual_seed(seed)
         x, y = (Modality.from_json(self.config["data"][k]) for k in ("x", "y"))
         model = build_model(self.config["model"], self.config["model_config"], x, y)
+        if model.starts_from_data:  # a resumed run's checkpoint then replaces the start
+            if self.start_inputs is None:
+                self.start_inputs = start_sample(self.start_x, self.start_rows)
+            model.start_from(self.start_inputs)
         pretrained_tail(model, self.config.get("backbone"))  # a fine-tuned backbone block
         pretrained = pretrained_network(model)  # a whole pretrained network on the photos
         if pretrained:  # a resumed run keeps the record of the weights it started from

@@ -181,3 +181,87 @@ def test_square_vector_data_gets_an_invertible_encoder():
     )
     assert isinstance(square.encoder, CouplingFlow)
     assert not isinstance(wide.encoder, CouplingFlow)
+
+
+@pytest.mark.parametrize("mixing", [True, False])
+def test_a_whitened_flow_starts_with_uncorrelated_unit_codes(mixing):
+    """A badly conditioned sample (variances 1e-3 to 100, correlated, off-centre) leaves the
+    whitened first layer centred, and the freshly whitened flow with identity covariance (its
+    couplings start at the identity, its later linear layers orthogonal); the flow's
+    log-determinant still matches autograd's."""
+    from ivae.nets import CouplingFlow
+
+    torch.manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(5, 5))[0]
+    x = (torch.randn(4000, 5) * torch.tensor([10.0, 3.0, 1.0, 0.1, 0.03])) @ basis.T + 2.0
+    flow = CouplingFlow(5, hidden=16, layers=4, mixing=mixing)
+    flow.whiten(x)
+    with torch.no_grad():
+        z = flow(x)
+        first = torch.nn.functional.linear(x, flow.mix_weight[0], flow.mix_bias[0])
+    assert first.mean(0).abs().max() < 1e-3
+    assert torch.allclose(torch.cov(z.T), torch.eye(5), atol=1e-3)
+    point = x[:1].double().requires_grad_()
+    full = jacobian(lambda v: flow.double()(v), point).reshape(5, 5)
+    _, logdet = flow.forward_with_logdet(point)
+    assert torch.allclose(logdet[0], torch.linalg.slogdet(full)[1], atol=1e-6)
+
+
+def test_a_constant_coordinate_whitens_to_finite_codes():
+    from ivae.nets import CouplingFlow
+
+    x = torch.randn(500, 3)
+    x[:, 1] = 4.0  # no variance along one axis
+    flow = CouplingFlow(3, hidden=8, layers=2)
+    flow.whiten(x)
+    with torch.no_grad():
+        assert torch.isfinite(flow(x)).all()
+
+
+def test_training_starts_the_flow_from_the_data_unless_told_not_to(tmp_path):
+    """The trainer whitens the square toy's flow before its first step (codes of the train
+    split uncorrelated, unit variance); flow_whiten=False keeps the orthogonal start, and a run
+    saved before the option existed loads as it was trained (orthogonal)."""
+    from ivae.data import load_dataset
+    from ivae.data.toy import write_toy
+    from ivae.models import model_class
+    from ivae.train import TrainConfig, Trainer, run_config
+
+    data = load_dataset(write_toy(tmp_path / "toy.npz", segments=5, per_segment=200, seed=1))
+    train_x = torch.from_numpy(data.x[data.split == "train"])
+    covariances = {}
+    for whiten in (True, False):
+        config = run_config(
+            data,
+            "implicit-ivae",
+            {"hidden": 8, "latent_dim": 5, "flow_layers": 2, "flow_whiten": whiten},
+            TrainConfig(epochs=1, device="cpu"),
+        )
+        trainer = Trainer(data, tmp_path / f"run-{whiten}", config, progress=False)
+        with torch.no_grad():
+            covariances[whiten] = torch.cov(trainer.model.encode_x(train_x).T)
+    assert torch.allclose(covariances[True], torch.eye(5), atol=1e-3)
+    # orthogonal layers keep the mixed toy's own, far from white, covariance
+    assert not torch.allclose(covariances[False], torch.eye(5), atol=0.1)
+    saved = {"latent_dim": 5, "hidden": 8}  # a config.json written before the option
+    assert model_class("implicit-ivae").Config.from_saved(saved).flow_whiten is False
+    # an encoder that does not start from the data never reads the sample
+    wide = load_dataset(write_toy(tmp_path / "wide.npz", segments=5, per_segment=200, data_dim=8))
+    config = run_config(
+        wide, "implicit-ivae", {"hidden": 8, "latent_dim": 5}, TrainConfig(device="cpu")
+    )
+    assert Trainer(wide, tmp_path / "run-wide", config, progress=False).start_inputs is None
+
+
+def test_the_start_sample_spans_the_whole_training_split():
+    """Data sets are often ordered (the toy's by segment): the sample is spread over all of
+    the training rows, not their first stretch."""
+    import numpy as np
+
+    from ivae.train import START_ROWS, start_sample
+
+    x = np.arange(100_000, dtype=np.float32)[:, None].repeat(2, 1)
+    sample = start_sample(x, np.arange(0, 100_000, 2))
+    assert len(sample) == START_ROWS
+    assert sample[0, 0] == 0 and sample[-1, 0] == 99_998
+    assert len(start_sample(x, np.arange(10))) == 10

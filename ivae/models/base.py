@@ -136,6 +136,14 @@ class Model(nn.Module):
         run's (``lr_ratio``): one group at 1 unless a model trains pretrained layers slower."""
         return [{"params": list(self.parameters()), "lr_ratio": 1.0}]
 
+    @property
+    def starts_from_data(self) -> bool:
+        """Whether a freshly initialised model wants ``start_from`` before training."""
+        return False
+
+    def start_from(self, x: torch.Tensor) -> None:
+        """A data-dependent start, from ``x``, a sample of the training split's inputs."""
+
     def encode_x(self, x: torch.Tensor) -> torch.Tensor:
         """(B, ...) -> (B, k) factor values (posterior means)."""
         raise NotImplementedError
