@@ -22,7 +22,6 @@ Finished runs are kept under runs/bench/square/<row> and reused, as the benchmar
 from __future__ import annotations
 
 import argparse
-import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -30,7 +29,15 @@ import numpy as np
 import torch
 
 from bench.common import EXPERIMENTS, ROOT, command, load_average, write_section
-from bench.identifiability import COMMON_OPTIONS, MODEL_LR, dataset, run_one
+from bench.identifiability import (
+    COMMON_OPTIONS,
+    MODEL_FINAL_LR,
+    MODEL_LR,
+    MODEL_RESTARTS,
+    dataset,
+    run_one,
+    summary,
+)
 from ivae.data import load_dataset
 
 # label -> (flow_whiten, epochs)
@@ -87,20 +94,22 @@ def main(argv: list[str] | None = None) -> None:
         runs = [results[label, s] for s in seeds]
         mccs = [r["mcc"] for r in runs]
         loads += [r["load"] for r in runs if r.get("load") is not None]
-        seconds = statistics.median(r["seconds"] for r in runs)
-        sd = statistics.stdev(mccs) if len(mccs) > 1 else 0.0
+        mean, sd, seconds = summary(runs)
         lines.append(
             f"| {label} | "
             + " | ".join(f"{m:.3f}" for m in mccs)
-            + f" | {statistics.mean(mccs):.3f} ± {sd:.3f} | {min(mccs):.3f} | {seconds:.0f} s |"
+            + f" | {mean:.3f} ± {sd:.3f} | {min(mccs):.3f} | {seconds:.0f} s |"
         )
     loads = loads or [load_average()]
+    model_lr = MODEL_LR["implicit-ivae"]
     lines += [
         "",
         f"Regenerate: `{command('bench.whitened_start', argv)}` (the identifiability "
-        "benchmark's square data, seeds and settings: lr 0.01 with a cosine to 1% of it, the "
-        "better of 2 starts after 2 epochs, batch 256, hidden 64; the condition number is the "
-        "largest over the smallest variance of each seed's training inputs). Time: the "
+        f"benchmark's square data, seeds and settings: lr {model_lr:g} with a cosine to "
+        f"{MODEL_FINAL_LR['implicit-ivae']:.0%} of it, the better of "
+        f"{MODEL_RESTARTS['implicit-ivae']} starts after 2 epochs, batch 256, hidden "
+        f"{COMMON_OPTIONS['hidden']}; the condition number is the largest over the smallest "
+        "variance of each seed's training inputs). Time: the "
         f"median training time, {args.jobs} run(s) side by side, 1 thread each, on 2 shared "
         f"cores (1-minute load {min(loads):.1f}-{max(loads):.1f} as the runs ended).",
     ]
