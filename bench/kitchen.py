@@ -331,6 +331,7 @@ BACKBONE_ROWS = [
     ),
 ]
 FACTORS = ("savoriness", "wateriness", "greenness", "spiciness")
+MAX_SEEDS = 20  # the backbone table is over every finished seed below this, not only --seeds'
 
 
 def extraction_seconds(
@@ -389,8 +390,8 @@ def backbone_main(args) -> None:
         next(iter(loaded.values()))[0] if loaded else load_dataset(args.backbone_data, images=False)
     )
     results = {}
-    for row in BACKBONE_ROWS:  # every finished run, whichever process trained it
-        paths = {s: run_dir(Path(args.out), items, "kitchen", row, s) for s in range(args.seeds)}
+    for row in BACKBONE_ROWS:  # every finished run, whichever process or --seeds trained it
+        paths = {s: run_dir(Path(args.out), items, "kitchen", row, s) for s in range(MAX_SEEDS)}
         finished = {s: path for s, path in paths.items() if (path / "metrics.json").exists()}
         if not finished:
             continue  # no run here: the row's line in docs/results.md stays as it is
@@ -448,7 +449,8 @@ def backbone_report(args, results: dict, n_items: int) -> None:
         "quarter turns), extrapolated from 64 items timed now (load average "
         f"{load_average():.1f}), to the median training time. Per-factor columns: the "
         "|corr| of each true factor with its matched latent; the last column, how many seeds "
-        "a row's figures are over."
+        f"a row's figures are over (every finished run in `{shown(args.out)}`, whichever "
+        "`--seeds` trained it)."
         + (
             f" {len(carried)} row(s) had no runs in `{shown(args.out)}` this time and keep the "
             "line an earlier run of this command wrote (`--rows` runs them again)."

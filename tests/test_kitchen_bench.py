@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 
-from bench.kitchen import BACKBONE_ROWS, KITCHEN, one_run, row_features, run_dir
+from bench.kitchen import BACKBONE_ROWS, FACTORS, KITCHEN, one_run, row_features, run_dir
 from tests.tiny_run import make_tiny_dataset
 
 
@@ -25,3 +25,44 @@ def test_the_shipped_recipe_with_the_jacobian_term_trains_on_a_subset_of_the_pho
     history = (path / "history.csv").read_text().splitlines()
     assert "train_log_volume" in history[0]  # eq. 1's Jacobian term was in the objective
     assert 0 <= figures["mcc"] <= 1
+
+
+def finished_run(path, mcc: float) -> None:
+    """A run directory as bench.kitchen finds a finished one: its metrics.json."""
+    retrieval = {"r10": 50.0, "medr": 5.0}
+    metrics = {
+        "mcc": mcc,
+        "mcc_per_factor": dict.fromkeys(FACTORS, mcc),
+        "nuisance_leakage": {"warmth": 0.05},
+        "retrieval": {"x_to_y": retrieval, "y_to_x": retrieval},
+        "train_seconds": 60.0,
+    }
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_the_backbone_table_is_over_every_finished_seed_not_only_those_asked_for(
+    tmp_path, monkeypatch
+):
+    """Rerunning one row with fewer --seeds must not drop another row's extra seeds."""
+    import bench.kitchen as kitchen
+
+    written = {}
+    monkeypatch.setattr(kitchen, "read_section", lambda name: "")
+    monkeypatch.setattr(kitchen, "write_section", lambda name, body: written.update({name: body}))
+    data_dir = make_tiny_dataset(tmp_path / "data", n=64)
+    (row,) = [row for row in BACKBONE_ROWS if row.jacobian_samples]
+    data, _, _ = row_features(Namespace(backbone_data=str(data_dir)), row, {})
+    for seed, mcc in ((0, 0.7), (2, 0.9)):  # seed 2 beyond the --seeds 1 below
+        finished_run(run_dir(tmp_path / "runs", data, "kitchen", row, seed), mcc)
+    args = Namespace(
+        backbone_data=str(data_dir),
+        out=str(tmp_path / "runs"),
+        seeds=1,
+        threads=1,
+        rows=[BACKBONE_ROWS.index(row)],
+        report_only=True,
+    )
+    kitchen.backbone_main(args)
+    (line,) = [line for line in written["kitchen-backbone"].splitlines() if "Jacobian" in line]
+    assert "| 0.800 ± 0.141 |" in line and line.endswith("| 2 |")  # both finished seeds
