@@ -331,7 +331,7 @@ BACKBONE_ROWS = [
     ),
 ]
 FACTORS = ("savoriness", "wateriness", "greenness", "spiciness")
-MAX_SEEDS = 20  # the backbone table is over every finished seed below this, not only --seeds'
+MAX_SEEDS = 20  # the backbone table is over every finished seed below this, not only --seeds
 
 
 def extraction_seconds(

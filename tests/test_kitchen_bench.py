@@ -1,4 +1,5 @@
-"""bench/kitchen.py's row of the shipped recipe with the Jacobian term on."""
+"""bench/kitchen.py's backbone table: the shipped recipe's row with the Jacobian term on, and
+the table over every finished seed of a row."""
 
 from __future__ import annotations
 
