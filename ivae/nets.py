@@ -76,8 +76,12 @@ class ConvEncoder(nn.Module):
             nn.Linear(hidden, out_dim),
         )
 
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, C, 4, 4): what the head reads (its Jacobian: jacobian='head')."""
+        return self.features(_as_float_image(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(_as_float_image(x)))
+        return self.head(self.trunk(x))
 
 
 class ConvDecoder(nn.Module):

@@ -265,3 +265,47 @@ def test_the_start_sample_spans_the_whole_training_split():
     assert len(sample) == START_ROWS
     assert sample[0, 0] == 0 and sample[-1, 0] == 99_998
     assert len(start_sample(x, np.arange(10))) == 10
+
+
+def head_model(**options):
+    from ivae.models import build_model
+    from ivae.nets import Modality
+
+    torch.manual_seed(0)
+    options = {"latent_dim": 2, "hidden": 8, "width": 8, "jacobian": "head", **options}
+    x, y = Modality("image", (3, 16, 16)), Modality("vector", (3,))
+    return build_model("implicit-ivae", options, x, y)
+
+
+def test_the_head_jacobian_is_the_heads_on_the_trunks_features():
+    model = head_model(likelihood_weight=0.1, jacobian_samples=3)
+    x = torch.rand(5, 3, 16, 16)
+    z, jac = model._codes(x)
+    features = model.encoder.trunk(x[:3]).detach().double()
+    assert jac.shape == (3, 2, features[0].numel())  # k x F on the first 3 points
+    assert features[0].numel() != x[0].numel()  # not k x pixels
+    torch.testing.assert_close(z, model.code(x))
+    reference = reference_jacobian(model.encoder.head.double(), features)
+    torch.testing.assert_close(jac.double(), reference, rtol=1e-4, atol=1e-6)
+
+
+def test_the_head_jacobian_term_trains_the_head_and_leaves_the_trunk_alone():
+    model = head_model(likelihood_weight=1.0, ratio_weight=0.0, jacobian_samples=4)
+    batch = {"x": torch.rand(4, 3, 16, 16), "y": torch.randn(4, 3)}
+    model.loss(batch)["log_volume"].backward()
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0
+        for p in model.encoder.head.parameters()
+        if p.dim() > 1
+    )
+    assert all(p.grad is None for p in model.encoder.features.parameters())
+    assert "head on its trunk's features" in " ".join(model.config.objective_terms())
+
+
+def test_a_head_jacobian_needs_a_network_with_a_trunk():
+    from ivae.models import build_model
+    from ivae.nets import Modality
+
+    options = {"latent_dim": 2, "jacobian": "head", "likelihood_weight": 0.1}
+    with pytest.raises(ValueError, match="trunk and a head.*jacobian='exact'"):
+        build_model("implicit-ivae", options, Modality("vector", (7,)), Modality("vector", (3,)))

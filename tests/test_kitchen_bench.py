@@ -1,5 +1,6 @@
-"""bench/kitchen.py's backbone table: the shipped recipe's row with the Jacobian term on, and
-the table over every finished seed of a row."""
+"""bench/kitchen.py's backbone table: the shipped recipe's rows with the Jacobian term on (of
+the whole CNN on the pixels, and of its head on the trunk's features), and the table over every
+finished seed of a row."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tests.tiny_run import make_tiny_dataset
 
 
 def test_the_shipped_recipe_with_the_jacobian_term_trains_on_a_subset_of_the_photos(tmp_path):
-    (row,) = [row for row in BACKBONE_ROWS if row.jacobian_samples]
+    (row,) = [row for row in BACKBONE_ROWS if row.jacobian_samples == 8]
     assert (row.epochs, row.augment, row.lr) == (KITCHEN.epochs, KITCHEN.augment, KITCHEN.lr)
     assert not row.backbone and not row.encoder  # the shipped CNN, on the photos
     assert row.label(0).endswith("Jacobian term on (eq. 1 weight 0.01, on 8 photos a step)")
@@ -26,6 +27,24 @@ def test_the_shipped_recipe_with_the_jacobian_term_trains_on_a_subset_of_the_pho
     history = (path / "history.csv").read_text().splitlines()
     assert "train_log_volume" in history[0]  # eq. 1's Jacobian term was in the objective
     assert 0 <= figures["mcc"] <= 1
+
+
+def test_the_shipped_recipe_with_the_heads_jacobian_trains_it_on_the_trunks_features(tmp_path):
+    (row,) = [row for row in BACKBONE_ROWS if row.jacobian == "head"]
+    assert (row.epochs, row.augment, row.lr) == (KITCHEN.epochs, KITCHEN.augment, KITCHEN.lr)
+    assert row.label(0).endswith(
+        "Jacobian term on (eq. 1 weight 0.01, J of the CNN's head on its trunk's features, "
+        "on 32 photos a step)"
+    )
+    data_dir = make_tiny_dataset(tmp_path / "data", n=64)
+    row = row._replace(epochs=1)
+    data, features, _ = row_features(Namespace(backbone_data=str(data_dir)), row, {})
+    path = run_dir(tmp_path / "runs", data, "kitchen", row, 0)
+    assert path.name.endswith("-lw0.01-js32-jhead-s0")
+    one_run(data, "kitchen", row, 0, path, features)
+    options = json.loads((path / "config.json").read_text())["model_config"]
+    assert (options["jacobian"], options["jacobian_samples"]) == ("head", 32)
+    assert "train_log_volume" in (path / "history.csv").read_text().splitlines()[0]
 
 
 def finished_run(path, mcc: float) -> None:
@@ -52,7 +71,7 @@ def test_the_backbone_table_is_over_every_finished_seed_not_only_those_asked_for
     monkeypatch.setattr(kitchen, "read_section", lambda name: "")
     monkeypatch.setattr(kitchen, "write_section", lambda name, body: written.update({name: body}))
     data_dir = make_tiny_dataset(tmp_path / "data", n=64)
-    (row,) = [row for row in BACKBONE_ROWS if row.jacobian_samples]
+    (row,) = [row for row in BACKBONE_ROWS if row.jacobian_samples == 8]
     data, _, _ = row_features(Namespace(backbone_data=str(data_dir)), row, {})
     for seed, mcc in ((0, 0.7), (2, 0.9)):  # seed 2 beyond the --seeds 1 below
         finished_run(run_dir(tmp_path / "runs", data, "kitchen", row, seed), mcc)

@@ -49,7 +49,9 @@ from ivae.nets import (
     pretrained_image_encoder,
 )
 
-JACOBIAN_MODES = ("exact", "none")
+# "exact": J of the whole encoder with respect to x; "head": of the CNN's head with respect to
+# its trunk's features (the trunk gets no gradient from the term); "none": the ablation
+JACOBIAN_MODES = ("exact", "head", "none")
 POSTERIORS = ("deterministic", "stochastic")
 FLOWS = ("flow", "leaky-flow")
 # eq. 1's weight beside the ratio when the encoder is invertible ("auto"): on the square toy
@@ -70,7 +72,10 @@ class ImplicitIVAEConfig(ModelConfig):
     # term's Jacobian is a subset estimate.
     ratio_weight: float = 1.0  # density-ratio term (entropy of e(X) on the data), eq. 3
     likelihood_weight: float | None = None  # log p(e(x)|y) + 1/2 log det(J J^T), eq. 1
-    jacobian: str = "exact"  # "exact" | "none" (the ablation without the Jacobian term)
+    # "exact" | "head": the Jacobian of the image network's head on its trunk's features, k x F
+    # per item instead of k x pixels (docs/experiments.md, "Which objective on images") |
+    # "none" (the ablation without the Jacobian term)
+    jacobian: str = "exact"
     jacobian_samples: int = 64  # batch points per step for the Jacobian term (unbiased subset)
     frobenius_weight: float = 0.0  # penalty on ||J||_F^2: off-manifold sensitivity
     posterior: str = "deterministic"  # "stochastic": q(z|x) with the first-order decoder, eq. 5
@@ -120,7 +125,7 @@ class ImplicitIVAEConfig(ModelConfig):
 
     def objective_terms(self) -> list[str]:
         """The terms this configuration trains with, in words, with their weights."""
-        jacobian = self.jacobian == "exact"
+        jacobian = self.jacobian != "none"
         if self.likelihood_weight is None:  # not built yet: the model resolves "auto"
             return [
                 f"density ratio (eq. 3), plus eq. 1 at {FLOW_LIKELIHOOD_WEIGHT:g} for square "
@@ -135,8 +140,9 @@ class ImplicitIVAEConfig(ModelConfig):
             )
         elif self.likelihood_weight > 0:
             volume = "with" if jacobian else "without"
+            where = " (J of the network's head on its trunk's features)" * (self.jacobian == "head")
             terms.append(
-                f"likelihood (eq. 1) {volume} its Jacobian term 1/2 log det(J Jᵀ), "
+                f"likelihood (eq. 1) {volume} its Jacobian term 1/2 log det(J Jᵀ){where}, "
                 f"weight {self.likelihood_weight:g}"
             )
         if jacobian and self.frobenius_weight > 0:
@@ -175,6 +181,11 @@ class ImplicitIVAE(Model):
             self.encoder = backbone_tail(x, outputs, config.hidden, config.depth, stage_means)
         else:
             self.encoder = build_encoder(x, outputs, config.hidden, config.depth, config.width)
+        if config.jacobian == "head" and not hasattr(self.encoder, "trunk"):
+            raise ValueError(
+                "jacobian='head' needs an image encoder made of a trunk and a head (the CNN "
+                f"on photos); this one is a {type(self.encoder).__name__}: use jacobian='exact'"
+            )
         self.prior = ConditionalPrior(
             y, k, config.hidden, config.depth, (config.prior_logvar_min, config.prior_logvar_max)
         )
@@ -238,13 +249,14 @@ class ImplicitIVAE(Model):
         c = self.config
         weights = (c.likelihood_weight, c.frobenius_weight)
         stochastic = c.posterior == "stochastic"
-        return c.jacobian == "exact" and (stochastic or any(w > 0 for w in weights))
+        return c.jacobian != "none" and (stochastic or any(w > 0 for w in weights))
 
     def _exact_log_volume(self) -> bool:
         """An invertible encoder gives log |det J| in closed form on the whole batch; the
         Frobenius penalty still needs J itself."""
         return (
             hasattr(self.encoder, "forward_with_logdet")
+            and self.config.jacobian == "exact"
             and self._needs_jacobian()
             and self.config.frobenius_weight == 0
         )
@@ -254,6 +266,13 @@ class ImplicitIVAE(Model):
         m = min(self.config.jacobian_samples, len(x)) if self._needs_jacobian() else 0
         if not m:
             return self.code(x), None
+        if self.config.jacobian == "head":
+            # J of the head alone, on the trunk's features of the first m points, detached:
+            # the term trains the head; a trunk trained by it could shrink its features and
+            # grow the head's volume without bound (docs/method.md, pitfall 1)
+            k, features = self.config.latent_dim, self.encoder.trunk(x)
+            z = self.encoder.head(features)[:, :k]
+            return z, encoder_jacobian(lambda f: self.encoder.head(f)[:, :k], features[:m])[1]
         z_j, jac = encoder_jacobian(self.code, x[:m])
         return (torch.cat([z_j, self.code(x[m:])]) if m < len(x) else z_j), jac
 
