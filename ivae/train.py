@@ -407,6 +407,7 @@ class Trainer:
 
     def run_epoch(self) -> dict[str, float]:
         sums = self.sums  # carried over from the checkpoint when the epoch is resumed
+        self.model.progress = self.epoch / self.train_cfg.epochs  # a schedule's terms follow it
         last_save = time.monotonic()
         bar = tqdm(
             total=self.steps_per_epoch,

@@ -309,3 +309,34 @@ def test_a_head_jacobian_needs_a_network_with_a_trunk():
     options = {"latent_dim": 2, "jacobian": "head", "likelihood_weight": 0.1}
     with pytest.raises(ValueError, match="trunk and a head.*jacobian='exact'"):
         build_model("implicit-ivae", options, Modality("vector", (7,)), Modality("vector", (3,)))
+
+
+def test_eq1_from_a_fraction_of_the_epochs_on_is_the_ratio_alone_before_it():
+    model = head_model(likelihood_weight=0.5, likelihood_from=0.5, jacobian_samples=4)
+    batch = {"x": torch.rand(4, 3, 16, 16), "y": torch.randn(4, 3)}
+    model.progress = 0.4
+    early = model.loss(batch)
+    assert "log_volume" not in early  # no Jacobian computed before its epochs
+    torch.testing.assert_close(early["loss"], -early["ratio"])
+    model.progress = 0.5
+    late = model.loss(batch)
+    torch.testing.assert_close(late["loss"], -(late["ratio"] + 0.5 * late["likelihood"]))
+    assert "from 50% of the epochs on" in " ".join(model.config.objective_terms())
+    with pytest.raises(ValueError, match="likelihood_from"):
+        head_model(likelihood_from=1.0)
+
+
+def test_the_trainer_turns_eq1_on_at_its_epoch(tmp_path):
+    import pandas as pd
+
+    from ivae.data import load_dataset
+    from ivae.train import TrainConfig, train
+    from tests.tiny_run import make_tiny_dataset
+
+    data = load_dataset(make_tiny_dataset(tmp_path / "data", n=64))
+    options = {"latent_dim": 2, "hidden": 8, "width": 8, "likelihood_weight": 0.1}
+    options |= {"jacobian": "head", "jacobian_samples": 4, "likelihood_from": 0.5}
+    config = TrainConfig(epochs=4, batch_size=16, seed=0)
+    train(data, tmp_path / "run", "implicit-ivae", options, config, progress=False)
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history["train_log_volume"].isna().tolist() == [True, True, False, False]

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 
+import pandas as pd
+
 from bench.kitchen import BACKBONE_ROWS, FACTORS, KITCHEN, one_run, row_features, run_dir
 from tests.tiny_run import make_tiny_dataset
 
 
 def test_the_shipped_recipe_with_the_jacobian_term_trains_on_a_subset_of_the_photos(tmp_path):
-    (row,) = [row for row in BACKBONE_ROWS if row.jacobian_samples == 8]
+    (row,) = [row for row in BACKBONE_ROWS if row.jacobian_samples == 8 and not row.likelihood_from]
     assert (row.epochs, row.augment, row.lr) == (KITCHEN.epochs, KITCHEN.augment, KITCHEN.lr)
     assert not row.backbone and not row.encoder  # the shipped CNN, on the photos
     assert row.label(0).endswith("Jacobian term on (eq. 1 weight 0.01, on 8 photos a step)")
@@ -30,7 +32,7 @@ def test_the_shipped_recipe_with_the_jacobian_term_trains_on_a_subset_of_the_pho
 
 
 def test_the_shipped_recipe_with_the_heads_jacobian_trains_it_on_the_trunks_features(tmp_path):
-    (row,) = [row for row in BACKBONE_ROWS if row.jacobian == "head"]
+    (row,) = [row for row in BACKBONE_ROWS if row.jacobian == "head" and not row.likelihood_from]
     assert (row.epochs, row.augment, row.lr) == (KITCHEN.epochs, KITCHEN.augment, KITCHEN.lr)
     assert row.label(0).endswith(
         "Jacobian term on (eq. 1 weight 0.01, J of the CNN's head on its trunk's features, "
@@ -71,7 +73,7 @@ def test_the_backbone_table_is_over_every_finished_seed_not_only_those_asked_for
     monkeypatch.setattr(kitchen, "read_section", lambda name: "")
     monkeypatch.setattr(kitchen, "write_section", lambda name, body: written.update({name: body}))
     data_dir = make_tiny_dataset(tmp_path / "data", n=64)
-    (row,) = [row for row in BACKBONE_ROWS if row.jacobian_samples == 8]
+    (row,) = [row for row in BACKBONE_ROWS if row.jacobian_samples == 8 and not row.likelihood_from]
     data, _, _ = row_features(Namespace(backbone_data=str(data_dir)), row, {})
     for seed, mcc in ((0, 0.7), (2, 0.9)):  # seed 2 beyond the --seeds 1 below
         finished_run(run_dir(tmp_path / "runs", data, "kitchen", row, seed), mcc)
@@ -86,3 +88,19 @@ def test_the_backbone_table_is_over_every_finished_seed_not_only_those_asked_for
     kitchen.backbone_main(args)
     (line,) = [line for line in written["kitchen-backbone"].splitlines() if "Jacobian" in line]
     assert "| 0.800 ± 0.141 |" in line and line.endswith("| 2 |")  # both finished seeds
+
+
+def test_the_rows_with_eq1_from_epoch_11_name_and_train_it_so(tmp_path):
+    rows = [row for row in BACKBONE_ROWS if row.likelihood_from]
+    assert {row.jacobian for row in rows} == {"", "head"}  # on the pixels, on the head
+    assert all(row.label(0).endswith("from epoch 11 on)") for row in rows)
+    data_dir = make_tiny_dataset(tmp_path / "data", n=64)
+    row = rows[0]._replace(epochs=3)  # eq. 1 from epoch 2 of 3
+    data, features, _ = row_features(Namespace(backbone_data=str(data_dir)), row, {})
+    path = run_dir(tmp_path / "runs", data, "kitchen", row, 0)
+    assert path.name.endswith("-js8-from2-s0")
+    one_run(data, "kitchen", row, 0, path, features)
+    options = json.loads((path / "config.json").read_text())["model_config"]
+    assert options["likelihood_from"] == 0.33
+    history = pd.read_csv(path / "history.csv")
+    assert history["train_log_volume"].isna().tolist() == [True, False, False]

@@ -122,6 +122,9 @@ class Model(nn.Module):
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     paper: ClassVar[str] = ""
+    # the fraction of the epochs trained before the present one, which the trainer sets at
+    # the start of every epoch; a loss whose terms follow a schedule reads it (1: trained)
+    progress: float = 1.0
 
     def __init__(self, config: ModelConfig, x: Modality, y: Modality):
         super().__init__()

@@ -72,6 +72,9 @@ class ImplicitIVAEConfig(ModelConfig):
     # term's Jacobian is a subset estimate.
     ratio_weight: float = 1.0  # density-ratio term (entropy of e(X) on the data), eq. 3
     likelihood_weight: float | None = None  # log p(e(x)|y) + 1/2 log det(J J^T), eq. 1
+    # eq. 1 from this fraction of the epochs on (the density ratio alone before it): the term
+    # then refines codes the ratio has aligned instead of steering them from the start
+    likelihood_from: float = 0.0
     # "exact" | "head": the Jacobian of the image network's head on its trunk's features, k x F
     # per item instead of k x pixels (docs/experiments.md, "Which objective on images") |
     # "none" (the ablation without the Jacobian term)
@@ -116,6 +119,8 @@ class ImplicitIVAEConfig(ModelConfig):
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if not self.prior_logvar_min < self.prior_logvar_max:
             raise ValueError("prior_logvar_min must be below prior_logvar_max")
+        if not 0 <= self.likelihood_from < 1:
+            raise ValueError(f"likelihood_from must be in [0, 1), got {self.likelihood_from}")
         if self.flow_layers < 1:
             raise ValueError(f"flow_layers must be at least 1, got {self.flow_layers}")
         if not self.pretrained_lr_ratio >= 0:
@@ -144,6 +149,10 @@ class ImplicitIVAEConfig(ModelConfig):
             terms.append(
                 f"likelihood (eq. 1) {volume} its Jacobian term 1/2 log det(J Jᵀ){where}, "
                 f"weight {self.likelihood_weight:g}"
+                + (
+                    f", from {self.likelihood_from:.0%} of the epochs on"
+                    * (self.likelihood_from > 0)
+                )
             )
         if jacobian and self.frobenius_weight > 0:
             terms.append(f"Jacobian penalty ||J||²_F, weight {self.frobenius_weight:g}")
@@ -245,9 +254,15 @@ class ImplicitIVAE(Model):
         choice: docs/experiments.md, "Restarts"."""
         return terms["ratio"]
 
+    @property
+    def likelihood_weight(self) -> float:
+        """eq. 1's weight at this point of training (``likelihood_from``)."""
+        c = self.config
+        return c.likelihood_weight if self.progress >= c.likelihood_from else 0.0
+
     def _needs_jacobian(self) -> bool:
         c = self.config
-        weights = (c.likelihood_weight, c.frobenius_weight)
+        weights = (self.likelihood_weight, c.frobenius_weight)
         stochastic = c.posterior == "stochastic"
         return c.jacobian != "none" and (stochastic or any(w > 0 for w in weights))
 
@@ -298,7 +313,7 @@ class ImplicitIVAE(Model):
         else:
             terms.update(self._flow_terms(positive, jac, log_volume))
             fit = terms["likelihood"]
-        loss = -(c.ratio_weight * terms["ratio"] + c.likelihood_weight * fit)
+        loss = -(c.ratio_weight * terms["ratio"] + self.likelihood_weight * fit)
         # The objective is invariant to z -> c z (the prior follows); without a gauge the scale
         # drifts until the prior's variances sit at a bound of their range and stop learning.
         terms["gauge"] = logvars.mean() ** 2  # over the global batch: not a mean of means
