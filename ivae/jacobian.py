@@ -20,8 +20,14 @@ def encoder_jacobian(
     Uses k vector-Jacobian products with ``create_graph=True`` (so J can be trained through);
     valid because samples in a batch are independent (no batch-coupling layers), which makes
     d sum_b z_bj / d x_b the j-th row of sample b's own Jacobian.
+
+    uint8 photos are differentiated as floats in [0, 1], the scale in which the image
+    encoders read float input (``ivae.nets``): the same codes as on the uint8 batch, and J
+    per unit of intensity. (Cast as they were, 0-255 read as [0, 1], the Jacobian's photos
+    were 255 times too bright until this was caught.)
     """
-    x = x.detach().float().requires_grad_(True)
+    x = x.detach()
+    x = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).requires_grad_(True)
     z = f(x)
     rows = [
         torch.autograd.grad(z[:, j].sum(), x, create_graph=True)[0].flatten(1)

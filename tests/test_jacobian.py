@@ -33,6 +33,18 @@ def test_encoder_jacobian_matches_autograd(name):
     torch.testing.assert_close(jac.double(), reference_jacobian(f, x), rtol=1e-6, atol=1e-8)
 
 
+def test_the_jacobian_of_uint8_photos_is_taken_on_the_codes_the_encoder_gives_them():
+    torch.manual_seed(0)
+    f = ConvEncoder(8, 2, width=8, hidden=16)
+    photos = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    z, jac = encoder_jacobian(f, photos)
+    torch.testing.assert_close(z, f(photos))  # not the codes of photos 255 times too bright
+    unit = photos.double() / 255
+    torch.testing.assert_close(
+        jac.double(), reference_jacobian(f.double(), unit), rtol=1e-4, atol=1e-6
+    )
+
+
 def test_encoder_jacobian_is_differentiable():
     torch.manual_seed(0)
     f = VectorEncoder(4, 2, hidden=8, depth=2)
