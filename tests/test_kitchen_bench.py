@@ -104,3 +104,25 @@ def test_the_rows_with_eq1_from_epoch_11_name_and_train_it_so(tmp_path):
     assert options["likelihood_from"] == 0.33
     history = pd.read_csv(path / "history.csv")
     assert history["train_log_volume"].isna().tolist() == [True, False, False]
+
+
+def test_term_gradients_measures_each_terms_pull_on_the_parameters():
+    import torch
+
+    from bench.term_gradients import gradient_norms
+    from ivae.models import build_model
+    from ivae.nets import Modality
+
+    torch.manual_seed(0)
+    options = {"latent_dim": 2, "hidden": 8, "width": 8, "likelihood_weight": 0.01}
+    model = build_model(
+        "implicit-ivae", options, Modality("image", (3, 16, 16)), Modality("vector", (3,))
+    )
+    batch = {"x": torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8), "y": torch.randn(6, 3)}
+    norms = gradient_norms(model, batch)
+    assert set(norms) == {"ratio", "log_prior", "log_volume"}
+    assert all(0 < v < float("inf") for v in norms.values())
+    model.zero_grad()
+    model.loss(batch)["ratio"].backward()
+    by_hand = torch.stack([p.grad.pow(2).sum() for p in model.parameters() if p.grad is not None])
+    assert abs(norms["ratio"] - float(by_hand.sum().sqrt())) < 1e-4
