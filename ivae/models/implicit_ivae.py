@@ -271,7 +271,6 @@ class ImplicitIVAE(Model):
         Frobenius penalty still needs J itself."""
         return (
             hasattr(self.encoder, "forward_with_logdet")
-            and self.config.jacobian == "exact"
             and self._needs_jacobian()
             and self.config.frobenius_weight == 0
         )
