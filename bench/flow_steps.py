@@ -9,7 +9,12 @@ into docs/experiments.md between the `flow-steps` markers. Three layouts of the 
 
 - one module per coupling with a plain (per-tensor) Adam and clip, the oldest step;
 - the same with the trainer's fused Adam and clip;
-- the trainer's ``CouplingFlow``: each kind of parameter stacked over the couplings;
+- each kind of parameter stacked over the couplings, the pass on (batch, features)
+  activations;
+- the same with the pass on (features, batch) activations;
+- the trainer's step: that pass, and the prior's pairwise log-densities as one product
+  (``ivae.models.base.pairwise_log_prob``) instead of two and five elementwise operations
+  on the (B, B) matrix;
 - the same with the loss under ``torch.compile`` (its compile time, the first steps, is
   printed apart and not in the step time; compiled into an empty cache, as on a fresh
   machine, not from the inductor's on-disk cache of an earlier run).
@@ -30,9 +35,11 @@ import time
 import torch
 from torch import nn
 
+import ivae.models.implicit_ivae
 from bench.common import EXPERIMENTS, command, write_section
 from ivae.models import build_model
-from ivae.nets import COUPLING_SCALE_BOUND, Modality, mlp
+from ivae.models.base import LOG_2PI, pairwise_log_prob
+from ivae.nets import COUPLING_SCALE_BOUND, LEAKY_SLOPE, CouplingFlow, Modality, mlp
 from ivae.train import TrainConfig, optimizer
 
 
@@ -81,33 +88,80 @@ class PerCouplingFlow(nn.Module):
         return z, logdet
 
 
-LAYOUTS = {  # label -> (per-coupling modules, fused Adam and clip, loss compiled)
-    "one module per coupling, plain Adam": (True, False, False),
-    "one module per coupling, fused Adam": (True, True, False),
-    "stacked parameters, fused Adam (now)": (False, True, False),
-    "stacked parameters, fused Adam, loss under torch.compile": (False, True, True),
+class BatchFirstFlow(CouplingFlow):
+    """``CouplingFlow`` with its pass on (batch, features) activations, PyTorch's layout, as
+    it ran before the pass was transposed: the same parameters and function."""
+
+    def forward_with_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        free = 1 - self.masks
+        outputs = torch.cat([free, free], dim=1)
+        weight1 = (self.weight1 * self.masks[:, None, :]).unbind()
+        weight3 = (self.weight3 * outputs[:, :, None]).unbind()
+        bias3 = (self.bias3 * outputs).unbind()
+        bias1, weight2, bias2 = self.bias1.unbind(), self.weight2.unbind(), self.bias2.unbind()
+        mix_weight, mix_bias = self.mix_weight.unbind(), self.mix_bias.unbind()
+        bound, z, scales = self.scale_bound, x, []
+        for i in range(len(weight1)):
+            if i < len(mix_weight):
+                z = nn.functional.linear(z, mix_weight[i], mix_bias[i])
+            h = nn.functional.leaky_relu(nn.functional.linear(z, weight1[i], bias1[i]), LEAKY_SLOPE)
+            h = nn.functional.leaky_relu(nn.functional.linear(h, weight2[i], bias2[i]), LEAKY_SLOPE)
+            scale, shift = nn.functional.linear(h, weight3[i], bias3[i]).chunk(2, dim=-1)
+            scale = bound * torch.tanh(scale / bound)
+            z = torch.addcmul(shift, z, scale.exp())
+            scales.append(scale)
+        logdet = torch.linalg.slogdet(self.mix_weight)[1].sum() + torch.stack(scales).sum((0, 2))
+        return z, logdet
+
+
+def two_product_pairwise_log_prob(z, mean, logvar) -> torch.Tensor:
+    """``pairwise_log_prob`` as it was before it became one product: two products and the
+    rest elementwise on (N, M)."""
+    inv = torch.exp(-logvar)
+    quad = (z * z) @ inv.T - 2 * z @ (mean * inv).T + (mean * mean * inv).sum(-1)
+    return -0.5 * (quad + logvar.sum(-1) + z.shape[-1] * LOG_2PI)
+
+
+# label -> (encoder, fused Adam and clip, loss compiled, pairwise log-densities)
+LAYOUTS = {
+    "one module per coupling, plain Adam": ("per-coupling", False, False, "two products"),
+    "one module per coupling, fused Adam": ("per-coupling", True, False, "two products"),
+    "stacked parameters, fused Adam": ("batch-first", True, False, "two products"),
+    "stacked, pass on transposed activations": ("stacked", True, False, "two products"),
+    "stacked, transposed, densities in one product (now)": ("stacked", True, False, "one product"),
+    "the same, loss under torch.compile": ("stacked", True, True, "one product"),
 }
+PAIRWISE = {"two products": two_product_pairwise_log_prob, "one product": pairwise_log_prob}
 
 
-def setup(
-    layers: int, per_coupling: bool, fused: bool, compiled: bool
-) -> tuple[nn.Module, torch.optim.Adam]:
+def setup(layers: int, encoder: str, fused: bool, compiled: bool, pairwise: str):
+    """(model, Adam, fused, pairwise log-density function) of one row of ``LAYOUTS``."""
     torch.manual_seed(0)
     x, y = Modality("vector", (5,)), Modality("vector", (40,))
     options = {"latent_dim": 5, "hidden": 64, "flow_layers": layers}
     model = build_model("implicit-ivae", options, x, y)
-    if per_coupling:
-        torch.manual_seed(0)  # the same start: the encoder is drawn first
-        model.encoder = PerCouplingFlow(5, 64, layers, scale_bound=model.config.flow_scale_bound)
+    bound = model.config.flow_scale_bound
+    torch.manual_seed(0)  # the same start: the encoder is drawn first
+    if encoder == "per-coupling":
+        model.encoder = PerCouplingFlow(5, 64, layers, scale_bound=bound)
+    elif encoder == "batch-first":
+        model.encoder = BatchFirstFlow(5, 64, layers, scale_bound=bound)
     if compiled:
         model.loss = torch.compile(model.loss, dynamic=False)  # one graph per batch size
-    if fused:
-        return model, optimizer(model, TrainConfig(lr=1e-3))
-    return model, torch.optim.Adam(model.parameters(), 1e-3)
+    adam = (
+        optimizer(model, TrainConfig(lr=1e-3))
+        if fused
+        else torch.optim.Adam(model.parameters(), 1e-3)
+    )
+    return model, adam, fused, PAIRWISE[pairwise]
 
 
-def step(model: nn.Module, adam: torch.optim.Adam, batch: dict, fused: bool) -> None:
-    loss = model.loss(batch)["loss"]
+def step(model: nn.Module, adam: torch.optim.Adam, batch: dict, fused: bool, pairwise) -> None:
+    ivae.models.implicit_ivae.pairwise_log_prob = pairwise  # the row's form, in the loss
+    try:
+        loss = model.loss(batch)["loss"]
+    finally:
+        ivae.models.implicit_ivae.pairwise_log_prob = pairwise_log_prob
     adam.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=fused)
@@ -138,20 +192,20 @@ def measure(args: argparse.Namespace) -> str:
             "x": torch.randn(size, 5, generator=generator),
             "y": torch.nn.functional.one_hot(labels, 40).float(),
         }
-        for label, (per_coupling, fused, compiled) in LAYOUTS.items():
-            setups[size, label] = (*setup(args.layers, per_coupling, fused, compiled), fused)
+        for label, row in LAYOUTS.items():
+            setups[size, label] = setup(args.layers, *row)
     warm_up = {}  # the first steps: torch.compile compiles in them
-    for key, (model, adam, fused) in setups.items():
+    for key, row in setups.items():
         start = time.perf_counter()
         for _ in range(2):
-            step(model, adam, batches[key[0]], fused)
+            step(*row[:2], batches[key[0]], *row[2:])
         warm_up[key] = time.perf_counter() - start
     times: dict[tuple[int, str], list[float]] = {key: [] for key in setups}
     for _ in range(args.rounds):
-        for (size, label), (model, adam, fused) in setups.items():
+        for (size, label), row in setups.items():
             start = time.perf_counter()
             for _ in range(args.steps):
-                step(model, adam, batches[size], fused)
+                step(*row[:2], batches[size], *row[2:])
             times[size, label].append((time.perf_counter() - start) / args.steps * 1000)
     medians = {key: statistics.median(values) for key, values in times.items()}
     first = next(iter(medians))
