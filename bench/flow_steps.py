@@ -11,10 +11,7 @@ into docs/experiments.md between the `flow-steps` markers. Three layouts of the 
 - the same with the trainer's fused Adam and clip;
 - each kind of parameter stacked over the couplings, the pass on (batch, features)
   activations;
-- the same with the pass on (features, batch) activations;
-- the trainer's step: that pass, and the prior's pairwise log-densities as one product
-  (``ivae.models.base.pairwise_log_prob``) instead of two and five elementwise operations
-  on the (B, B) matrix;
+- the trainer's ``CouplingFlow``: the same with its pass on (features, batch) activations;
 - the same with the loss under ``torch.compile`` (its compile time, the first steps, is
   printed apart and not in the step time; compiled into an empty cache, as on a fresh
   machine, not from the inductor's on-disk cache of an earlier run).
@@ -35,10 +32,8 @@ import time
 import torch
 from torch import nn
 
-import ivae.models.implicit_ivae
 from bench.common import EXPERIMENTS, command, write_section
 from ivae.models import build_model
-from ivae.models.base import LOG_2PI, pairwise_log_prob
 from ivae.nets import COUPLING_SCALE_BOUND, LEAKY_SLOPE, CouplingFlow, Modality, mlp
 from ivae.train import TrainConfig, optimizer
 
@@ -114,28 +109,18 @@ class BatchFirstFlow(CouplingFlow):
         return z, logdet
 
 
-def two_product_pairwise_log_prob(z, mean, logvar) -> torch.Tensor:
-    """``pairwise_log_prob`` as it was before it became one product: two products and the
-    rest elementwise on (N, M)."""
-    inv = torch.exp(-logvar)
-    quad = (z * z) @ inv.T - 2 * z @ (mean * inv).T + (mean * mean * inv).sum(-1)
-    return -0.5 * (quad + logvar.sum(-1) + z.shape[-1] * LOG_2PI)
-
-
-# label -> (encoder, fused Adam and clip, loss compiled, pairwise log-densities)
+# label -> (encoder, fused Adam and clip, loss compiled)
 LAYOUTS = {
-    "one module per coupling, plain Adam": ("per-coupling", False, False, "two products"),
-    "one module per coupling, fused Adam": ("per-coupling", True, False, "two products"),
-    "stacked parameters, fused Adam": ("batch-first", True, False, "two products"),
-    "stacked, pass on transposed activations": ("stacked", True, False, "two products"),
-    "stacked, transposed, densities in one product (now)": ("stacked", True, False, "one product"),
-    "the same, loss under torch.compile": ("stacked", True, True, "one product"),
+    "one module per coupling, plain Adam": ("per-coupling", False, False),
+    "one module per coupling, fused Adam": ("per-coupling", True, False),
+    "stacked parameters, fused Adam": ("batch-first", True, False),
+    "stacked, pass on transposed activations (now)": ("stacked", True, False),
+    "the same, loss under torch.compile": ("stacked", True, True),
 }
-PAIRWISE = {"two products": two_product_pairwise_log_prob, "one product": pairwise_log_prob}
 
 
-def setup(layers: int, encoder: str, fused: bool, compiled: bool, pairwise: str):
-    """(model, Adam, fused, pairwise log-density function) of one row of ``LAYOUTS``."""
+def setup(layers: int, encoder: str, fused: bool, compiled: bool):
+    """(model, Adam, fused) of one row of ``LAYOUTS``."""
     torch.manual_seed(0)
     x, y = Modality("vector", (5,)), Modality("vector", (40,))
     options = {"latent_dim": 5, "hidden": 64, "flow_layers": layers}
@@ -153,15 +138,11 @@ def setup(layers: int, encoder: str, fused: bool, compiled: bool, pairwise: str)
         if fused
         else torch.optim.Adam(model.parameters(), 1e-3)
     )
-    return model, adam, fused, PAIRWISE[pairwise]
+    return model, adam, fused
 
 
-def step(model: nn.Module, adam: torch.optim.Adam, batch: dict, fused: bool, pairwise) -> None:
-    ivae.models.implicit_ivae.pairwise_log_prob = pairwise  # the row's form, in the loss
-    try:
-        loss = model.loss(batch)["loss"]
-    finally:
-        ivae.models.implicit_ivae.pairwise_log_prob = pairwise_log_prob
+def step(model: nn.Module, adam: torch.optim.Adam, batch: dict, fused: bool) -> None:
+    loss = model.loss(batch)["loss"]
     adam.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=fused)
