@@ -4,7 +4,7 @@ One training step (loss, backward, gradient clip, Adam) on square-toy-sized batc
 dimensions, 40 segment labels), the configurations interleaved so that the shared machine's
 load falls on all of them alike; prints the median ms per step, the ratio to the first row of
 the same batch size and the time per epoch relative to the very first row, and writes them
-into docs/experiments.md between the `flow-steps` markers. Three layouts of the same flow
+into docs/experiments.md between the `flow-steps` markers. Four forms of the same flow
 (same initialisation, same function):
 
 - one module per coupling with a plain (per-tensor) Adam and clip, the oldest step;
@@ -176,17 +176,17 @@ def measure(args: argparse.Namespace) -> str:
         for label, row in LAYOUTS.items():
             setups[size, label] = setup(args.layers, *row)
     warm_up = {}  # the first steps: torch.compile compiles in them
-    for key, row in setups.items():
+    for key, (model, adam, fused) in setups.items():
         start = time.perf_counter()
         for _ in range(2):
-            step(*row[:2], batches[key[0]], *row[2:])
+            step(model, adam, batches[key[0]], fused)
         warm_up[key] = time.perf_counter() - start
     times: dict[tuple[int, str], list[float]] = {key: [] for key in setups}
     for _ in range(args.rounds):
-        for (size, label), row in setups.items():
+        for (size, label), (model, adam, fused) in setups.items():
             start = time.perf_counter()
             for _ in range(args.steps):
-                step(*row[:2], batches[size], *row[2:])
+                step(model, adam, batches[size], fused)
             times[size, label].append((time.perf_counter() - start) / args.steps * 1000)
     medians = {key: statistics.median(values) for key, values in times.items()}
     first = next(iter(medians))

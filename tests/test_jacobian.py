@@ -115,7 +115,7 @@ def test_stacked_coupling_flow_is_the_per_coupling_flow(mixing):
     """The stacked layout draws the same start from a seed as one module per coupling did,
     computes the same function and gradients, and loads a state dict saved in the old layout
     (as every run saved before it holds)."""
-    from bench.flow_steps import PerCouplingFlow
+    from bench.flow_steps import BatchFirstFlow, PerCouplingFlow
     from ivae.nets import CouplingFlow
 
     torch.manual_seed(3)
@@ -148,6 +148,12 @@ def test_stacked_coupling_flow_is_the_per_coupling_flow(mixing):
         assert torch.allclose(
             getattr(new, name).grad, grad, rtol=1e-4, atol=1e-4 * grad.abs().max()
         )
+    # and the pass before it ran on transposed activations (the step benchmark's reference)
+    batch_first = BatchFirstFlow(5, hidden=16, layers=6, mixing=mixing)
+    batch_first.load_state_dict(old.state_dict())
+    z_first, logdet_first = batch_first.forward_with_logdet(x)
+    assert torch.allclose(z_first, z_new, atol=1e-4)
+    assert torch.allclose(logdet_first, logdet_new, atol=1e-4)
 
 
 def test_leaky_flow_log_determinant_is_exact_and_the_map_is_invertible():
