@@ -141,6 +141,24 @@ def test_pairwise_log_prob_is_the_elementwise_gaussian_log_density():
     assert pairwise_log_prob(one, one, one).item() == pytest.approx(-0.5 * math.log(2 * math.pi))
 
 
+def test_pairwise_log_prob_gradients_are_the_elementwise_forms():
+    """The expanded form has the gradients of the point-by-point density, second order
+    included (eq. 1's Jacobian terms differentiate through the codes)."""
+    g = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(6, 3, generator=g, dtype=torch.float64) for _ in range(2)]
+    inputs.append(torch.empty(4, 3, dtype=torch.float64).uniform_(-3, 3, generator=g))
+    z, mean, logvar = (t.requires_grad_() for t in (inputs[0], inputs[1][:4], inputs[2]))
+    weights = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    elementwise = gaussian_log_prob(z[:, None], mean[None], logvar[None])
+    expected = torch.autograd.grad((elementwise * weights).sum(), (z, mean, logvar))
+    got = torch.autograd.grad(
+        (pairwise_log_prob(z, mean, logvar) * weights).sum(), (z, mean, logvar)
+    )
+    for e, o in zip(expected, got, strict=True):
+        torch.testing.assert_close(o, e)
+    assert torch.autograd.gradgradcheck(pairwise_log_prob, (z, mean, logvar))
+
+
 @pytest.mark.parametrize(
     "data_dim, options, weight",
     [
