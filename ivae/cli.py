@@ -18,6 +18,7 @@ TRAIN_FLAGS = (
     "augment",
     "restarts",
     "restart_epochs",
+    "align_steps",
 )
 
 
@@ -450,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--restart-epochs",
         type=positive_int,
         help="epochs each initialisation trains before the choice (default 2)",
+    )
+    train.add_argument(
+        "--align-steps",
+        type=non_negative_int,
+        help="after the epochs, steps of the final alignment: the density ratio on a k x k map "
+        "of the training codes and the prior's last layer; none by default (default 0)",
     )
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument(

@@ -24,6 +24,7 @@ class Preset:
     restarts: int = 1  # initialisations tried, the best by the validation objective kept
     restart_epochs: int = 2
     final_lr_fraction: float = 0.1  # the cosine schedule ends at this fraction of lr
+    align_steps: int = 0  # steps of the final alignment after the epochs (ivae.alignment)
     model_options: Mapping[str, object] = field(default_factory=dict)  # as `--set NAME=VALUE`
 
     def __post_init__(self) -> None:  # read-only, so no caller can change the shipped recipe
@@ -42,6 +43,7 @@ class Preset:
             f"--restarts {self.restarts}",
             f"--restart-epochs {self.restart_epochs}",
             f"--final-lr-fraction {self.final_lr_fraction:g}",
+            f"--align-steps {self.align_steps}",
             *(f"--set {k}={v}" for k, v in self.model_options.items()),
         ]
         return " ".join(flags)

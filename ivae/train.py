@@ -22,6 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ivae import distributed
+from ivae.alignment import LR as ALIGN_LR
+from ivae.alignment import AlignmentUnsupported, align, output_layers
 from ivae.checkpoint import CONFIG_VERSION
 from ivae.data.dataset import Dataset
 from ivae.data.paired import SKIPPED
@@ -91,6 +93,9 @@ class TrainConfig:
     # ``selection_score``) goes on, the others are dropped. 1: a single initialisation.
     restarts: int = 1
     restart_epochs: int = 2
+    # The final alignment (ivae.alignment): after the epochs, this many steps of the density
+    # ratio on a k x k map of the training codes and the prior's last layer (0: none)
+    align_steps: int = 0
 
     def __post_init__(self) -> None:
         checks = {
@@ -101,6 +106,7 @@ class TrainConfig:
             "augment": self.augment in AUGMENTATIONS,
             "restarts": self.restarts >= 1,
             "restart_epochs": self.restart_epochs >= 1,
+            "align_steps": self.align_steps >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -236,6 +242,11 @@ class Trainer:
         self.start_inputs: torch.Tensor | None = None
         self.build(self.train_cfg.seed)
         self.config["model_config"] = self.model.config.to_json()  # defaults filled in
+        if self.train_cfg.align_steps:  # refused before any training, not after it
+            try:
+                output_layers(self.model)
+            except AlignmentUnsupported as error:
+                raise TrainingError(f"--align-steps: {error}; train without it") from None
         # The train split stays in the data set's arrays (memory-mapped or not): the loader
         # reads a batch at a time (ivae.loader). Backbone runs: ``views`` (N, V, F) float16
         # features of the V flips and quarter turns of every photo (x is view 0); augment
@@ -664,11 +675,19 @@ class Trainer:
         terms = {k.removeprefix(prefix): v for k, v in found.items() if k.startswith(prefix)}
         return float(self.model.selection_score(terms))
 
+    def align(self, data: Dataset) -> dict:
+        """The final alignment (ivae.alignment), folded into the model; its report."""
+        cfg = self.train_cfg
+        if self.progress:
+            tqdm.write(f"final alignment: {cfg.align_steps} steps on the training codes")
+        return align(self.model, data, cfg.align_steps, ALIGN_LR, self.batch, cfg.seed, self.device)
+
     def finish(self, data: Dataset) -> dict:
         """Rank 0 writes model.pt and metrics.json and returns the metrics; the others {}."""
         if not self.world.main:
             return {}
         self.model.eval()
+        alignment = self.align(data) if self.train_cfg.align_steps else None
         save_torch(
             self.out / "model.pt", {"config": self.config, "state_dict": self.model.state_dict()}
         )
@@ -680,6 +699,8 @@ class Trainer:
             metrics["peak_device_memory_mb"] = round(peak / 2**20, 1)
         metrics["restarts"] = self.restarts
         metrics["rollbacks"] = self.rollbacks
+        if alignment is not None:
+            metrics["alignment"] = alignment
         n_val = self.val_batch
         metrics["health"] = assess(self.history, math.log(n_val) if n_val > 1 else None)
         # photos that could not be decoded: in no split, left out of training (ivae.data.paired)

@@ -80,6 +80,23 @@ def pairwise_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor)
     return -0.5 * (quad + logvar.sum(-1) + z.shape[-1] * LOG_2PI)
 
 
+def density_ratio(logp: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """Eq. 3 per code: (B, M) log-densities of B codes under M queries' priors, code i's own
+    query in column i + ``offset`` -> (B,) log p(z_i | y_i) - log 1/M sum_j p(z_i | y_j)."""
+    return logp.diagonal(offset) - (torch.logsumexp(logp, dim=1) - math.log(logp.shape[1]))
+
+
+def prior_gaussian(
+    out: torch.Tensor, logvar_range: tuple[float, float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prior network's output (B, 2k) -> mean, logvar (B, k), the log-variance squashed into
+    ``logvar_range`` by a tanh centred in it (slope 1 at 0; ConditionalPrior)."""
+    low, high = logvar_range
+    mean, raw = out.chunk(2, dim=-1)
+    mid, half = (high + low) / 2, (high - low) / 2
+    return mean, mid + half * torch.tanh(raw / half)
+
+
 def kl_gaussians(m1, lv1, m2, lv2) -> torch.Tensor:
     """KL(N(m1, e^lv1) || N(m2, e^lv2)) for diagonal Gaussians, summed over the last dim."""
     return 0.5 * (lv2 - lv1 + (torch.exp(lv1) + (m1 - m2) ** 2) * torch.exp(-lv2) - 1).sum(-1)
@@ -110,10 +127,7 @@ class ConditionalPrior(nn.Module):
         self.low, self.high = logvar_range
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, raw = self.net(y).chunk(2, dim=-1)
-        mid, half = (self.high + self.low) / 2, (self.high - self.low) / 2
-        logvar = mid + half * torch.tanh(raw / half)  # slope 1 at raw = 0
-        return mean, logvar
+        return prior_gaussian(self.net(y), (self.low, self.high))
 
 
 class Model(nn.Module):

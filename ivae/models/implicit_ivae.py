@@ -23,7 +23,6 @@ implicit decoder, the likelihood without its Jacobian term).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -35,6 +34,7 @@ from ivae.models.base import (
     ConditionalPrior,
     Model,
     ModelConfig,
+    density_ratio,
     kl_gaussians,
     pairwise_log_prob,
     register,
@@ -304,7 +304,7 @@ class ImplicitIVAE(Model):
         (means, logvars), offset = gather(mean, logvar)
         logp = pairwise_log_prob(z, means, logvars)  # (B, N*B): code i under query j's prior
         positive = logp.diagonal(offset)  # (B,): code i under its own query's prior
-        ratio = positive - (torch.logsumexp(logp, dim=1) - math.log(logp.shape[1]))
+        ratio = density_ratio(logp, offset)
         terms = {"ratio": ratio.mean(), "log_prior": positive.mean()}
         if c.posterior == "stochastic":
             terms.update(self._elbo_terms(x, mean, logvar, jac))
