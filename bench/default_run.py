@@ -24,7 +24,14 @@ def main() -> None:
     report = evaluate(run.model, data, split="test")
     test = data.part("test")
     leaks = leakage(test, encode(run.model, test)[0]) or {}
-    train_seconds = json.loads((Path(args.run) / "metrics.json").read_text())["train_seconds"]
+    metrics = json.loads((Path(args.run) / "metrics.json").read_text())
+    train_seconds, alignment = metrics["train_seconds"], metrics.get("alignment")
+    aligned = (
+        f", then {alignment['steps']:,} steps of the final alignment in "
+        f"{alignment['seconds']:.0f} s"
+        if alignment
+        else ""
+    )
     per_factor = " · ".join(f"{k} {v:.3f}" for k, v in report["mcc_per_factor"].items())
     worst = max(leaks, key=leaks.get) if leaks else "-"
     rows = ["| direction | medR | R@1 | R@5 | R@10 |", "|---|---|---|---|---|"]
@@ -40,7 +47,7 @@ def main() -> None:
             f"{report['n_items']} test items of `{shown(data.source)}`; "
             "trained by `make default-model` "
             f"(`ivae train --preset {run.config.get('preset')}`) in {train_seconds:.0f} s of CPU "
-            "training (2 shared cores).",
+            f"training{aligned} (2 shared cores).",
             "",
             f"- MCC over the four shared factors: **{report['mcc']:.3f}** (Spearman "
             f"{report['mcc_spearman']:.3f}); per factor: {per_factor}.",

@@ -186,3 +186,15 @@ def align(
         # how far the codes were turned: 0 for A = identity
         "change": float(np.linalg.norm(a - np.eye(k)) / np.sqrt(k)),
     }
+
+
+def summary(report: dict) -> str:
+    """One sentence on a run's final alignment, from its ``metrics.json`` entry."""
+    text = (
+        f"{int(report.get('steps', 0)):,} steps of the density ratio after the epochs, on a "
+        "k x k map of the training photos' codes and the prior's last layer"
+    )
+    before, after = report.get("validation_ratio_before"), report.get("validation_ratio_after")
+    if isinstance(before, int | float) and isinstance(after, int | float):
+        text += f" (validation ratio {before:.3f} before, {after:.3f} after)"
+    return text

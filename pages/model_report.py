@@ -10,6 +10,7 @@ import streamlit as st
 from explorer import tables, ui
 from explorer.runs import compare_runs
 from ivae import report
+from ivae.alignment import summary as alignment_summary
 from ivae.head import encoder_summary
 from ivae.health import summary as health_summary
 from ivae.run import RunError
@@ -60,6 +61,9 @@ else:
     st.markdown(f"**Objective:** the {ui.plain(run.model_name)} model's own (see docs/method.md).")
 
 metrics = run.metrics
+alignment = metrics.get("alignment")
+if isinstance(alignment, dict):
+    st.markdown(f"**Final alignment:** {ui.plain(alignment_summary(alignment))}.")
 health = metrics.get("health")
 st.subheader("Health")
 if not health:

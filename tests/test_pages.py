@@ -283,6 +283,14 @@ def test_the_model_report_says_when_a_run_is_probably_poor(tiny_run, tmp_path):
     assert "2 initialisations tried" in caption and "start 2 kept" in caption
     assert "blew up in epoch 6" in caption and "0.5 of the learning rate" in caption
 
+    metrics["alignment"] = {"steps": 24000, "validation_ratio_before": 3.72}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    at = app(run, "model_report")
+    assert_ok(at)
+    said = " ".join(m.value for m in at.markdown).replace("\\", "")  # markdown escapes
+    assert "**Final alignment:** 24,000 steps of the density ratio" in said
+    assert "validation ratio" not in said  # only one of the two figures: none shown
+
     del metrics["health"]  # a run from before health reports: said so, no crash
     (run / "metrics.json").write_text(json.dumps(metrics))
     at = app(run, "model_report")
