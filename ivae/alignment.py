@@ -4,12 +4,14 @@ On kitchen a trained run's codes hold every factor (a linear read-out recovers e
 r = 0.95-0.98) but mix some of them (greenness with spiciness and the dish), and the ratio's
 pull towards the unmixed alignment is weak: through the whole network, 30 epochs follow it
 only part of the way. With the image encoder and the prior's recipe network held, the same
-objective trains just a k x k map A (and a shift b) of the codes and the prior's last layer,
-on the training photos' codes computed once, at a thousandth of a training step's cost; the
-map is then folded into the encoder's last linear layer and the layer into the prior, so the
-run keeps its architecture and every reader of it is unchanged.
+objective (with a gauge on the codes' scale, to which it is blind) trains just a k x k map
+A (and a shift b) of the codes and the prior's last layer, on the training photos' codes
+computed once, at a thousandth of a training step's cost; the map is then folded into the
+encoder's last linear layer and the layer into the prior, so the run keeps its architecture
+and every reader of it is unchanged.
 
-Measured: docs/experiments.md, "A final alignment" (``bench/final_alignment.py``).
+Measured: docs/experiments.md, "What the ratio leaves mixed: a final alignment"
+(``bench/final_alignment.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ from ivae.models.base import Model, density_ratio, pairwise_log_prob, prior_gaus
 # Adam's rate for the map and the layer: on kitchen 1e-2 aligned further in 24,000 steps than
 # 1e-3, and 3e-2 less far (docs/experiments.md, "A final alignment")
 LR = 1e-2
+# The ratio is blind to the codes' scale (z -> c z, the prior following), and on the training
+# codes the stage grows it until the prior's variances reach the top of their range: codes
+# 6 times wider, and less aligned. The gauge pins the batch's mean prior log-variance at 0.
+GAUGE_WEIGHT = 1.0
+# Codes and recipe features held for the stage, per split, at most: a seeded sample of a
+# larger split (136 floats an item, 35 MB), so a Recipe1M-scale run's memory stays flat
+MAX_ITEMS = 65536
 
 
 class AlignmentUnsupported(ValueError):
@@ -78,12 +87,23 @@ class LinearAlignment(nn.Module):
 
     def log_probs(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """(B, B): every aligned code under every recipe's prior."""
-        gaussian = prior_gaussian(self.layer(h), self.logvar_range)
-        return pairwise_log_prob(self.codes(z), *gaussian)
+        return self.terms(z, h)[0]
+
+    def terms(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, B) log-densities, as ``log_probs``, and the batch's prior log-variances (B, k)."""
+        mean, logvar = prior_gaussian(self.layer(h), self.logvar_range)
+        return pairwise_log_prob(self.codes(z), mean, logvar), logvar
 
     def ratio(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The density ratio (eq. 3) per pair of a batch, its own pairs as negatives."""
         return density_ratio(self.log_probs(z, h))
+
+
+def sample(data: Dataset, seed: int, limit: int = MAX_ITEMS) -> Dataset:
+    """``data``, or ``limit`` of its items drawn from ``seed`` (in their order) if it has more."""
+    if len(data) <= limit:
+        return data
+    return data.subset(np.sort(np.random.default_rng(seed).choice(len(data), limit, False)))
 
 
 @torch.no_grad()
@@ -112,12 +132,14 @@ def fit(
     batch_size: int,
     seed: int,
 ) -> None:
-    """``steps`` of Adam on the ratio, batches drawn with replacement from the seed."""
+    """``steps`` of Adam on the ratio and the scale's gauge, batches drawn with replacement
+    from the seed."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(alignment.parameters(), lr=lr)
     for _ in range(steps):
         rows = torch.randint(0, len(z), (batch_size,), generator=generator)
-        loss = -alignment.ratio(z[rows], h[rows]).mean()
+        logp, logvar = alignment.terms(z[rows], h[rows])
+        loss = -density_ratio(logp).mean() + GAUGE_WEIGHT * logvar.mean() ** 2
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -164,7 +186,7 @@ def align(
     split)."""
     start = time.perf_counter()
     code_layer, prior_layer = output_layers(model)
-    train, val = data.part("train"), data.part("val")
+    train, val = (sample(data.part(split), seed) for split in ("train", "val"))
     z, h = cached_inputs(model, train, prior_layer, device)
     k = z.shape[1]
     logvar_range = (model.prior.low, model.prior.high)

@@ -120,6 +120,18 @@ def test_training_with_align_steps_is_training_then_aligning(toy_npz, tmp_path):
         torch.testing.assert_close(tensor, reference[name], msg=name)
 
 
+def test_a_large_split_is_sampled_to_a_bounded_size_the_same_way_each_time(toy_npz):
+    from ivae.alignment import sample
+
+    train = load_dataset(toy_npz).part("train")
+    assert sample(train, seed=0, limit=len(train)) is train
+    picked = sample(train, seed=0, limit=50)
+    assert len(picked) == 50
+    np.testing.assert_array_equal(picked.x, sample(train, seed=0, limit=50).x)
+    rows = [np.flatnonzero((train.x == row).all(1))[0] for row in picked.x]
+    assert rows == sorted(rows)  # in the split's order
+
+
 def test_align_steps_on_a_flow_is_refused_before_training(toy_npz, tmp_path):
     from ivae.data.toy import generate_toy
     from ivae.data.vectors import save_npz

@@ -320,13 +320,30 @@ def test_the_head_jacobian_term_trains_the_head_and_leaves_the_trunk_alone():
     assert "head on its trunk's features" in " ".join(model.config.objective_terms())
 
 
-def test_a_head_jacobian_needs_a_network_with_a_trunk():
+def test_a_head_jacobian_needs_a_network_with_a_trunk_or_features_as_input():
     from ivae.models import build_model
     from ivae.nets import Modality
 
     options = {"latent_dim": 2, "jacobian": "head", "likelihood_weight": 0.1}
+    pretrained = {**options, "encoder": "efficientnet-lite0"}  # an image network, no trunk
     with pytest.raises(ValueError, match="trunk and a head.*jacobian='exact'"):
-        build_model("implicit-ivae", options, Modality("vector", (7,)), Modality("vector", (3,)))
+        build_model(
+            "implicit-ivae", pretrained, Modality("image", (3, 32, 32)), Modality("vector", (3,))
+        )
+    # on a backbone's features the encoder is the head: J on its input, as jacobian='exact'
+    torch.manual_seed(0)
+    head = build_model("implicit-ivae", options, Modality("vector", (7,)), Modality("vector", (3,)))
+    torch.manual_seed(0)
+    exact = build_model(
+        "implicit-ivae",
+        {**options, "jacobian": "exact"},
+        Modality("vector", (7,)),
+        Modality("vector", (3,)),
+    )
+    batch = {"x": torch.randn(16, 7), "y": torch.randn(16, 3)}
+    terms, reference = head.loss(batch), exact.loss(batch)
+    torch.testing.assert_close(terms["log_volume"], reference["log_volume"])
+    torch.testing.assert_close(terms["loss"], reference["loss"])
 
 
 def test_eq1_from_a_fraction_of_the_epochs_on_is_the_ratio_alone_before_it():

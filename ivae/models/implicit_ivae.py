@@ -76,7 +76,9 @@ class ImplicitIVAEConfig(ModelConfig):
     # then refines codes the ratio has aligned instead of steering them from the start
     likelihood_from: float = 0.0
     # "exact" | "head": the Jacobian of the image network's head on its trunk's features, k x F
-    # per item instead of k x pixels (docs/experiments.md, "Which objective on images") |
+    # per item instead of k x pixels (docs/experiments.md, "Which objective on images"); on
+    # vector inputs (a backbone's features) the encoder is itself the head, and "head" is J on
+    # its input, as "exact" |
     # "none" (the ablation without the Jacobian term)
     jacobian: str = "exact"
     jacobian_samples: int = 64  # batch points per step for the Jacobian term (unbiased subset)
@@ -190,7 +192,7 @@ class ImplicitIVAE(Model):
             self.encoder = backbone_tail(x, outputs, config.hidden, config.depth, stage_means)
         else:
             self.encoder = build_encoder(x, outputs, config.hidden, config.depth, config.width)
-        if config.jacobian == "head" and not hasattr(self.encoder, "trunk"):
+        if config.jacobian == "head" and x.kind == "image" and not hasattr(self.encoder, "trunk"):
             raise ValueError(
                 "jacobian='head' needs an image encoder made of a trunk and a head (the CNN "
                 f"on photos); this one is a {type(self.encoder).__name__}: use jacobian='exact'"
@@ -280,7 +282,7 @@ class ImplicitIVAE(Model):
         m = min(self.config.jacobian_samples, len(x)) if self._needs_jacobian() else 0
         if not m:
             return self.code(x), None
-        if self.config.jacobian == "head":
+        if self.config.jacobian == "head" and hasattr(self.encoder, "trunk"):
             # J of the head alone, on the trunk's features of the first m points, detached:
             # the term trains the head; a trunk trained by it could shrink its features and
             # grow the head's volume without bound (docs/method.md, pitfall 1)
