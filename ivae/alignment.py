@@ -27,7 +27,7 @@ from ivae.encoding import encode_batched
 from ivae.models.base import Model, density_ratio, pairwise_log_prob, prior_gaussian
 
 # Adam's rate for the map and the layer: on kitchen 1e-2 aligned further in 24,000 steps than
-# 1e-3, and 3e-2 less far (docs/experiments.md, "A final alignment")
+# 1e-3, and 3e-2 less far (docs/experiments.md, "What the ratio leaves mixed")
 LR = 1e-2
 # The ratio is blind to the codes' scale (z -> c z, the prior following), and on the training
 # codes the stage grows it until the prior's variances reach the top of their range: codes
