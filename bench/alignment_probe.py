@@ -34,6 +34,7 @@ import torch
 import ivae
 from bench.common import EXPERIMENTS, command, load_average, shown, write_section
 from ivae.alignment import LinearAlignment, cached_inputs, mean_ratio, output_layers
+from ivae.alignment import fit as stage_fit
 from ivae.metrics import mcc
 from ivae.models.base import density_ratio
 
@@ -72,16 +73,13 @@ def terms(
 
 
 def fit(alignment: LinearAlignment, params, z, h, steps, lr, seed, weight: float = 0.0) -> None:
-    """``steps`` of Adam on -(ratio + ``weight`` x eq. 1), batches drawn from the seed."""
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(params, lr=lr)
-    for _ in range(steps):
-        batch = torch.randint(0, len(z), (BATCH,), generator=generator)
-        ratio, likelihood = terms(alignment, z[batch], h[batch])
-        loss = -(ratio.mean() + weight * likelihood.mean())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    """``steps`` of Adam on -(ratio + ``weight`` x eq. 1), no gauge (the stage's loop)."""
+
+    def loss_of(alignment, z, h):
+        ratio, likelihood = terms(alignment, z, h)
+        return -(ratio.mean() + weight * likelihood.mean())
+
+    stage_fit(alignment, z, h, steps, lr, BATCH, seed, loss_of, list(params))
 
 
 def scores(model: LinearAlignment, z: torch.Tensor, factors: np.ndarray, names) -> dict:

@@ -123,6 +123,12 @@ def cached_inputs(
     return torch.from_numpy(z).float(), torch.cat(features).float()
 
 
+def gauged_ratio_loss(alignment: LinearAlignment, z: torch.Tensor, h: torch.Tensor):
+    """The stage's loss on a batch: minus the ratio, plus the gauge on the codes' scale."""
+    logp, logvar = alignment.terms(z, h)
+    return -density_ratio(logp).mean() + GAUGE_WEIGHT * logvar.mean() ** 2
+
+
 def fit(
     alignment: LinearAlignment,
     z: torch.Tensor,
@@ -131,15 +137,17 @@ def fit(
     lr: float,
     batch_size: int,
     seed: int,
+    loss_of=gauged_ratio_loss,
+    params=None,
 ) -> None:
-    """``steps`` of Adam on the ratio and the scale's gauge, batches drawn with replacement
+    """``steps`` of Adam on ``loss_of(alignment, z, h)`` (default: the ratio and the scale's
+    gauge) over ``params`` (default: all of the alignment's), batches drawn with replacement
     from the seed."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(alignment.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(alignment.parameters() if params is None else params, lr=lr)
     for _ in range(steps):
         rows = torch.randint(0, len(z), (batch_size,), generator=generator)
-        logp, logvar = alignment.terms(z[rows], h[rows])
-        loss = -density_ratio(logp).mean() + GAUGE_WEIGHT * logvar.mean() ** 2
+        loss = loss_of(alignment, z[rows], h[rows])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -185,7 +193,7 @@ def align(
     the seconds, and the validation ratio before and after (None without a validation
     split)."""
     start = time.perf_counter()
-    code_layer, prior_layer = output_layers(model)
+    prior_layer = output_layers(model)[1]
     train, val = (sample(data.part(split), seed) for split in ("train", "val"))
     z, h = cached_inputs(model, train, prior_layer, device)
     k = z.shape[1]
