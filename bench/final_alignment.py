@@ -66,6 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", help="kitchen runs trained without --align-steps")
     parser.add_argument("--steps", type=int, default=24000)
+    parser.add_argument("--no-write-docs", action="store_true", help="print the table only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = [measure(path, args.steps) for path in args.runs]
@@ -104,6 +105,9 @@ def main() -> None:
         "split; the validation ratio over batches of the same size across the validation "
         f"split; 1 CPU thread, load average {load_average():.1f} at the end).",
     ]
+    if args.no_write_docs:
+        print("\n".join(lines))
+        return
     print(write_section("final-alignment", "\n".join(lines), EXPERIMENTS))
 
 

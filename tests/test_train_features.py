@@ -303,3 +303,16 @@ def test_the_stats_backbone_trains_a_head_and_reads_photos_through_it(tiny, weig
     features = run.image_features(photos(tiny))
     assert features.shape == (5, 1568) and (features[:, 784:] >= 0).all()  # deviations
     np.testing.assert_allclose(run.encode_x(photos(tiny)), run.encode_x(features), rtol=1e-5)
+
+
+def test_a_backbone_run_ends_with_the_final_alignment(tiny, weights, tmp_path):
+    """``--align-steps`` on a head over backbone features: the map is folded into the head's
+    last layer, so photos and their features still give the same codes."""
+    out = tmp_path / "aligned"
+    extra = ["--augment", "none", "--epochs", "1", "--align-steps", "30"]
+    assert train_cli(tiny, weights.run, out, *extra) == 0
+    alignment = json.loads((out / "metrics.json").read_text())["alignment"]
+    assert alignment["steps"] == 30 and alignment["change"] > 0
+    run = ivae.load_run(out)
+    features = run.image_features(photos(tiny))
+    np.testing.assert_allclose(run.encode_x(photos(tiny)), run.encode_x(features), rtol=1e-5)
