@@ -45,7 +45,7 @@ ROWS = {
     "orthogonal start, 45 epochs (the previous default)": (False, 45),
     "orthogonal start, 20 epochs": (False, 20),
     "whitened start, 15 epochs": (True, 15),
-    "whitened start, 20 epochs (the default)": (True, 20),
+    "whitened start, 20 epochs (then the default)": (True, 20),
 }
 VARIANT = "square"
 

@@ -38,7 +38,7 @@ def test_rows_train_with_their_start_and_schedule_and_are_summarised(tmp_path, m
         " 0.900 | 45 s |" in table
     )
     assert (
-        "| whitened start, 20 epochs (the default) | 0.950 | 0.960 | 0.955 ± 0.007 | 0.950 |"
+        "| whitened start, 20 epochs (then the default) | 0.950 | 0.960 | 0.955 ± 0.007 | 0.950 |"
         " 20 s |" in table
     )
     data = load_dataset(dataset(tmp_path, "square", 1, 50))
