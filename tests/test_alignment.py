@@ -40,9 +40,11 @@ def test_the_ratio_unmixes_factors_that_the_query_pins_down_unequally():
     z = torch.tensor(factors @ rotation.T, dtype=torch.float32)
     h = torch.tensor(np.eye(segments)[segment], dtype=torch.float32)  # the query: its segment
     assert mcc(factors, z.numpy())["mcc"] < 0.75
+    torch.manual_seed(0)  # the prior's layer starts the same whatever ran before
     layer = nn.Linear(segments, 4)
     alignment = LinearAlignment(torch.eye(2), layer, (-6.0, 4.0))
-    fit(alignment, z, h, steps=2000, lr=LR, batch_size=128, seed=0)
+    # 4000 steps: from 2 of 30 random starts of the layer, 2000 left the map at 0.935-0.963
+    fit(alignment, z, h, steps=4000, lr=LR, batch_size=128, seed=0)
     with torch.no_grad():
         aligned = alignment.codes(z).numpy()
     assert mcc(factors, aligned)["mcc"] > 0.97

@@ -73,6 +73,7 @@ def _rank_steps(rank: int, world: int, port: int, out: str) -> None:
     ddp = torch.nn.parallel.DistributedDataParallel
     results = [one_step(name, options, part, ddp) for name, options in CASES]
     torch.save(results, Path(out) / f"rank{rank}.pt")
+    dist.barrier()  # neither rank tears gloo down while the other is still in a collective
     dist.destroy_process_group()
 
 
