@@ -30,8 +30,8 @@ from ivae.alignment import (
     LR,
     LinearAlignment,
     cached_inputs,
+    fit,
     fold,
-    gauged_ratio_loss,
     mean_ratio,
     output_layers,
     sample,
@@ -76,8 +76,8 @@ class MeansFollow(LinearAlignment):
 
 
 def aligned_models(model, data, variant: str, seed: int, batch: int):
-    """(steps, ``model`` with the alignment so far folded in, validation ratio) after each of
-    CHECKPOINTS steps of ``variant``; ``model`` itself is not changed."""
+    """[(steps, ``model`` with the alignment so far folded in, validation ratio)] after each
+    of CHECKPOINTS steps of ``variant``; ``model`` itself is not changed."""
     trains, rate = VARIANTS[variant]
     layer = output_layers(model)[1]
     z, h = cached_inputs(model, sample(data.part("train"), seed), layer)
@@ -94,19 +94,18 @@ def aligned_models(model, data, variant: str, seed: int, batch: int):
             {"params": [alignment.a, alignment.b]},
             {"params": list(alignment.layer.parameters()), "lr": LR * rate},
         ]
-    optimizer = torch.optim.Adam(groups, lr=LR)
-    generator = torch.Generator().manual_seed(seed)  # the stage's draws (ivae.alignment.fit)
-    for step in range(1, CHECKPOINTS[-1] + 1):
-        draw = torch.randint(0, len(z), (batch,), generator=generator)
-        loss = gauged_ratio_loss(alignment, z[draw], h[draw])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    checkpoints = []
+
+    def checkpoint(step: int) -> None:
         if step in CHECKPOINTS:
             stage = alignment.as_stage() if isinstance(alignment, MeansFollow) else alignment
             aligned = copy.deepcopy(model)
             fold(aligned, stage)
-            yield step, aligned.eval(), mean_ratio(stage, zv, hv, batch)
+            checkpoints.append((step, aligned.eval(), mean_ratio(stage, zv, hv, batch)))
+
+    # the stage's own loop and draws (ivae.alignment.fit), stopped at each checkpoint
+    fit(alignment, z, h, CHECKPOINTS[-1], LR, batch, seed, params=groups, after_step=checkpoint)
+    return checkpoints
 
 
 def trajectory(run, data, variant: str) -> list[dict]:

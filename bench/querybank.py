@@ -22,7 +22,7 @@ import torch
 
 import ivae
 from bench.common import EXPERIMENTS, command, load_average, write_section
-from ivae.alignment import LR, align
+from ivae.alignment import LR, align, sample
 from ivae.encoding import encode_batched
 from ivae.metrics import retrieval
 from ivae.models.base import pairwise_log_prob
@@ -38,10 +38,9 @@ def recalls(run_path: str, steps: int) -> dict:
         align(run.model, data, steps, LR, train["batch_size"], train["seed"])
     model = run.model.eval()
     test, training = data.part("test"), data.part("train")
-    bank_rows = np.random.default_rng(0).choice(len(training), min(BANK, len(training)), False)
     (z,) = encode_batched(model, "x", test.x, 256, "cpu")
     mean, logvar = encode_batched(model, "y", test.y, 256, "cpu")
-    (bank,) = encode_batched(model, "x", training.subset(np.sort(bank_rows)).x, 256, "cpu")
+    (bank,) = encode_batched(model, "x", sample(training, 0, BANK).x, 256, "cpu")
     z, mean, logvar, bank = (torch.from_numpy(a).float() for a in (z, mean, logvar, bank))
     with torch.no_grad():
         # log mean_q p(z_q | y_j) for every test recipe j

@@ -139,18 +139,21 @@ def fit(
     seed: int,
     loss_of=gauged_ratio_loss,
     params=None,
+    after_step=None,
 ) -> None:
     """``steps`` of Adam on ``loss_of(alignment, z, h)`` (default: the ratio and the scale's
-    gauge) over ``params`` (default: all of the alignment's), batches drawn with replacement
-    from the seed."""
+    gauge) over ``params`` (default: all of the alignment's; parameter groups too), batches
+    drawn with replacement from the seed; ``after_step(n)`` is called after the n-th step."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(alignment.parameters() if params is None else params, lr=lr)
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         rows = torch.randint(0, len(z), (batch_size,), generator=generator)
         loss = loss_of(alignment, z[rows], h[rows])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if after_step is not None:
+            after_step(step)
 
 
 @torch.no_grad()
