@@ -135,6 +135,10 @@ def train_options(args) -> tuple[str, dict, dict]:
             "ivae train needs --model NAME or --preset NAME (`ivae presets` lists them)"
         )
     options = {**base.model_options, "latent_dim": base.latent_dim} if base else {}
+    if getattr(args, "backbone", None):
+        # a head on a backbone's features codes one view's features: the mean over a photo's
+        # 8 views is a photo encoder's (given with --set, the model refuses it by name)
+        options.pop("symmetry", None)
     options.update(args.set or [])
     if args.latent_dim is not None:
         options["latent_dim"] = args.latent_dim

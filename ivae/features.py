@@ -51,6 +51,7 @@ from ivae.data.paired import (
 from ivae.data.table import mapped_items
 from ivae.images import SkippedImages
 from ivae.io import write_json
+from ivae.nets import dihedral_view
 
 VIEWS = (1, 8)
 CHUNK = 256  # items per recorded step: ~20 s of work at 128 px x 8 views on 2 cores
@@ -77,12 +78,6 @@ def ids_digest(ids: list[str]) -> str:
 def cache_directory(data_dir: Path, backbone: Backbone, views: int) -> Path:
     key = f"{backbone.name}-{backbone.weights_hash}-{backbone.image_size}px-{views}v"
     return Path(data_dir) / CACHE / "features" / key
-
-
-def dihedral_view(x: torch.Tensor, view: int) -> torch.Tensor:
-    """(B, C, S, S) -> the same images under symmetry ``view`` (0-7) of the square."""
-    turned = torch.rot90(x, view % 4, dims=(2, 3))
-    return turned.flip(3) if view >= 4 else turned
 
 
 def chunk_features(backbone: Backbone, images: torch.Tensor, views: int, batch_size: int):

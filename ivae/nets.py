@@ -51,6 +51,15 @@ def _as_float_image(x: torch.Tensor) -> torch.Tensor:
     return x * 2.0 - 1.0
 
 
+DIHEDRAL_VIEWS = 8  # the symmetries of the square: 4 quarter turns, each also flipped
+
+
+def dihedral_view(x: torch.Tensor, view: int) -> torch.Tensor:
+    """(B, C, S, S) -> the same images under symmetry ``view`` (0-7) of the square."""
+    turned = torch.rot90(x, view % 4, dims=(2, 3))
+    return turned.flip(3) if view >= 4 else turned
+
+
 class ConvEncoder(nn.Module):
     """(B, 3, S, S) -> (B, out_dim). Stride-2 convolutions down to 4x4, then an MLP head.
 

@@ -35,7 +35,7 @@ from ivae.io import LockedError, remove_stale, run_lock, save_torch, write_json,
 from ivae.loader import EpochBatches, TrainRows, epoch_seed, train_loader
 from ivae.metrics import mcc
 from ivae.models.base import Model, build_model, model_class
-from ivae.nets import Modality
+from ivae.nets import DIHEDRAL_VIEWS, Modality, dihedral_view
 
 AUGMENTATIONS = ("none", "dihedral")
 # The training options ``--resume --allow-changes`` may change: the schedule's length and
@@ -46,13 +46,13 @@ RESUME_CHANGES = ("epochs", "lr")
 
 def dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """(B, C, S, S) -> each image under one of the 8 symmetries of the square, drawn apart."""
-    ops = torch.randint(0, 8, (len(images),), generator=generator).to(images.device)
+    ops = torch.randint(0, DIHEDRAL_VIEWS, (len(images),), generator=generator)
+    ops = ops.to(images.device)
     out = images.clone()
-    for op in range(1, 8):
+    for op in range(1, DIHEDRAL_VIEWS):
         chosen = ops == op
         if chosen.any():
-            turned = torch.rot90(images[chosen], op % 4, dims=(2, 3))
-            out[chosen] = turned.flip(3) if op >= 4 else turned
+            out[chosen] = dihedral_view(images[chosen], op)
     return out
 
 

@@ -23,7 +23,7 @@ from ivae.alignment import (
 from ivae.data import load_dataset
 from ivae.metrics import mcc
 from ivae.models.base import build_model
-from ivae.nets import Modality
+from ivae.nets import Modality, dihedral_view
 from ivae.train import TrainConfig, TrainingError, train
 
 
@@ -143,3 +143,49 @@ def test_align_steps_on_a_flow_is_refused_before_training(toy_npz, tmp_path):
     with pytest.raises(TrainingError, match="--align-steps: .*flow"):
         train(load_dataset(square), tmp_path / "run", "implicit-ivae", {"latent_dim": 3}, config)
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_the_codes_of_the_8_views_are_aligned_and_folded_as_one_code():
+    """With symmetry='dihedral' the stage fits the mean of each photo's 8 views' codes, and
+    the map folded into the encoder's last layer moves that mean: the map is affine."""
+    torch.manual_seed(0)
+    options = {"latent_dim": 3, "hidden": 8, "width": 8, "symmetry": "dihedral"}
+    x, y = Modality("image", (3, 16, 16)), Modality("vector", (5,))
+    model = build_model("implicit-ivae", options, x, y).eval()
+    images = torch.rand(6, 3, 16, 16)
+    prior_layer = output_layers(model)[1]
+    alignment = LinearAlignment(torch.eye(3), prior_layer, (model.prior.low, model.prior.high))
+    with torch.no_grad():
+        alignment.a.copy_(torch.randn(3, 3))
+        alignment.b.copy_(torch.randn(3))
+        expected = alignment.codes(model.encode_x(images))
+    fold(model, alignment)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_x(images), expected, rtol=1e-5, atol=1e-5)
+        turned = dihedral_view(images, 3)
+        torch.testing.assert_close(model.encode_x(turned), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_8_views_change_no_training_step_and_the_aligned_run_is_their_stage(tmp_path):
+    """What bench/symmetry.py rests on: a run trained with symmetry='dihedral' has the same
+    weights as one without, until its final alignment, which then fits the views' means."""
+    from tiny_run import make_tiny_dataset
+
+    data = load_dataset(make_tiny_dataset(tmp_path / "data", n=120), image_size=32)
+    options = {"latent_dim": 3, "hidden": 16, "width": 8}
+    config = TrainConfig(epochs=1, batch_size=32, seed=1, device="cpu", augment="dihedral")
+    aligned = TrainConfig(**{**config.__dict__, "align_steps": 40})
+    symmetric = {**options, "symmetry": "dihedral"}
+    train(data, tmp_path / "one", "implicit-ivae", options, config, progress=False)
+    train(data, tmp_path / "eight", "implicit-ivae", symmetric, config, progress=False)
+    train(data, tmp_path / "aligned", "implicit-ivae", symmetric, aligned, progress=False)
+    one, eight = (ivae.load_run(tmp_path / name).model for name in ("one", "eight"))
+    assert eight.config.symmetry == "dihedral"
+    for name, tensor in one.state_dict().items():
+        torch.testing.assert_close(tensor, eight.state_dict()[name], msg=name)
+
+    one.config.symmetry = "dihedral"  # as bench/symmetry.py reads a run trained without it
+    align(one, data, 40, LR, 32, seed=1)
+    reference = ivae.load_run(tmp_path / "aligned").model.state_dict()
+    for name, tensor in one.state_dict().items():
+        torch.testing.assert_close(tensor, reference[name], msg=name)

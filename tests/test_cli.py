@@ -484,3 +484,15 @@ def test_a_run_saved_with_a_removed_option_loads_only_at_its_no_op_value(tmp_pat
     torch.save(state, checkpoint)
     with pytest.raises(RunError, match="input_noise=0.1 was removed"):
         ivae.load_run(run_dir)
+
+
+def test_a_backbone_run_of_the_kitchen_preset_codes_one_view_of_features():
+    """The preset's mean over a photo's 8 views is a photo encoder's; a head on backbone
+    features drops it, unless asked for by name (then the model refuses it, saying why)."""
+    assert PRESETS["kitchen"].model_options["symmetry"] == "dihedral"
+    _, options, _ = parsed_train("--preset", "kitchen", "--backbone", "efficientnet-lite0")
+    assert "symmetry" not in options
+    _, options, _ = parsed_train(
+        "--preset", "kitchen", "--backbone", "efficientnet-lite0", "--set", "symmetry=dihedral"
+    )
+    assert options["symmetry"] == "dihedral"

@@ -11,7 +11,7 @@ import torch
 from ivae.models import REGISTRY, UnknownModel, build_model, model_class
 from ivae.models.base import gaussian_log_prob, pairwise_log_prob
 from ivae.models.implicit_ivae import FLOW_LIKELIHOOD_WEIGHT
-from ivae.nets import Modality
+from ivae.nets import DIHEDRAL_VIEWS, Modality, dihedral_view
 
 K = 3
 DATA = {
@@ -173,3 +173,27 @@ def test_auto_likelihood_weight_is_resolved_by_the_encoder(data_dim, options, we
     model = build_model("implicit-ivae", {"latent_dim": K, **options}, x, y)
     assert model.config.likelihood_weight == weight
     assert model.config.to_json()["likelihood_weight"] == weight  # saved resolved
+
+
+def test_dihedral_codes_are_the_mean_of_the_8_views_and_the_same_for_every_view():
+    torch.manual_seed(0)
+    options = {"latent_dim": K, "hidden": 8, "width": 8, "symmetry": "dihedral"}
+    x, y = Modality("image", (3, 16, 16)), Modality("vector", (4,))
+    model = build_model("implicit-ivae", options, x, y).eval()
+    images = torch.rand(4, 3, 16, 16)
+    views = [dihedral_view(images, v) for v in range(DIHEDRAL_VIEWS)]
+    with torch.no_grad():
+        z = model.encode_x(images)
+        torch.testing.assert_close(z, torch.stack([model.code(v) for v in views]).mean(0))
+        for view in views:
+            torch.testing.assert_close(model.encode_x(view), z, rtol=1e-5, atol=1e-6)
+        # the network alone is not invariant: the mean is what makes the codes so
+        assert not torch.allclose(model.code(views[1]), model.code(images), atol=1e-4)
+    assert model.config.to_json()["symmetry"] == "dihedral"  # saved with the run
+
+
+@pytest.mark.parametrize("x", [Modality("vector", (6,)), Modality("image", (3, 16, 12))])
+def test_dihedral_codes_are_refused_on_inputs_that_are_not_square_images(x):
+    y = Modality("vector", (4,))
+    with pytest.raises(ValueError, match="needs square images"):
+        build_model("implicit-ivae", {"latent_dim": K, "symmetry": "dihedral"}, x, y)
