@@ -215,6 +215,13 @@ def load_feature_data(
 
 def encoder_summary(config: dict) -> str:
     """The image encoder of a run, in words, from its config.json (the model report shows it)."""
+    text = network_summary(config)
+    if config.get("model_config", {}).get("symmetry") == "dihedral":
+        text += "; a photo's codes are the mean of its 8 flips' and quarter turns' codes"
+    return text
+
+
+def network_summary(config: dict) -> str:
     x = config["data"]["x"]
     backbone = config.get("backbone")
     if backbone and backbone["name"] in {tail for tail, _ in FINETUNED.values()}:

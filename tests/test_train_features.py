@@ -213,6 +213,11 @@ def test_the_model_report_names_the_backbone(trained):
     assert f"{FEATURES} features" in text
     pixels = {"data": {"x": {"kind": "image", "shape": [3, 64, 64]}}}
     assert head.encoder_summary(pixels) == "a CNN trained from scratch on 64-px photos"
+    symmetric = {**pixels, "model_config": {"symmetry": "dihedral"}}
+    assert head.encoder_summary(symmetric) == (
+        "a CNN trained from scratch on 64-px photos; a photo's codes are the mean of its 8 "
+        "flips' and quarter turns' codes"
+    )
 
 
 # ---- fine-tuning the last block ----------------------------------------------------------------
