@@ -80,8 +80,8 @@ def aligned_models(model, data, variant: str, seed: int, batch: int):
     of CHECKPOINTS steps of ``variant``; ``model`` itself is not changed."""
     trains, rate = VARIANTS[variant]
     layer = output_layers(model)[1]
-    z, h = cached_inputs(model, sample(data.part("train"), seed), layer)
-    zv, hv = cached_inputs(model, sample(data.part("val"), seed), layer)
+    z, h = cached_inputs(model, sample(data, "train", seed), layer)
+    zv, hv = cached_inputs(model, sample(data, "val", seed), layer)
     k, span = z.shape[1], (model.prior.low, model.prior.high)
     kind = MeansFollow if trains == "variances" else LinearAlignment
     alignment = kind(torch.eye(k), layer, span)

@@ -37,10 +37,10 @@ def recalls(run_path: str, steps: int) -> dict:
     if steps:
         align(run.model, data, steps, LR, train["batch_size"], train["seed"])
     model = run.model.eval()
-    test, training = data.part("test"), data.part("train")
+    test = data.part("test")
     (z,) = encode_batched(model, "x", test.x, 256, "cpu")
     mean, logvar = encode_batched(model, "y", test.y, 256, "cpu")
-    (bank,) = encode_batched(model, "x", sample(training, 0, BANK).x, 256, "cpu")
+    (bank,) = encode_batched(model, "x", sample(data, "train", 0, BANK).x, 256, "cpu")
     z, mean, logvar, bank = (torch.from_numpy(a).float() for a in (z, mean, logvar, bank))
     with torch.no_grad():
         # log mean_q p(z_q | y_j) for every test recipe j

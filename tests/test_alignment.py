@@ -125,11 +125,12 @@ def test_training_with_align_steps_is_training_then_aligning(toy_npz, tmp_path):
 def test_a_large_split_is_sampled_to_a_bounded_size_the_same_way_each_time(toy_npz):
     from ivae.alignment import sample
 
-    train = load_dataset(toy_npz).part("train")
-    assert sample(train, seed=0, limit=len(train)) is train
-    picked = sample(train, seed=0, limit=50)
-    assert len(picked) == 50
-    np.testing.assert_array_equal(picked.x, sample(train, seed=0, limit=50).x)
+    data = load_dataset(toy_npz)
+    train = data.part("train")
+    np.testing.assert_array_equal(sample(data, "train", seed=0, limit=len(train)).x, train.x)
+    picked = sample(data, "train", seed=0, limit=50)
+    assert len(picked) == 50 and set(picked.split) == {"train"}
+    np.testing.assert_array_equal(picked.x, sample(data, "train", seed=0, limit=50).x)
     rows = [np.flatnonzero((train.x == row).all(1))[0] for row in picked.x]
     assert rows == sorted(rows)  # in the split's order
 
