@@ -22,6 +22,7 @@ import ivae
 from bench.common import EXPERIMENTS, command, load_average, shown, write_section
 from ivae.alignment import LR, align
 from ivae.evaluate import encode, evaluate, leakage
+from ivae.run import Run
 
 FACTORS = ("savoriness", "wateriness", "greenness", "spiciness")
 
@@ -40,10 +41,16 @@ def figures(model, data) -> dict:
     }
 
 
-def measure(path: str, steps: int) -> dict:
+def unaligned_run(path: str) -> Run:
+    """The run at ``path``, which must have been trained without the final alignment."""
     run = ivae.load_run(path)
     if run.config["train"].get("align_steps"):
         raise SystemExit(f"{path} was trained with the final alignment already")
+    return run
+
+
+def measure(path: str, steps: int) -> dict:
+    run = unaligned_run(path)
     data = run.load_data()
     before = figures(run.model, data)
     train = run.config["train"]

@@ -25,7 +25,6 @@ from bench.common import EXPERIMENTS, command, load_average, write_section
 from ivae.alignment import LR, align, sample
 from ivae.encoding import encode_batched
 from ivae.metrics import retrieval
-from ivae.models.base import pairwise_log_prob
 
 BANK = 4096  # training photos whose codes normalise each recipe's scores
 
@@ -44,10 +43,11 @@ def recalls(run_path: str, steps: int) -> dict:
     z, mean, logvar, bank = (torch.from_numpy(a).float() for a in (z, mean, logvar, bank))
     with torch.no_grad():
         # log mean_q p(z_q | y_j) for every test recipe j
-        hub = torch.logsumexp(pairwise_log_prob(bank, mean, logvar), 0) - np.log(len(bank))
+        hub = torch.logsumexp(model.score(bank, mean, logvar), 0) - np.log(len(bank))
 
-    def plain(index: np.ndarray) -> np.ndarray:
-        return pairwise_log_prob(z[index], mean[index], logvar[index]).numpy()
+    def plain(index: np.ndarray) -> np.ndarray:  # the evaluation's score (ivae.evaluate)
+        with torch.no_grad():
+            return model.score(z[index], mean[index], logvar[index]).numpy()
 
     def normalised(index: np.ndarray) -> np.ndarray:
         return plain(index) - hub[index].numpy()[None, :]

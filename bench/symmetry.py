@@ -21,9 +21,8 @@ import time
 
 import torch
 
-import ivae
 from bench.common import EXPERIMENTS, command, load_average, shown, write_section
-from bench.final_alignment import figures
+from bench.final_alignment import figures, unaligned_run
 from ivae.alignment import LR, align
 from ivae.evaluate import encode
 
@@ -33,9 +32,7 @@ STEPS = 24000  # the kitchen preset's final alignment
 
 def measure(path: str) -> list[dict]:
     """The run's figures for each symmetry, before and after the final alignment."""
-    run = ivae.load_run(path)
-    if run.config["train"].get("align_steps"):
-        raise SystemExit(f"{path} was trained with the final alignment already")
+    run = unaligned_run(path)
     data = run.load_data()
     train = run.config["train"]
     rows = []
